@@ -1,0 +1,67 @@
+//! ML-model observability for Rust model servers.
+//!
+//! `modelwatch` declares the metric schema of a model in production (latency per
+//! inference stage, score distribution, feature cache and store health, what model
+//! is loaded) on a [`prometheus_client`] registry that the caller owns. The library
+//! never starts a server: expose the registry on your own `/metrics` listener (see
+//! `examples/axum.rs`).
+//!
+//! ```
+//! use modelwatch::{Decision, Format, Metrics, MetricsConfig, ModelSpec, Stage, Status};
+//! use prometheus_client::registry::Registry;
+//!
+//! let mut registry = Registry::default();
+//! let metrics = Metrics::register(&mut registry, &MetricsConfig::default())?;
+//! // Resolve the handles once per model; the hot path then does no label lookups.
+//! let fraud = metrics.model(&ModelSpec {
+//!     name: "fraud".into(),
+//!     version: "3".into(),
+//!     ..ModelSpec::default()
+//! });
+//!
+//! let request = fraud.start_request();
+//! let score = fraud.time_stage(Stage::Inference, || 0.03);
+//! fraud.observe_score(score);
+//! request.finish(Status::Success, Decision::Approved);
+//!
+//! let mut body = String::new();
+//! Format::PrometheusText.encode(&registry, &mut body)?;
+//! assert!(body.contains(
+//!     r#"model_requests_total{model="fraud",version="3",status="success",decision="approved"} 1"#
+//! ));
+//! assert_eq!(fraud.requests(Status::Success, Decision::Approved), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod buckets;
+pub mod exposition;
+pub mod guard;
+pub mod instrument;
+pub mod labels;
+pub mod metrics;
+pub mod process;
+pub mod schema;
+
+pub use buckets::Buckets;
+pub use exposition::Format;
+pub use guard::CardinalityGuard;
+pub use instrument::{RequestGuard, StageTimer};
+pub use labels::{CacheOperation, Decision, GuardedLabel, Stage, Status, StoreErrorKind};
+pub use metrics::{Metrics, MetricsConfig, ModelHandle, ModelSpec};
+pub use prometheus_client;
+
+/// Errors from configuring the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A bucket preset is unusable.
+    #[error("invalid {name} buckets: {reason}")]
+    Buckets {
+        /// Which preset.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}

@@ -1,0 +1,327 @@
+//! Module implementing the registered metric families and per-model handles. See
+//! [`Metrics`] and [`ModelHandle`] for details.
+
+use crate::buckets::Buckets;
+use crate::guard::CardinalityGuard;
+use crate::labels::{CacheOperation, Decision, GuardedLabel, Stage, Status, StoreErrorKind};
+use crate::schema::{self, MetricDef};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// Settings for [`Metrics`]: bucket presets and cardinality limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// Histogram bucket presets.
+    pub buckets: Buckets,
+    /// Distinct model names admitted before folding into `other`.
+    pub max_models: usize,
+    /// Distinct versions admitted before folding into `other`.
+    pub max_versions: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            buckets: Buckets::default(),
+            max_models: 8,
+            max_versions: 8,
+        }
+    }
+}
+
+/// Describes a loaded model: the `model_info` labels and the handle's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModelSpec {
+    /// Model name, the `model` label.
+    pub name: String,
+    /// Model version, the `version` label.
+    pub version: String,
+    /// Runtime or training framework (for example `sklearn-onnx`).
+    pub framework: String,
+    /// Training date, `YYYY-MM-DD`.
+    pub training_date: String,
+    /// Architecture (for example `gradient_boosted_trees`).
+    pub architecture: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    model: String,
+    version: String,
+    status: Status,
+    decision: Decision,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    model: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    model: String,
+    version: String,
+    stage: Stage,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    model: String,
+    operation: CacheOperation,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreErrorLabels {
+    model: String,
+    kind: StoreErrorKind,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    model: String,
+    version: String,
+    framework: String,
+    training_date: String,
+    architecture: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OverflowLabels {
+    label: GuardedLabel,
+}
+
+/// Builds histograms with a configured set of bounds.
+#[derive(Clone, Debug)]
+pub struct BucketConstructor(Arc<[f64]>);
+
+impl MetricConstructor<Histogram> for BucketConstructor {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+type HistogramFamily<L> = Family<L, Histogram, BucketConstructor>;
+type InfoFamily = Family<InfoLabels, Info<Vec<(String, String)>>, fn() -> Info<Vec<(String, String)>>>;
+
+fn empty_info() -> Info<Vec<(String, String)>> {
+    Info::new(Vec::new())
+}
+
+fn histograms<L: Clone + std::hash::Hash + Eq>(bounds: &[f64]) -> HistogramFamily<L> {
+    Family::new_with_constructor(BucketConstructor(bounds.into()))
+}
+
+fn register<M: prometheus_client::registry::Metric>(registry: &mut Registry, def: &MetricDef, metric: M) {
+    registry.register(def.registration_name(), def.registration_help(), metric);
+}
+
+/// The metric families of the schema, registered once per process.
+///
+/// Cloning is cheap and shares the underlying series. Call [`Metrics::model`] once
+/// per loaded model to resolve the handles that the hot path uses.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    active: Family<ModelLabels, Gauge>,
+    request_duration: HistogramFamily<VersionLabels>,
+    stage_duration: HistogramFamily<StageLabels>,
+    batch_size: HistogramFamily<ModelLabels>,
+    score: HistogramFamily<VersionLabels>,
+    cache: Family<CacheLabels, Counter>,
+    store_errors: Family<StoreErrorLabels, Counter>,
+    info: InfoFamily,
+    models: Arc<CardinalityGuard>,
+    versions: Arc<CardinalityGuard>,
+}
+
+impl Metrics {
+    /// Creates the families and registers them, with the process collector, on
+    /// `registry`.
+    pub fn register(registry: &mut Registry, config: &MetricsConfig) -> Result<Self, crate::Error> {
+        config.buckets.validate()?;
+        let overflow: Family<OverflowLabels, Counter> = Family::default();
+        let guard = |label: GuardedLabel, limit: usize| {
+            Arc::new(CardinalityGuard::new(
+                label,
+                limit,
+                overflow.get_or_create_owned(&OverflowLabels { label }),
+            ))
+        };
+        let metrics = Self {
+            requests: Family::default(),
+            active: Family::default(),
+            request_duration: histograms(&config.buckets.latency_seconds),
+            stage_duration: histograms(&config.buckets.latency_seconds),
+            batch_size: histograms(&config.buckets.batch_size),
+            score: histograms(&config.buckets.score),
+            cache: Family::default(),
+            store_errors: Family::default(),
+            info: Family::new_with_constructor(empty_info as fn() -> _),
+            models: guard(GuardedLabel::Model, config.max_models),
+            versions: guard(GuardedLabel::Version, config.max_versions),
+        };
+        register(registry, &schema::REQUESTS_TOTAL, metrics.requests.clone());
+        register(registry, &schema::ACTIVE_REQUESTS, metrics.active.clone());
+        register(registry, &schema::REQUEST_DURATION_SECONDS, metrics.request_duration.clone());
+        register(registry, &schema::STAGE_DURATION_SECONDS, metrics.stage_duration.clone());
+        register(registry, &schema::BATCH_SIZE, metrics.batch_size.clone());
+        register(registry, &schema::PREDICTION_SCORE, metrics.score.clone());
+        register(registry, &schema::FEATURE_CACHE_OPERATIONS_TOTAL, metrics.cache.clone());
+        register(registry, &schema::FEATURE_STORE_ERRORS_TOTAL, metrics.store_errors.clone());
+        register(registry, &schema::INFO, metrics.info.clone());
+        register(registry, &schema::LABEL_OVERFLOW_TOTAL, overflow);
+        registry.register_collector(Box::new(crate::process::ProcessCollector::new()));
+        Ok(metrics)
+    }
+
+    /// Resolves every handle for one model, creating all of its series at zero so that
+    /// ratios are 0 rather than absent before the first failure.
+    ///
+    /// Call this once per model load; the returned handle is what the hot path uses.
+    pub fn model(&self, spec: &ModelSpec) -> ModelHandle {
+        let model = self.models.admit(&spec.name);
+        let version = self.versions.admit(&spec.version);
+        let ml = ModelLabels { model: model.clone() };
+        let vl = VersionLabels {
+            model: model.clone(),
+            version: version.clone(),
+        };
+        let requests = std::array::from_fn(|s| {
+            std::array::from_fn(|d| {
+                self.requests.get_or_create_owned(&RequestLabels {
+                    model: model.clone(),
+                    version: version.clone(),
+                    status: Status::ALL[s],
+                    decision: Decision::ALL[d],
+                })
+            })
+        });
+        let stages = std::array::from_fn(|s| {
+            self.stage_duration.get_or_create_owned(&StageLabels {
+                model: model.clone(),
+                version: version.clone(),
+                stage: Stage::ALL[s],
+            })
+        });
+        let cache = std::array::from_fn(|o| {
+            self.cache.get_or_create_owned(&CacheLabels {
+                model: model.clone(),
+                operation: CacheOperation::ALL[o],
+            })
+        });
+        let store_errors = std::array::from_fn(|k| {
+            self.store_errors.get_or_create_owned(&StoreErrorLabels {
+                model: model.clone(),
+                kind: StoreErrorKind::ALL[k],
+            })
+        });
+        // Info is not Clone, so the series is created and the guard dropped at once.
+        drop(self.info.get_or_create(&InfoLabels {
+            model: model.clone(),
+            version: version.clone(),
+            framework: spec.framework.clone(),
+            training_date: spec.training_date.clone(),
+            architecture: spec.architecture.clone(),
+        }));
+        ModelHandle {
+            inner: Arc::new(HandleInner {
+                requests,
+                active: self.active.get_or_create_owned(&ml),
+                request_duration: self.request_duration.get_or_create_owned(&vl),
+                stages,
+                batch_size: self.batch_size.get_or_create_owned(&ml),
+                score: self.score.get_or_create_owned(&vl),
+                cache,
+                store_errors,
+                model,
+                version,
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct HandleInner {
+    pub(crate) requests: [[Counter; Decision::COUNT]; Status::COUNT],
+    pub(crate) active: Gauge,
+    pub(crate) request_duration: Histogram,
+    pub(crate) stages: [Histogram; Stage::COUNT],
+    pub(crate) batch_size: Histogram,
+    pub(crate) score: Histogram,
+    pub(crate) cache: [Counter; CacheOperation::COUNT],
+    pub(crate) store_errors: [Counter; StoreErrorKind::COUNT],
+    model: String,
+    version: String,
+}
+
+/// The resolved series of one model version: recording through it does no label
+/// lookup and no allocation. Cloning shares the series.
+#[derive(Debug, Clone)]
+pub struct ModelHandle {
+    pub(crate) inner: Arc<HandleInner>,
+}
+
+impl ModelHandle {
+    /// The `model` label value (after the cardinality guard).
+    pub fn model(&self) -> &str {
+        &self.inner.model
+    }
+
+    /// The `version` label value (after the cardinality guard).
+    pub fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// Counts one finished request without timing it (for example a request refused
+    /// before it was parsed). Prefer [`ModelHandle::start_request`].
+    pub fn count_request(&self, status: Status, decision: Decision) {
+        self.inner.requests[status.index()][decision.index()].inc();
+    }
+
+    /// Records one prediction score.
+    pub fn observe_score(&self, score: f64) {
+        self.inner.score.observe(score);
+    }
+
+    /// Records the number of rows in one inference batch.
+    pub fn observe_batch_size(&self, rows: usize) {
+        self.inner.batch_size.observe(rows as f64);
+    }
+
+    /// Records one stage duration measured by the caller, in seconds.
+    pub fn observe_stage(&self, stage: Stage, seconds: f64) {
+        self.inner.stages[stage.index()].observe(seconds);
+    }
+
+    /// Counts one feature cache lookup.
+    pub fn cache(&self, operation: CacheOperation) {
+        self.inner.cache[operation.index()].inc();
+    }
+
+    /// Counts one feature store failure.
+    pub fn store_error(&self, kind: StoreErrorKind) {
+        self.inner.store_errors[kind.index()].inc();
+    }
+
+    /// Requests currently in flight, as exported.
+    pub fn active_requests(&self) -> i64 {
+        self.inner.active.get()
+    }
+
+    /// Requests counted so far with this status and decision.
+    pub fn requests(&self, status: Status, decision: Decision) -> u64 {
+        self.inner.requests[status.index()][decision.index()].get()
+    }
+}
