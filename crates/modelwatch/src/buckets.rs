@@ -69,7 +69,10 @@ impl Buckets {
             {
                 return Err(crate::Error::Buckets {
                     name,
-                    reason: format!("bounds must be finite and increasing, got {} then {}", w[0], w[1]),
+                    reason: format!(
+                        "bounds must be finite and increasing, got {} then {}",
+                        w[0], w[1]
+                    ),
                 });
             }
         }
@@ -83,7 +86,9 @@ mod tests {
 
     #[test]
     fn threshold_becomes_a_bucket_bound_once() {
-        let b = Buckets::default().with_score_threshold(0.42).with_score_threshold(0.42);
+        let b = Buckets::default()
+            .with_score_threshold(0.42)
+            .with_score_threshold(0.42);
         assert_eq!(b.score.iter().filter(|v| **v == 0.42).count(), 1);
         assert!(b.score.windows(2).all(|w| w[0] < w[1]));
         b.validate().unwrap();

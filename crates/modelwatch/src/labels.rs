@@ -148,11 +148,23 @@ closed_set! {
 
 /// Every closed set and its values, for the generated documentation.
 pub const CLOSED_SETS: &[(&str, &[&str])] = &[
-    (crate::schema::label::STAGE, &["queue", "feature_fetch", "inference", "postprocess"]),
-    (crate::schema::label::STATUS, &["success", "error", "timeout", "rejected", "overloaded"]),
-    (crate::schema::label::DECISION, &["approved", "declined", "none"]),
+    (
+        crate::schema::label::STAGE,
+        &["queue", "feature_fetch", "inference", "postprocess"],
+    ),
+    (
+        crate::schema::label::STATUS,
+        &["success", "error", "timeout", "rejected", "overloaded"],
+    ),
+    (
+        crate::schema::label::DECISION,
+        &["approved", "declined", "none"],
+    ),
     (crate::schema::label::OPERATION, &["hit", "miss"]),
-    (crate::schema::label::KIND, &["timeout", "unavailable", "decode"]),
+    (
+        crate::schema::label::KIND,
+        &["timeout", "unavailable", "decode"],
+    ),
     (crate::schema::label::LABEL, &["model", "version"]),
 ];
 

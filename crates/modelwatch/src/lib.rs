@@ -38,6 +38,7 @@
 pub mod buckets;
 pub mod exposition;
 pub mod guard;
+pub mod histogram;
 pub mod instrument;
 pub mod labels;
 pub mod metrics;
@@ -47,6 +48,7 @@ pub mod schema;
 pub use buckets::Buckets;
 pub use exposition::Format;
 pub use guard::CardinalityGuard;
+pub use histogram::AtomicHistogram;
 pub use instrument::{RequestGuard, StageTimer};
 pub use labels::{CacheOperation, Decision, GuardedLabel, Stage, Status, StoreErrorKind};
 pub use metrics::{Metrics, MetricsConfig, ModelHandle, ModelSpec};

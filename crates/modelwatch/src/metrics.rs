@@ -3,13 +3,13 @@
 
 use crate::buckets::Buckets;
 use crate::guard::CardinalityGuard;
+use crate::histogram::AtomicHistogram;
 use crate::labels::{CacheOperation, Decision, GuardedLabel, Stage, Status, StoreErrorKind};
 use crate::schema::{self, MetricDef};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ pub struct MetricsConfig {
     pub max_models: usize,
     /// Distinct versions admitted before folding into `other`.
     pub max_versions: usize,
+    /// Register the `process_*` collector (turn off for deterministic output).
+    pub process_metrics: bool,
 }
 
 impl Default for MetricsConfig {
@@ -31,6 +33,7 @@ impl Default for MetricsConfig {
             buckets: Buckets::default(),
             max_models: 8,
             max_versions: 8,
+            process_metrics: true,
         }
     }
 }
@@ -106,14 +109,15 @@ struct OverflowLabels {
 #[derive(Clone, Debug)]
 pub struct BucketConstructor(Arc<[f64]>);
 
-impl MetricConstructor<Histogram> for BucketConstructor {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
+impl MetricConstructor<AtomicHistogram> for BucketConstructor {
+    fn new_metric(&self) -> AtomicHistogram {
+        AtomicHistogram::new(self.0.clone())
     }
 }
 
-type HistogramFamily<L> = Family<L, Histogram, BucketConstructor>;
-type InfoFamily = Family<InfoLabels, Info<Vec<(String, String)>>, fn() -> Info<Vec<(String, String)>>>;
+type HistogramFamily<L> = Family<L, AtomicHistogram, BucketConstructor>;
+type InfoFamily =
+    Family<InfoLabels, Info<Vec<(String, String)>>, fn() -> Info<Vec<(String, String)>>>;
 
 fn empty_info() -> Info<Vec<(String, String)>> {
     Info::new(Vec::new())
@@ -123,7 +127,11 @@ fn histograms<L: Clone + std::hash::Hash + Eq>(bounds: &[f64]) -> HistogramFamil
     Family::new_with_constructor(BucketConstructor(bounds.into()))
 }
 
-fn register<M: prometheus_client::registry::Metric>(registry: &mut Registry, def: &MetricDef, metric: M) {
+fn register<M: prometheus_client::registry::Metric>(
+    registry: &mut Registry,
+    def: &MetricDef,
+    metric: M,
+) {
     registry.register(def.registration_name(), def.registration_help(), metric);
 }
 
@@ -174,15 +182,33 @@ impl Metrics {
         };
         register(registry, &schema::REQUESTS_TOTAL, metrics.requests.clone());
         register(registry, &schema::ACTIVE_REQUESTS, metrics.active.clone());
-        register(registry, &schema::REQUEST_DURATION_SECONDS, metrics.request_duration.clone());
-        register(registry, &schema::STAGE_DURATION_SECONDS, metrics.stage_duration.clone());
+        register(
+            registry,
+            &schema::REQUEST_DURATION_SECONDS,
+            metrics.request_duration.clone(),
+        );
+        register(
+            registry,
+            &schema::STAGE_DURATION_SECONDS,
+            metrics.stage_duration.clone(),
+        );
         register(registry, &schema::BATCH_SIZE, metrics.batch_size.clone());
         register(registry, &schema::PREDICTION_SCORE, metrics.score.clone());
-        register(registry, &schema::FEATURE_CACHE_OPERATIONS_TOTAL, metrics.cache.clone());
-        register(registry, &schema::FEATURE_STORE_ERRORS_TOTAL, metrics.store_errors.clone());
+        register(
+            registry,
+            &schema::FEATURE_CACHE_OPERATIONS_TOTAL,
+            metrics.cache.clone(),
+        );
+        register(
+            registry,
+            &schema::FEATURE_STORE_ERRORS_TOTAL,
+            metrics.store_errors.clone(),
+        );
         register(registry, &schema::INFO, metrics.info.clone());
         register(registry, &schema::LABEL_OVERFLOW_TOTAL, overflow);
-        registry.register_collector(Box::new(crate::process::ProcessCollector::new()));
+        if config.process_metrics {
+            registry.register_collector(Box::new(crate::process::ProcessCollector::new()));
+        }
         Ok(metrics)
     }
 
@@ -193,19 +219,20 @@ impl Metrics {
     pub fn model(&self, spec: &ModelSpec) -> ModelHandle {
         let model = self.models.admit(&spec.name);
         let version = self.versions.admit(&spec.version);
-        let ml = ModelLabels { model: model.clone() };
+        let ml = ModelLabels {
+            model: model.clone(),
+        };
         let vl = VersionLabels {
             model: model.clone(),
             version: version.clone(),
         };
-        let requests = std::array::from_fn(|s| {
-            std::array::from_fn(|d| {
-                self.requests.get_or_create_owned(&RequestLabels {
-                    model: model.clone(),
-                    version: version.clone(),
-                    status: Status::ALL[s],
-                    decision: Decision::ALL[d],
-                })
+        let requests = std::array::from_fn(|i| {
+            let (status, decision) = REQUEST_OUTCOMES[i];
+            self.requests.get_or_create_owned(&RequestLabels {
+                model: model.clone(),
+                version: version.clone(),
+                status,
+                decision,
             })
         });
         let stages = std::array::from_fn(|s| {
@@ -252,14 +279,40 @@ impl Metrics {
     }
 }
 
+/// The (status, decision) pairs that can occur: only a success carries a decision.
+/// These are the series created at zero for each model version.
+pub const REQUEST_OUTCOMES: [(Status, Decision); 7] = [
+    (Status::Success, Decision::Approved),
+    (Status::Success, Decision::Declined),
+    (Status::Success, Decision::None),
+    (Status::Error, Decision::None),
+    (Status::Timeout, Decision::None),
+    (Status::Rejected, Decision::None),
+    (Status::Overloaded, Decision::None),
+];
+
+/// Index into [`REQUEST_OUTCOMES`]; a decision on a failed request is dropped, since
+/// a failed request decided nothing.
+pub(crate) const fn outcome_index(status: Status, decision: Decision) -> usize {
+    match (status, decision) {
+        (Status::Success, Decision::Approved) => 0,
+        (Status::Success, Decision::Declined) => 1,
+        (Status::Success, Decision::None) => 2,
+        (Status::Error, _) => 3,
+        (Status::Timeout, _) => 4,
+        (Status::Rejected, _) => 5,
+        (Status::Overloaded, _) => 6,
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct HandleInner {
-    pub(crate) requests: [[Counter; Decision::COUNT]; Status::COUNT],
+    pub(crate) requests: [Counter; REQUEST_OUTCOMES.len()],
     pub(crate) active: Gauge,
-    pub(crate) request_duration: Histogram,
-    pub(crate) stages: [Histogram; Stage::COUNT],
-    pub(crate) batch_size: Histogram,
-    pub(crate) score: Histogram,
+    pub(crate) request_duration: AtomicHistogram,
+    pub(crate) stages: [AtomicHistogram; Stage::COUNT],
+    pub(crate) batch_size: AtomicHistogram,
+    pub(crate) score: AtomicHistogram,
     pub(crate) cache: [Counter; CacheOperation::COUNT],
     pub(crate) store_errors: [Counter; StoreErrorKind::COUNT],
     model: String,
@@ -284,10 +337,12 @@ impl ModelHandle {
         &self.inner.version
     }
 
-    /// Counts one finished request without timing it (for example a request refused
-    /// before it was parsed). Prefer [`ModelHandle::start_request`].
+    /// Counts one finished request without timing it. Only a success carries a
+    /// decision; for any other status the decision is recorded as `none` (for example a request refused
+    /// (for example a request refused before it was parsed). Prefer
+    /// [`ModelHandle::start_request`].
     pub fn count_request(&self, status: Status, decision: Decision) {
-        self.inner.requests[status.index()][decision.index()].inc();
+        self.inner.requests[outcome_index(status, decision)].inc();
     }
 
     /// Records one prediction score.
@@ -322,6 +377,6 @@ impl ModelHandle {
 
     /// Requests counted so far with this status and decision.
     pub fn requests(&self, status: Status, decision: Decision) -> u64 {
-        self.inner.requests[status.index()][decision.index()].get()
+        self.inner.requests[outcome_index(status, decision)].get()
     }
 }

@@ -84,9 +84,18 @@ fn parse_max_fds(limits: &str) -> Option<f64> {
         .ok()
 }
 
-fn gauge(encoder: &mut DescriptorEncoder, def: &MetricDef, value: f64) -> Result<(), std::fmt::Error> {
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    def: &MetricDef,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(value);
-    let e = encoder.encode_descriptor(def.registration_name(), def.registration_help(), None, metric.metric_type())?;
+    let e = encoder.encode_descriptor(
+        def.registration_name(),
+        def.registration_help(),
+        None,
+        metric.metric_type(),
+    )?;
     metric.encode(e)
 }
 
@@ -97,15 +106,32 @@ impl Collector for ProcessCollector {
         };
         let cpu = ConstCounter::new(stats.cpu_seconds);
         let def = &schema::PROCESS_CPU_SECONDS_TOTAL;
-        let e = encoder.encode_descriptor(def.registration_name(), def.registration_help(), None, cpu.metric_type())?;
+        let e = encoder.encode_descriptor(
+            def.registration_name(),
+            def.registration_help(),
+            None,
+            cpu.metric_type(),
+        )?;
         cpu.encode(e)?;
-        gauge(&mut encoder, &schema::PROCESS_RESIDENT_MEMORY_BYTES, stats.resident_memory_bytes)?;
-        gauge(&mut encoder, &schema::PROCESS_VIRTUAL_MEMORY_BYTES, stats.virtual_memory_bytes)?;
+        gauge(
+            &mut encoder,
+            &schema::PROCESS_RESIDENT_MEMORY_BYTES,
+            stats.resident_memory_bytes,
+        )?;
+        gauge(
+            &mut encoder,
+            &schema::PROCESS_VIRTUAL_MEMORY_BYTES,
+            stats.virtual_memory_bytes,
+        )?;
         gauge(&mut encoder, &schema::PROCESS_OPEN_FDS, stats.open_fds)?;
         if let Some(max) = stats.max_fds {
             gauge(&mut encoder, &schema::PROCESS_MAX_FDS, max)?;
         }
-        gauge(&mut encoder, &schema::PROCESS_START_TIME_SECONDS, stats.start_time_seconds)
+        gauge(
+            &mut encoder,
+            &schema::PROCESS_START_TIME_SECONDS,
+            stats.start_time_seconds,
+        )
     }
 }
 
@@ -121,7 +147,10 @@ mod tests {
         assert_eq!(s.cpu_seconds, 300.0 / ticks);
         assert_eq!(s.start_time_seconds, 1_700_000_000.0 + 1000.0 / ticks);
         assert_eq!(s.virtual_memory_bytes, 4_096_000.0);
-        assert_eq!(s.resident_memory_bytes, 300.0 * rustix::param::page_size() as f64);
+        assert_eq!(
+            s.resident_memory_bytes,
+            300.0 * rustix::param::page_size() as f64
+        );
     }
 
     #[test]

@@ -1,0 +1,5 @@
+//! Integration tests of the modelwatch library, one module per area.
+
+mod docs;
+mod golden;
+mod support;
