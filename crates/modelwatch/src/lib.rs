@@ -36,6 +36,8 @@
 #![forbid(unsafe_code)]
 
 pub mod buckets;
+pub mod drift;
+pub mod drift_metrics;
 pub mod exposition;
 pub mod guard;
 pub mod histogram;
@@ -44,8 +46,11 @@ pub mod labels;
 pub mod metrics;
 pub mod process;
 pub mod schema;
+pub mod window;
 
 pub use buckets::Buckets;
+pub use drift::{DriftError, DriftStats, FeatureReference, ModelReference, ReferenceBins};
+pub use drift_metrics::{DriftConfig, DriftHandle, DriftMetrics, NOT_USED};
 pub use exposition::Format;
 pub use guard::CardinalityGuard;
 pub use histogram::AtomicHistogram;
@@ -53,6 +58,7 @@ pub use instrument::{RequestGuard, StageTimer};
 pub use labels::{CacheOperation, Decision, GuardedLabel, Stage, Status, StoreErrorKind};
 pub use metrics::{Metrics, MetricsConfig, ModelHandle, ModelSpec};
 pub use prometheus_client;
+pub use window::{Clock, ManualClock, SystemClock};
 
 /// Errors from configuring the library.
 #[derive(Debug, thiserror::Error)]

@@ -95,6 +95,14 @@ pub mod label {
     pub const ARCHITECTURE: &str = "architecture";
     /// Which label a cardinality guard folded into `other`.
     pub const LABEL: &str = "label";
+    /// Feature name, from the model's reference (bounded by `DriftConfig::max_features`).
+    pub const FEATURE: &str = "feature";
+    /// Feature group (a feature store entity or table), from the model's reference.
+    pub const FEATURE_GROUP: &str = "feature_group";
+    /// Upper edge of a reference bin (`+Inf` for the last), like a histogram's `le`.
+    pub const BIN: &str = "bin";
+    /// Length of a per-replica sliding window, such as `1h`.
+    pub const WINDOW: &str = "window";
 }
 
 use label::*;
@@ -227,6 +235,86 @@ pub const PROCESS_START_TIME_SECONDS: MetricDef = MetricDef {
     help: "Start time of the process since unix epoch in seconds.",
 };
 
+/// Score counts per reference bin, summable across replicas.
+pub const SCORE_BIN_TOTAL: MetricDef = MetricDef {
+    name: "model_score_bin_total",
+    kind: Kind::Counter,
+    labels: &[MODEL, VERSION, BIN],
+    help: "Prediction scores counted per reference bin (bin = upper edge, +Inf last); sum rates across replicas for the fleet's score distribution.",
+};
+
+/// The score's reference distribution.
+pub const REFERENCE_SCORE_RATIO: MetricDef = MetricDef {
+    name: "model_reference_score_ratio",
+    kind: Kind::Gauge,
+    labels: &[MODEL, VERSION, BIN],
+    help: "Fraction of the reference scores in each bin, joined on (model, version, bin) with model_score_bin_total for fleet drift.",
+};
+
+/// Feature value counts per reference bin.
+pub const FEATURE_BIN_TOTAL: MetricDef = MetricDef {
+    name: "model_feature_bin_total",
+    kind: Kind::Counter,
+    labels: &[MODEL, FEATURE, BIN],
+    help: "Non-missing feature values counted per reference bin (bin = upper edge, +Inf last).",
+};
+
+/// Each feature's reference distribution.
+pub const REFERENCE_FEATURE_RATIO: MetricDef = MetricDef {
+    name: "model_reference_feature_ratio",
+    kind: Kind::Gauge,
+    labels: &[MODEL, FEATURE, BIN],
+    help: "Fraction of the reference values of a feature in each bin, joined on (model, feature, bin) with model_feature_bin_total.",
+};
+
+/// Missing feature values.
+pub const FEATURE_MISSING_TOTAL: MetricDef = MetricDef {
+    name: "model_feature_missing_total",
+    kind: Kind::Counter,
+    labels: &[MODEL, FEATURE],
+    help: "Feature values that were null or missing in predictions; the null ratio is its rate over the prediction rate.",
+};
+
+/// Feature values outside the reference range.
+pub const FEATURE_OUT_OF_RANGE_TOTAL: MetricDef = MetricDef {
+    name: "model_feature_out_of_range_total",
+    kind: Kind::Counter,
+    labels: &[MODEL, FEATURE],
+    help: "Feature values below the reference minimum or above its maximum (they are also counted in their outer bin).",
+};
+
+/// Feature freshness.
+pub const FEATURE_AGE_SECONDS: MetricDef = MetricDef {
+    name: "model_feature_age_seconds",
+    kind: Kind::Gauge,
+    labels: &[MODEL, FEATURE_GROUP],
+    help: "Largest age, at prediction time, of a feature group's values used in recent predictions (the freshness window) in seconds; absent when the group was not used.",
+};
+
+/// Per-replica score PSI.
+pub const SCORE_PSI: MetricDef = MetricDef {
+    name: "model_score_psi",
+    kind: Kind::Gauge,
+    labels: &[MODEL, VERSION, WINDOW],
+    help: "Population stability index of this replica's scores in the sliding window against the reference (fractions clamped at 1e-4); absent when the window is empty, and not averageable across replicas.",
+};
+
+/// Per-replica feature PSI.
+pub const FEATURE_PSI: MetricDef = MetricDef {
+    name: "model_feature_psi",
+    kind: Kind::Gauge,
+    labels: &[MODEL, FEATURE, WINDOW],
+    help: "Population stability index of this replica's non-missing values of a feature in the sliding window against the reference; absent when the window holds none.",
+};
+
+/// Per-replica approval ratio.
+pub const APPROVAL_RATIO: MetricDef = MetricDef {
+    name: "model_approval_ratio",
+    kind: Kind::Gauge,
+    labels: &[MODEL, WINDOW],
+    help: "Fraction of this replica's predictions in the sliding window that were approved; absent when the window is empty.",
+};
+
 /// Every family of the schema, in documentation order.
 pub const ALL: &[MetricDef] = &[
     REQUESTS_TOTAL,
@@ -237,6 +325,16 @@ pub const ALL: &[MetricDef] = &[
     PREDICTION_SCORE,
     FEATURE_CACHE_OPERATIONS_TOTAL,
     FEATURE_STORE_ERRORS_TOTAL,
+    SCORE_BIN_TOTAL,
+    REFERENCE_SCORE_RATIO,
+    FEATURE_BIN_TOTAL,
+    REFERENCE_FEATURE_RATIO,
+    FEATURE_MISSING_TOTAL,
+    FEATURE_OUT_OF_RANGE_TOTAL,
+    FEATURE_AGE_SECONDS,
+    SCORE_PSI,
+    FEATURE_PSI,
+    APPROVAL_RATIO,
     INFO,
     LABEL_OVERFLOW_TOTAL,
     PROCESS_CPU_SECONDS_TOTAL,
