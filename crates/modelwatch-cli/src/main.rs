@@ -1,6 +1,6 @@
 //! The `modelwatch` command. A thin main: the logic lives in the library crates.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// ML-model observability: serve a model with its metrics, generate the Prometheus
@@ -14,16 +14,58 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve a model with every ML metric recorded (API on --listen, /metrics on
+    /// --metrics-listen)
+    Serve(modelwatch_server::config::ServeArgs),
     /// Print the metric schema as Markdown (the source of docs/metrics.md)
     Schema,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Serve(args) => {
+            let sub = matches.subcommand_matches("serve").unwrap_or(&matches);
+            args.resolve(sub).and_then(serve)
+        }
         Command::Schema => {
             print!("{}", modelwatch::schema::metrics_markdown());
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    report(result)
+}
+
+/// Prints an error (and its causes) to stderr; `hint:` lines travel in the message.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MODELWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn serve(args: modelwatch_server::config::ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("modelwatch-worker")
+        .build()?;
+    runtime.block_on(modelwatch_server::server::run(args))?;
+    Ok(ExitCode::SUCCESS)
 }

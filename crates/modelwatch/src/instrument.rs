@@ -53,6 +53,13 @@ impl<'a> RequestGuard<'a> {
         self.start
     }
 
+    /// Restarts the stage clock without recording anything: the next
+    /// [`RequestGuard::mark_stage`] measures from now. Use it after recording stages
+    /// timed elsewhere (for example by a batching thread).
+    pub fn restart_mark(&mut self) {
+        self.last_mark = Instant::now();
+    }
+
     /// Ends the request with its outcome.
     pub fn finish(mut self, status: Status, decision: Decision) {
         self.record(status, decision);

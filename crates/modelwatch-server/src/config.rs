@@ -1,0 +1,314 @@
+//! Module implementing `modelwatch serve`'s settings: flags, `MODELWATCH_*`
+//! environment variables and an optional TOML file. See [`ServeArgs`] for details.
+//!
+//! Precedence: a flag on the command line, then its environment variable, then the
+//! config file, then the default.
+
+use clap::parser::ValueSource;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A duration written with a unit: `250us`, `50ms`, `2s`, `5m`, `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(|| format!("{s:?} has no unit; write it like 250us, 50ms, 2s, 5m or 1h"))?;
+        let (number, unit) = s.split_at(split);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("{s:?} does not start with a number"))?;
+        let seconds = match unit {
+            "us" | "µs" => value / 1e6,
+            "ms" => value / 1e3,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => return Err(format!("unknown unit {unit:?} in {s:?}; use us, ms, s, m or h")),
+        };
+        Ok(HumanDuration(Duration::from_secs_f64(seconds)))
+    }
+}
+
+impl std::fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let us = self.0.as_micros();
+        if us % 1_000_000 == 0 {
+            write!(f, "{}s", us / 1_000_000)
+        } else if us % 1000 == 0 {
+            write!(f, "{}ms", us / 1000)
+        } else {
+            write!(f, "{us}us")
+        }
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where the feature store lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded SQLite store in `--data-dir` (seeded on first start).
+    Sqlite,
+}
+
+/// Serve a model with every ML metric recorded: POST /v1/predict on --listen, and
+/// GET /metrics on --metrics-listen.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (keys as the long flags, with
+    /// underscores). Flags and environment variables win over the file.
+    #[arg(long, env = "MODELWATCH_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Model card of the model to serve (the ONNX file and the reference sit next to
+    /// it). Default: the bundled fraud model.
+    #[arg(long, env = "MODELWATCH_MODEL", value_name = "CARD.json")]
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+
+    /// Address of the prediction API.
+    #[arg(long, env = "MODELWATCH_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Address of the metrics listener (GET /metrics). Kept off the API port, and off
+    /// 9090, which is Prometheus' own.
+    #[arg(long, env = "MODELWATCH_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
+    pub metrics_listen: SocketAddr,
+
+    /// Directory for the embedded feature store and unpacked model files. Default:
+    /// $XDG_DATA_HOME/modelwatch or ~/.local/share/modelwatch.
+    #[arg(long, env = "MODELWATCH_DATA_DIR", value_name = "DIR")]
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Feature store backend.
+    #[arg(long, env = "MODELWATCH_STORE", value_enum, default_value = "sqlite")]
+    pub store: StoreKind,
+
+    /// Most rows per model call.
+    #[arg(long, env = "MODELWATCH_MAX_BATCH", default_value_t = 32)]
+    pub max_batch: usize,
+
+    /// Longest the first row of a batch waits for more rows.
+    #[arg(long, env = "MODELWATCH_MAX_DELAY", default_value = "250us")]
+    pub max_delay: HumanDuration,
+
+    /// Rows that may wait for the model; past this, requests get 429.
+    #[arg(long, env = "MODELWATCH_QUEUE_CAPACITY", default_value_t = 2048)]
+    pub queue_capacity: usize,
+
+    /// Deadline of one prediction; past it the request is answered 504 and counted as
+    /// a timeout.
+    #[arg(long, env = "MODELWATCH_REQUEST_TIMEOUT", default_value = "500ms")]
+    pub request_timeout: HumanDuration,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MODELWATCH_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Most transactions in one /v1/predict/batch request.
+    #[arg(long, env = "MODELWATCH_MAX_BATCH_REQUEST", default_value_t = 256)]
+    pub max_batch_request: usize,
+
+    /// How long a cached feature group stays valid.
+    #[arg(long, env = "MODELWATCH_CACHE_TTL", default_value = "60s")]
+    pub cache_ttl: HumanDuration,
+
+    /// Entities cached per feature group.
+    #[arg(long, env = "MODELWATCH_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub cache_capacity: u64,
+
+    /// Deadline of one feature store call; past it the group is served as missing.
+    #[arg(long, env = "MODELWATCH_STORE_TIMEOUT", default_value = "50ms")]
+    pub store_timeout: HumanDuration,
+
+    /// How often the built-in refresher (standing in for the batch feature pipeline)
+    /// updates each feature group.
+    #[arg(long, env = "MODELWATCH_REFRESH_INTERVAL", default_value = "30s")]
+    pub refresh_interval: HumanDuration,
+
+    /// Length of the per-replica drift windows (model_score_psi{window}).
+    #[arg(long, env = "MODELWATCH_DRIFT_WINDOW", default_value = "1h")]
+    pub drift_window: HumanDuration,
+
+    /// Enable POST /admin/faults on the metrics listener, for incident scenarios.
+    /// Never in production.
+    #[arg(long, env = "MODELWATCH_ENABLE_FAULT_INJECTION")]
+    #[serde(default)]
+    pub enable_fault_injection: bool,
+
+    /// Record no metrics at all (for measuring the instrumentation's cost).
+    #[arg(long, env = "MODELWATCH_NO_INSTRUMENTATION", hide = true)]
+    #[serde(default)]
+    pub no_instrumentation: bool,
+
+    /// How long shutdown waits for in-flight requests.
+    #[arg(long, env = "MODELWATCH_DRAIN_TIMEOUT", default_value = "10s")]
+    pub drain_timeout: HumanDuration,
+}
+
+impl ServeArgs {
+    /// Merges the config file (if any) into every setting that was left at its
+    /// default, then validates.
+    pub fn resolve(mut self, matches: &clap::ArgMatches) -> anyhow::Result<Self> {
+        if let Some(path) = self.config.clone() {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!("cannot read config file {}: {e}", path.display())
+            })?;
+            let file: toml::Table = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            let mut merged = toml::Table::try_from(&self)?;
+            for (key, value) in file {
+                let id = key.as_str();
+                if !merged.contains_key(id) && !is_optional_key(id) {
+                    anyhow::bail!(
+                        "config file {}: unknown setting {key:?}\nhint: keys are the long flags with underscores, see `modelwatch serve --help`",
+                        path.display()
+                    );
+                }
+                let from_default = matches!(
+                    matches.value_source(id),
+                    None | Some(ValueSource::DefaultValue)
+                );
+                if from_default {
+                    merged.insert(key, value);
+                }
+            }
+            let config = self.config.take();
+            self = merged
+                .try_into()
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            self.config = config;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=4096).contains(&self.max_batch),
+            "max_batch must be between 1 and 4096, got {}",
+            self.max_batch
+        );
+        anyhow::ensure!(self.queue_capacity >= 1, "queue_capacity must be at least 1");
+        anyhow::ensure!(
+            self.max_batch_request >= 1,
+            "max_batch_request must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_body_bytes >= 1024,
+            "max_body_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            !self.request_timeout.0.is_zero(),
+            "request_timeout must be more than zero"
+        );
+        anyhow::ensure!(
+            self.listen != self.metrics_listen || self.listen.port() == 0,
+            "--listen and --metrics-listen must differ ({})",
+            self.listen
+        );
+        Ok(())
+    }
+
+    /// The data directory, defaulting per user.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        default_data_dir()
+    }
+}
+
+fn is_optional_key(key: &str) -> bool {
+    matches!(key, "model" | "data_dir")
+}
+
+/// `$XDG_DATA_HOME/modelwatch`, else `~/.local/share/modelwatch`, else
+/// `./.modelwatch`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Path::new(&xdg).join("modelwatch");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return Path::new(&home).join(".local/share/modelwatch");
+    }
+    PathBuf::from(".modelwatch")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<ServeArgs> {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        cli.serve.resolve(&matches)
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!("250us".parse::<HumanDuration>().unwrap().0, Duration::from_micros(250));
+        assert_eq!("1.5s".parse::<HumanDuration>().unwrap().0, Duration::from_millis(1500));
+        assert!("10".parse::<HumanDuration>().unwrap_err().contains("no unit"));
+        assert!("10d".parse::<HumanDuration>().unwrap_err().contains("unknown unit"));
+        assert_eq!(HumanDuration(Duration::from_millis(50)).to_string(), "50ms");
+    }
+
+    #[test]
+    fn file_fills_defaults_but_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(&path, "max_batch = 8\nlisten = \"127.0.0.1:7000\"\nmax_delay = \"1ms\"\n").unwrap();
+        let p = path.to_str().unwrap();
+        let args = parse(&["x", "--config", p, "--listen", "127.0.0.1:7001"]).unwrap();
+        assert_eq!(args.max_batch, 8);
+        assert_eq!(args.max_delay.0, Duration::from_millis(1));
+        assert_eq!(args.listen.to_string(), "127.0.0.1:7001");
+    }
+
+    #[test]
+    fn unknown_file_key_is_refused_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(&path, "max_bacth = 8\n").unwrap();
+        let err = parse(&["x", "--config", path.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(err.contains("max_bacth") && err.contains("hint:"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let err = parse(&["x", "--max-batch", "0"]).unwrap_err().to_string();
+        assert!(err.contains("max_batch"), "{err}");
+    }
+}

@@ -1,0 +1,138 @@
+//! The one error type of the API and its HTTP mapping. See [`ApiError`] for details.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use modelwatch::Status;
+use serde::Serialize;
+
+/// Everything a prediction request can end in other than a prediction.
+///
+/// Client mistakes get their own 4xx and a message that says what to fix. Internal
+/// failures are logged in full and reported to the client only as "internal error".
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON, or not the JSON we expect (wrong type, missing field).
+    #[error("{0}")]
+    InvalidJson(String),
+    /// A field parsed but its value is not acceptable.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field, such as `amount` or `transactions[3].customer_id`.
+        field: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The body is larger than the configured limit.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A batch has more transactions than allowed.
+    #[error("batch has {given} transactions; at most {limit} are allowed per request")]
+    BatchTooLarge {
+        /// Transactions in the request.
+        given: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The micro-batcher's queue is full.
+    #[error("the server is overloaded; retry with backoff")]
+    Overloaded,
+    /// The request passed its deadline.
+    #[error("the prediction did not complete within {deadline_ms} ms")]
+    Timeout {
+        /// The deadline in milliseconds.
+        deadline_ms: u64,
+    },
+    /// The server is shutting down or the model worker is gone.
+    #[error("the server is shutting down")]
+    Unavailable,
+    /// Anything else; the detail is logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    /// The snake_case error type, used in the response body.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BatchTooLarge { .. } => "batch_too_large",
+            ApiError::Overloaded => "overloaded",
+            ApiError::Timeout { .. } => "timeout",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The `status` label this outcome is counted under.
+    pub fn status(&self) -> Status {
+        match self {
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidField { .. }
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::BatchTooLarge { .. } => Status::Rejected,
+            ApiError::Overloaded => Status::Overloaded,
+            ApiError::Timeout { .. } => Status::Timeout,
+            ApiError::Unavailable | ApiError::Internal(_) => Status::Error,
+        }
+    }
+
+    /// The HTTP status code.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } | ApiError::BatchTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub(crate) fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ApiError::InvalidField {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error while serving a prediction");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: self.error_type(),
+                message: self.to_string(),
+            },
+        };
+        let mut response = (self.http_status(), Json(body)).into_response();
+        if matches!(self, ApiError::Overloaded) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,161 @@
+//! Module implementing fault injection for incident scenarios. See [`Faults`] for
+//! details.
+//!
+//! Faults exist only when `serve` runs with `--enable-fault-injection`; they are set
+//! through `POST /admin/faults` on the metrics listener, never on the API port.
+
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The faults currently injected. All default to off.
+#[derive(Debug, Default)]
+pub struct Faults {
+    store_delay_us: AtomicU64,
+    /// Bit i set: the refresher skips feature group i.
+    paused_groups: AtomicU64,
+    /// Model column forced missing, or -1.
+    missing_column: AtomicI64,
+    /// Fraction of predictions failed on purpose, in millionths.
+    error_ppm: AtomicU64,
+    cache_disabled: AtomicBool,
+    counter: AtomicU64,
+}
+
+/// The wire form of [`Faults`], with names instead of indices.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Added latency of every feature store call, in milliseconds.
+    #[serde(default)]
+    pub store_delay_ms: u64,
+    /// Feature groups whose refresher stops (their features go stale).
+    #[serde(default)]
+    pub paused_groups: Vec<String>,
+    /// A feature whose value goes missing in every prediction.
+    #[serde(default)]
+    pub missing_feature: Option<String>,
+    /// Fraction of predictions that fail with an internal error, in [0, 1].
+    #[serde(default)]
+    pub error_ratio: f64,
+    /// Bypass the feature cache (every lookup goes to the store).
+    #[serde(default)]
+    pub cache_disabled: bool,
+}
+
+impl Faults {
+    /// Extra store latency.
+    pub fn store_delay(&self) -> Duration {
+        Duration::from_micros(self.store_delay_us.load(Ordering::Relaxed))
+    }
+
+    /// Whether the refresher skips group `index`.
+    pub fn group_paused(&self, index: usize) -> bool {
+        index < 64 && self.paused_groups.load(Ordering::Relaxed) & (1 << index) != 0
+    }
+
+    /// The model column forced missing, if any.
+    pub fn missing_column(&self) -> Option<usize> {
+        usize::try_from(self.missing_column.load(Ordering::Relaxed)).ok()
+    }
+
+    /// Whether the feature cache is bypassed.
+    pub fn cache_disabled(&self) -> bool {
+        self.cache_disabled.load(Ordering::Relaxed)
+    }
+
+    /// Whether this prediction should fail (deterministic spread over requests).
+    pub fn should_fail(&self) -> bool {
+        let ppm = self.error_ppm.load(Ordering::Relaxed);
+        if ppm == 0 {
+            return false;
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // Spread failures evenly: request n fails when the running quota crosses an integer.
+        (n + 1) * ppm / 1_000_000 > n * ppm / 1_000_000
+    }
+
+    /// Applies `spec`, resolving names with the model's groups and features.
+    pub fn apply(&self, spec: &FaultSpec, groups: &[String], features: &[String]) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&spec.error_ratio) {
+            return Err(format!("error_ratio must be in [0, 1], got {}", spec.error_ratio));
+        }
+        let mut mask = 0u64;
+        for name in &spec.paused_groups {
+            let i = groups
+                .iter()
+                .position(|g| g == name)
+                .ok_or_else(|| format!("unknown feature group {name:?}; known: {}", groups.join(", ")))?;
+            mask |= 1 << i.min(63);
+        }
+        let column = match &spec.missing_feature {
+            None => -1,
+            Some(name) => features
+                .iter()
+                .position(|f| f == name)
+                .ok_or_else(|| format!("unknown feature {name:?}"))? as i64,
+        };
+        self.store_delay_us
+            .store(spec.store_delay_ms.saturating_mul(1000), Ordering::Relaxed);
+        self.paused_groups.store(mask, Ordering::Relaxed);
+        self.missing_column.store(column, Ordering::Relaxed);
+        self.error_ppm
+            .store((spec.error_ratio * 1e6).round() as u64, Ordering::Relaxed);
+        self.cache_disabled.store(spec.cache_disabled, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The current faults, with names.
+    pub fn spec(&self, groups: &[String], features: &[String]) -> FaultSpec {
+        let mask = self.paused_groups.load(Ordering::Relaxed);
+        FaultSpec {
+            store_delay_ms: self.store_delay_us.load(Ordering::Relaxed) / 1000,
+            paused_groups: groups
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i < 64 && mask & (1 << i) != 0)
+                .map(|(_, g)| g.clone())
+                .collect(),
+            missing_feature: self.missing_column().and_then(|c| features.get(c).cloned()),
+            error_ratio: self.error_ppm.load(Ordering::Relaxed) as f64 / 1e6,
+            cache_disabled: self.cache_disabled(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_ratio_fails_that_fraction_of_requests() {
+        let faults = Faults::default();
+        let spec = FaultSpec {
+            error_ratio: 0.25,
+            ..FaultSpec::default()
+        };
+        faults.apply(&spec, &[], &[]).unwrap();
+        let failed = (0..1000).filter(|_| faults.should_fail()).count();
+        assert_eq!(failed, 250);
+    }
+
+    #[test]
+    fn names_resolve_and_unknown_names_are_refused() {
+        let faults = Faults::default();
+        let groups = vec!["transaction".to_string(), "customer".to_string()];
+        let features = vec!["amount".to_string()];
+        let spec = FaultSpec {
+            paused_groups: vec!["customer".into()],
+            missing_feature: Some("amount".into()),
+            ..FaultSpec::default()
+        };
+        faults.apply(&spec, &groups, &features).unwrap();
+        assert!(faults.group_paused(1) && !faults.group_paused(0));
+        assert_eq!(faults.spec(&groups, &features), spec);
+        let bad = FaultSpec {
+            paused_groups: vec!["merchant".into()],
+            ..FaultSpec::default()
+        };
+        assert!(faults.apply(&bad, &groups, &features).unwrap_err().contains("merchant"));
+    }
+}

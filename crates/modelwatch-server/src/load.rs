@@ -1,0 +1,179 @@
+//! Module implementing model loading (bundled or from a card path) and first-start
+//! seeding of the embedded feature store. See [`load_model`] and [`seed_if_empty`].
+
+use crate::features::{EntityKey, FeatureLayout};
+use crate::store::SqliteStore;
+use anyhow::Context as _;
+use modelwatch::{FeatureReference, ModelReference, ReferenceBins};
+use modelwatch_runtime::{Model, ModelCard, Reference};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The bundled fraud model, compiled into the binary so the first run needs no files.
+pub mod bundled {
+    /// The model card.
+    pub const CARD: &str = include_str!("../../../models/fraud.card.json");
+    /// The ONNX graph.
+    pub const ONNX: &[u8] = include_bytes!("../../../models/fraud.onnx");
+    /// The reference distributions.
+    pub const REFERENCE: &str = include_str!("../../../models/fraud.reference.json");
+}
+
+/// A model ready to serve.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// Its card.
+    pub card: ModelCard,
+    /// Its evaluator.
+    pub model: Arc<dyn Model>,
+    /// Its reference distributions, in the library's terms.
+    pub reference: ModelReference,
+    /// Where the card was read from.
+    pub card_path: PathBuf,
+}
+
+/// Writes `bytes` to `path` unless it already holds exactly them.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if std::fs::read(path).is_ok_and(|current| current == bytes) {
+        return Ok(());
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Unpacks the bundled model into `data_dir/models/` and returns its card path.
+pub fn unpack_bundled(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let card = ModelCard::from_json_str(bundled::CARD).context("the bundled model card is invalid")?;
+    let dir = data_dir.join("models");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let card_path = dir.join(format!("{}.card.json", card.name));
+    write_if_changed(&card_path, bundled::CARD.as_bytes())?;
+    write_if_changed(&dir.join(&card.onnx_file), bundled::ONNX)?;
+    write_if_changed(&reference_path(&card_path, &card), bundled::REFERENCE.as_bytes())?;
+    Ok(card_path)
+}
+
+/// The reference file that sits next to a card: `<dir>/<name>.reference.json`.
+pub fn reference_path(card_path: &Path, card: &ModelCard) -> PathBuf {
+    card_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(format!("{}.reference.json", card.name))
+}
+
+/// Loads the model named by `card_path`, or the bundled one.
+pub fn load_model(card_path: Option<&Path>, data_dir: &Path) -> anyhow::Result<LoadedModel> {
+    let card_path = match card_path {
+        Some(path) => path.to_path_buf(),
+        None => unpack_bundled(data_dir)?,
+    };
+    let (card, model) = modelwatch_runtime::load_card_and_model(&card_path).map_err(|e| {
+        anyhow::anyhow!("{e}\nhint: --model takes a model card (models/<name>.card.json) with its .onnx next to it")
+    })?;
+    let ref_path = reference_path(&card_path, &card);
+    let reference = Reference::load(&ref_path).map_err(|e| {
+        anyhow::anyhow!("{e}\nhint: build it with `modelwatch reference --model {}`", card_path.display())
+    })?;
+    let reference = to_model_reference(&card, &reference)?;
+    Ok(LoadedModel {
+        card,
+        model: Arc::from(model),
+        reference,
+        card_path,
+    })
+}
+
+/// Converts the runtime's reference file into the library's drift reference, in the
+/// card's feature order (which is the model row order the server records in).
+pub fn to_model_reference(card: &ModelCard, reference: &Reference) -> anyhow::Result<ModelReference> {
+    let bins = |d: &modelwatch_runtime::Distribution| ReferenceBins {
+        edges: d.edges.iter().map(|e| f64::from(*e)).collect(),
+        ratios: d.fractions.clone(),
+        min: f64::from(d.min),
+        max: f64::from(d.max),
+    };
+    let mut features = Vec::with_capacity(card.features.len());
+    for spec in &card.features {
+        let distribution = reference
+            .features
+            .iter()
+            .find(|f| f.name == spec.name)
+            .ok_or_else(|| anyhow::anyhow!("the reference has no distribution for feature {:?}", spec.name))?;
+        features.push(FeatureReference {
+            name: spec.name.clone(),
+            group: spec.group.clone(),
+            bins: bins(distribution),
+        });
+    }
+    Ok(ModelReference {
+        score: bins(&reference.score),
+        features,
+    })
+}
+
+/// Seeds the embedded store from the simulator when any entity group is empty: the
+/// feature values of the simulated population as of now, so live traffic from
+/// `modelwatch loadgen` (same simulator, same seed) finds its customers and terminals.
+pub async fn seed_if_empty(store: &SqliteStore, layout: &FeatureLayout) -> anyhow::Result<()> {
+    let mut empty = false;
+    for (_, group) in &layout.entity_groups {
+        empty |= store.count(&group.name)? == 0;
+    }
+    if !empty {
+        return Ok(());
+    }
+    let store = store.clone();
+    let layout = layout.clone();
+    tokio::task::spawn_blocking(move || seed(&store, &layout))
+        .await
+        .context("seeding task failed")?
+}
+
+fn seed(store: &SqliteStore, layout: &FeatureLayout) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let config = modelwatch_sim::SimConfig::default();
+    eprintln!(
+        "seeding the feature store {} from the simulator ({} customers, {} terminals, {} days)...",
+        store.path().display(),
+        config.customers,
+        config.terminals,
+        config.days
+    );
+    let simulator = modelwatch_sim::Simulator::new(config)?;
+    let history = simulator.generate();
+    let snapshot = modelwatch_sim::FeatureBuilder::new(&history).snapshot(history.end_timestamp());
+    let now = crate::unix_now();
+    for (_, group) in &layout.entity_groups {
+        let sim_group = modelwatch_sim::FeatureGroup::from_name(&group.name)
+            .ok_or_else(|| anyhow::anyhow!("the simulator has no feature group {:?}", group.name))?;
+        // Map the card's order of the group's features to the simulator's.
+        let sim_features = sim_group.features();
+        let order: Vec<usize> = group
+            .features
+            .iter()
+            .map(|name| {
+                sim_features.iter().position(|f| f.name == name).ok_or_else(|| {
+                    anyhow::anyhow!("the simulator cannot compute feature {name:?} of group {:?}", group.name)
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let names: Vec<&str> = group.features.iter().map(String::as_str).collect();
+        let rows: Vec<(String, Vec<f32>)> = match group.key {
+            EntityKey::Customer => snapshot
+                .iter_customers()
+                .map(|(id, v)| (id.to_string(), order.iter().map(|i| v[*i]).collect()))
+                .collect(),
+            EntityKey::Terminal => snapshot
+                .iter_terminals()
+                .map(|(id, v)| (id.to_string(), order.iter().map(|i| v[*i]).collect()))
+                .collect(),
+        };
+        let written = store.upsert_group(
+            &group.name,
+            &names,
+            rows.iter().map(|(id, v)| (id.clone(), v.as_slice(), now)),
+        )?;
+        eprintln!("  {}: {written} entities", group.name);
+    }
+    eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Module implementing `modelwatch serve` end to end: load, seed, bind, serve, drain.
+//! See [`run`] for details.
+
+use crate::batcher::{Batcher, BatcherConfig};
+use crate::config::ServeArgs;
+use crate::faults::Faults;
+use crate::features::{FeatureFetcher, FeatureLayout, FetchConfig};
+use crate::store::{FeatureStore, SqliteStore};
+use crate::{AppState, Limits, app, load, metrics_app, refresher};
+use anyhow::Context as _;
+use modelwatch::prometheus_client::registry::Registry;
+use modelwatch::{Buckets, DriftConfig, DriftMetrics, Metrics, MetricsConfig, ModelSpec};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// A server that is bound and ready, before it starts serving.
+#[derive(Debug)]
+pub struct Bound {
+    /// Shared state.
+    pub state: Arc<AppState>,
+    /// The API listener.
+    pub api: tokio::net::TcpListener,
+    /// The metrics listener.
+    pub metrics: tokio::net::TcpListener,
+    refresher: tokio::task::JoinHandle<()>,
+    drain_timeout: std::time::Duration,
+}
+
+/// Builds the state from settings: loads the model and its reference, opens (and if
+/// empty, seeds) the feature store, registers every metric.
+pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, tokio::task::JoinHandle<()>)> {
+    let data_dir = args.data_dir();
+    let loaded = load::load_model(args.model.as_deref(), &data_dir)?;
+    let card = loaded.card;
+    let layout = FeatureLayout::from_card(&card)?;
+
+    let mut registry = Registry::default();
+    let config = MetricsConfig {
+        buckets: Buckets::default().with_score_threshold(card.threshold),
+        ..MetricsConfig::default()
+    };
+    let metrics = Metrics::register(&mut registry, &config)?;
+    let handle = metrics.model(&ModelSpec {
+        name: card.name.clone(),
+        version: card.version.clone(),
+        framework: card.framework.clone(),
+        training_date: card.training_date.clone(),
+        architecture: card.architecture.clone(),
+    });
+    let drift_config = DriftConfig {
+        window: args.drift_window.0,
+        freshness_window: (args.drift_window.0 / 12).max(std::time::Duration::from_secs(
+            args.drift_window.0.as_secs() / 60,
+        )),
+        ..DriftConfig::default()
+    };
+    let drift_metrics = DriftMetrics::register(&mut registry, &drift_config)
+        .context("invalid --drift-window")?;
+    let drift = drift_metrics.model(&handle, &loaded.reference)?;
+
+    let store_path = data_dir.join("features.sqlite");
+    let store = SqliteStore::open(&store_path)?;
+    load::seed_if_empty(&store, &layout).await?;
+    let store: Arc<dyn FeatureStore> = Arc::new(store);
+
+    let faults = Arc::new(Faults::default());
+    let fetcher = FeatureFetcher::new(
+        layout.clone(),
+        store.clone(),
+        FetchConfig {
+            cache_ttl: args.cache_ttl.0,
+            cache_capacity: args.cache_capacity,
+            store_timeout: args.store_timeout.0,
+        },
+        handle.clone(),
+        faults.clone(),
+    );
+    let batcher = Batcher::start(
+        loaded.model,
+        handle.clone(),
+        BatcherConfig {
+            max_batch: args.max_batch,
+            max_delay: args.max_delay.0,
+            queue_capacity: args.queue_capacity,
+        },
+    )?;
+    let groups = layout
+        .entity_groups
+        .iter()
+        .map(|(i, g)| (*i, g.name.clone()))
+        .collect();
+    let refresher = refresher::spawn(store, groups, args.refresh_interval.0, faults.clone());
+    let state = Arc::new(AppState::new(
+        card,
+        handle,
+        drift,
+        fetcher,
+        batcher,
+        registry,
+        Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_batch_request: args.max_batch_request,
+            request_timeout: args.request_timeout.0,
+        },
+        faults,
+        args.enable_fault_injection,
+    ));
+    Ok((state, refresher))
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr} for the {what}: {e}\nhint: pick another address with {flag}, or stop what holds the port")
+    })
+}
+
+/// Loads, seeds and binds.
+pub async fn bind_server(args: &ServeArgs) -> anyhow::Result<Bound> {
+    let (state, refresher) = build_state(args).await?;
+    let api = bind(args.listen, "API", "--listen").await?;
+    let metrics = bind(args.metrics_listen, "metrics", "--metrics-listen").await?;
+    Ok(Bound {
+        state,
+        api,
+        metrics,
+        refresher,
+        drain_timeout: args.drain_timeout.0,
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+impl Bound {
+    /// Serves until `shutdown` resolves, then stops accepting, drains in-flight
+    /// requests (bounded by the drain timeout) and returns.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let state = self.state.clone();
+        let api_addr = self.api.local_addr()?;
+        let metrics_addr = self.metrics.local_addr()?;
+        tracing::info!(
+            api = %api_addr,
+            metrics = %metrics_addr,
+            model = %state.card.name,
+            version = %state.card.version,
+            "serving"
+        );
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let api = axum::serve(self.api, app(state.clone()))
+            .with_graceful_shutdown(wait(stop_rx.clone()));
+        let metrics = axum::serve(self.metrics, metrics_app(state.clone()))
+            .with_graceful_shutdown(wait(stop_rx.clone()));
+        let api = tokio::spawn(async move { api.await });
+        let metrics = tokio::spawn(async move { metrics.await });
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+        state.accepting.store(false, Ordering::Relaxed);
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            let _ = api.await;
+            let _ = metrics.await;
+        })
+        .await;
+        self.refresher.abort();
+        if drained.is_err() {
+            tracing::warn!(timeout = ?self.drain_timeout, "drain timed out; exiting with requests in flight");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// `modelwatch serve`: everything until a signal, then a graceful drain.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bound = bind_server(&args).await?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+    eprintln!(
+        "modelwatch serve: {} {} on http://{} (metrics on http://{}/metrics), ready in {} ms",
+        bound.state.card.name,
+        bound.state.card.version,
+        bound.api.local_addr()?,
+        bound.metrics.local_addr()?,
+        started.elapsed().as_millis()
+    );
+    bound.serve(shutdown_signal()).await
+}

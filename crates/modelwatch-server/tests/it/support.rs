@@ -1,0 +1,220 @@
+//! Builds an [`AppState`] around the bundled model and a small temporary store.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use modelwatch::prometheus_client::registry::Registry;
+use modelwatch::{Buckets, DriftConfig, DriftMetrics, Format, Metrics, MetricsConfig, ModelSpec};
+use modelwatch_runtime::{Model, RuntimeError};
+use modelwatch_server::batcher::{Batcher, BatcherConfig};
+use modelwatch_server::faults::Faults;
+use modelwatch_server::features::{FeatureFetcher, FeatureLayout, FetchConfig};
+use modelwatch_server::store::{FeatureStore, SqliteStore};
+use modelwatch_server::{AppState, Limits, load};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt as _;
+
+/// Knobs a test may turn.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub max_batch: usize,
+    pub max_delay: Duration,
+    pub queue_capacity: usize,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_batch_request: usize,
+    pub model_delay: Duration,
+    pub fault_injection: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_batch: 16,
+            max_delay: Duration::from_micros(200),
+            queue_capacity: 256,
+            request_timeout: Duration::from_secs(5),
+            max_body_bytes: 16 * 1024,
+            max_batch_request: 8,
+            model_delay: Duration::ZERO,
+            fault_injection: true,
+        }
+    }
+}
+
+/// A model that waits before scoring, to fill the queue on purpose.
+#[derive(Debug)]
+struct SlowModel {
+    inner: Arc<dyn Model>,
+    delay: Duration,
+}
+
+impl Model for SlowModel {
+    fn n_features(&self) -> usize {
+        self.inner.n_features()
+    }
+    fn predict(&self, input: &[f32], out: &mut [f32]) -> Result<(), RuntimeError> {
+        std::thread::sleep(self.delay);
+        self.inner.predict(input, out)
+    }
+    fn backend(&self) -> modelwatch_runtime::Backend {
+        self.inner.backend()
+    }
+}
+
+/// A running test app.
+pub struct TestApp {
+    pub state: Arc<AppState>,
+    _dir: tempfile::TempDir,
+}
+
+/// Known entities in the test store.
+pub const CUSTOMER: &str = "C000001";
+pub const TERMINAL: &str = "T000001";
+
+impl TestApp {
+    pub async fn new(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let loaded = load::load_model(None, dir.path()).expect("bundled model loads");
+        let card = loaded.card.clone();
+        let layout = FeatureLayout::from_card(&card).expect("layout");
+        let store = SqliteStore::open(&dir.path().join("features.sqlite")).expect("store");
+        for (_, group) in &layout.entity_groups {
+            let names: Vec<&str> = group.features.iter().map(String::as_str).collect();
+            let values: Vec<f32> = (0..names.len()).map(|i| i as f32).collect();
+            let entity = if group.name == "customer" { CUSTOMER } else { TERMINAL };
+            store
+                .upsert_group(&group.name, &names, [(entity.to_string(), values.as_slice(), 1_700_000_000)])
+                .expect("seed");
+        }
+        let mut registry = Registry::default();
+        let config = MetricsConfig {
+            buckets: Buckets::default().with_score_threshold(card.threshold),
+            process_metrics: false,
+            ..MetricsConfig::default()
+        };
+        let metrics = Metrics::register(&mut registry, &config).expect("metrics");
+        let handle = metrics.model(&ModelSpec {
+            name: card.name.clone(),
+            version: card.version.clone(),
+            ..ModelSpec::default()
+        });
+        let drift_metrics = DriftMetrics::register(&mut registry, &DriftConfig::default()).expect("drift");
+        let drift = drift_metrics.model(&handle, &loaded.reference).expect("reference");
+        let faults = Arc::new(Faults::default());
+        let store: Arc<dyn FeatureStore> = Arc::new(store);
+        let fetcher = FeatureFetcher::new(
+            layout,
+            store,
+            FetchConfig {
+                cache_ttl: Duration::from_secs(60),
+                cache_capacity: 1000,
+                store_timeout: Duration::from_millis(500),
+            },
+            handle.clone(),
+            faults.clone(),
+        );
+        let model: Arc<dyn Model> = if options.model_delay.is_zero() {
+            loaded.model
+        } else {
+            Arc::new(SlowModel {
+                inner: loaded.model,
+                delay: options.model_delay,
+            })
+        };
+        let batcher = Batcher::start(
+            model,
+            handle.clone(),
+            BatcherConfig {
+                max_batch: options.max_batch,
+                max_delay: options.max_delay,
+                queue_capacity: options.queue_capacity,
+            },
+        )
+        .expect("batcher");
+        let state = Arc::new(AppState::new(
+            card,
+            handle,
+            drift,
+            fetcher,
+            batcher,
+            registry,
+            Limits {
+                max_body_bytes: options.max_body_bytes,
+                max_batch_request: options.max_batch_request,
+                request_timeout: options.request_timeout,
+            },
+            faults,
+            options.fault_injection,
+        ));
+        Self { state, _dir: dir }
+    }
+
+    /// Sends a request to the API router.
+    pub async fn call(&self, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(body.into())
+            .expect("request");
+        let response = modelwatch_server::app(self.state.clone())
+            .oneshot(request)
+            .await
+            .expect("router answers");
+        split(response).await
+    }
+
+    /// Sends a request to the metrics router.
+    pub async fn admin(&self, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder().method(method).uri(uri).body(body.into()).expect("request");
+        let response = modelwatch_server::metrics_app(self.state.clone())
+            .oneshot(request)
+            .await
+            .expect("router answers");
+        split(response).await
+    }
+
+    /// The current exposition, as text.
+    pub fn scrape(&self) -> String {
+        let mut out = String::new();
+        Format::PrometheusText.encode(&self.state.registry, &mut out).expect("encode");
+        out
+    }
+
+    /// The value of one sample (exact series text before the value), or 0.
+    pub fn sample(&self, series: &str) -> f64 {
+        let text = self.scrape();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .map(|v| v.trim().parse().expect("numeric sample"))
+            .unwrap_or(0.0)
+    }
+
+    pub fn requests(&self, status: &str, decision: &str) -> f64 {
+        self.sample(&format!(
+            r#"model_requests_total{{model="{}",version="{}",status="{status}",decision="{decision}"}}"#,
+            self.state.card.name, self.state.card.version
+        ))
+    }
+}
+
+async fn split(response: axum::response::Response) -> (StatusCode, serde_json::Value) {
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, json)
+}
+
+/// A valid single-transaction body.
+pub fn transaction(customer: &str, terminal: &str, amount: f64) -> String {
+    serde_json::json!({
+        "transaction_id": "tx-1",
+        "customer_id": customer,
+        "terminal_id": terminal,
+        "amount": amount,
+        "timestamp": "2026-11-24T10:00:00Z",
+    })
+    .to_string()
+}
