@@ -19,6 +19,8 @@ enum Command {
     Serve(modelwatch_server::config::ServeArgs),
     /// Print the metric schema as Markdown (the source of docs/metrics.md)
     Schema,
+    /// Simulate card transactions and write featurised training data as CSV
+    Simulate(modelwatch_sim::cli::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
             print!("{}", modelwatch::schema::metrics_markdown());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Simulate(args) => modelwatch_sim::cli::run(&args).map(|()| ExitCode::SUCCESS),
     };
     report(result)
 }
