@@ -347,9 +347,11 @@ async fn score(
     let approved = score < state.card.threshold;
     let decision = if approved { Decision::Approved } else { Decision::Declined };
     state.metrics.observe_score(score);
-    state
-        .drift
-        .record_prediction(state.drift.now(), score, approved, &row[..width], &event_times);
+    if state.metrics.enabled() {
+        state
+            .drift
+            .record_prediction(state.drift.now(), score, approved, &row[..width], &event_times);
+    }
     let prediction = Prediction {
         prediction_id: state.ids.next(),
         transaction_id: tx.transaction_id,

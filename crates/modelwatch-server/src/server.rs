@@ -41,13 +41,19 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, tok
         ..MetricsConfig::default()
     };
     let metrics = Metrics::register(&mut registry, &config)?;
-    let handle = metrics.model(&ModelSpec {
+    let spec = ModelSpec {
         name: card.name.clone(),
         version: card.version.clone(),
         framework: card.framework.clone(),
         training_date: card.training_date.clone(),
         architecture: card.architecture.clone(),
-    });
+    };
+    let handle = if args.no_instrumentation {
+        tracing::warn!("--no-instrumentation: no metric will be recorded");
+        modelwatch::ModelHandle::disabled(&spec)
+    } else {
+        metrics.model(&spec)
+    };
     let drift_config = DriftConfig {
         window: args.drift_window.0,
         freshness_window: (args.drift_window.0 / 12).max(std::time::Duration::from_secs(

@@ -25,7 +25,9 @@ pub struct RequestGuard<'a> {
 
 impl<'a> RequestGuard<'a> {
     pub(crate) fn new(handle: &'a ModelHandle) -> Self {
-        handle.inner.active.inc();
+        if handle.inner.enabled {
+            handle.inner.active.inc();
+        }
         let start = Instant::now();
         Self {
             handle,
@@ -68,6 +70,9 @@ impl<'a> RequestGuard<'a> {
     fn record(&mut self, status: Status, decision: Decision) {
         self.finished = true;
         let inner = &self.handle.inner;
+        if !inner.enabled {
+            return;
+        }
         inner.active.dec();
         inner.requests[crate::metrics::outcome_index(status, decision)].inc();
         if status != Status::Rejected {
@@ -185,6 +190,22 @@ mod tests {
             scrape(&registry)
                 .contains(r#"model_request_duration_seconds_count{model="m",version="1"} 1"#)
         );
+    }
+
+    #[test]
+    fn disabled_handle_records_nothing() {
+        let spec = ModelSpec {
+            name: "m".into(),
+            ..ModelSpec::default()
+        };
+        let model = crate::ModelHandle::disabled(&spec);
+        let mut request = model.start_request();
+        request.mark_stage(Stage::Queue);
+        assert_eq!(model.active_requests(), 0);
+        request.finish(Status::Success, Decision::Approved);
+        model.observe_score(0.5);
+        assert_eq!(model.requests(Status::Success, Decision::Approved), 0);
+        assert!(!model.enabled());
     }
 
     #[test]

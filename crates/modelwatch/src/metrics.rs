@@ -274,6 +274,7 @@ impl Metrics {
                 store_errors,
                 model,
                 version,
+                enabled: true,
             }),
         }
     }
@@ -317,6 +318,7 @@ pub(crate) struct HandleInner {
     pub(crate) store_errors: [Counter; StoreErrorKind::COUNT],
     model: String,
     version: String,
+    pub(crate) enabled: bool,
 }
 
 /// The resolved series of one model version: recording through it does no label
@@ -327,6 +329,32 @@ pub struct ModelHandle {
 }
 
 impl ModelHandle {
+    /// A handle that records nothing, registered nowhere: for measuring what the
+    /// instrumentation costs (`modelwatch serve --no-instrumentation`).
+    pub fn disabled(spec: &ModelSpec) -> Self {
+        let histogram = || AtomicHistogram::new(Arc::from([1.0]));
+        ModelHandle {
+            inner: Arc::new(HandleInner {
+                requests: Default::default(),
+                active: Gauge::default(),
+                request_duration: histogram(),
+                stages: std::array::from_fn(|_| histogram()),
+                batch_size: histogram(),
+                score: histogram(),
+                cache: Default::default(),
+                store_errors: Default::default(),
+                model: spec.name.clone(),
+                version: spec.version.clone(),
+                enabled: false,
+            }),
+        }
+    }
+
+    /// False for a [`ModelHandle::disabled`] handle.
+    pub fn enabled(&self) -> bool {
+        self.inner.enabled
+    }
+
     /// The `model` label value (after the cardinality guard).
     pub fn model(&self) -> &str {
         &self.inner.model
@@ -342,31 +370,49 @@ impl ModelHandle {
     /// (for example a request refused before it was parsed). Prefer
     /// [`ModelHandle::start_request`].
     pub fn count_request(&self, status: Status, decision: Decision) {
+        if !self.inner.enabled {
+            return;
+        }
         self.inner.requests[outcome_index(status, decision)].inc();
     }
 
     /// Records one prediction score.
     pub fn observe_score(&self, score: f64) {
+        if !self.inner.enabled {
+            return;
+        }
         self.inner.score.observe(score);
     }
 
     /// Records the number of rows in one inference batch.
     pub fn observe_batch_size(&self, rows: usize) {
+        if !self.inner.enabled {
+            return;
+        }
         self.inner.batch_size.observe(rows as f64);
     }
 
     /// Records one stage duration measured by the caller, in seconds.
     pub fn observe_stage(&self, stage: Stage, seconds: f64) {
+        if !self.inner.enabled {
+            return;
+        }
         self.inner.stages[stage.index()].observe(seconds);
     }
 
     /// Counts one feature cache lookup.
     pub fn cache(&self, operation: CacheOperation) {
+        if !self.inner.enabled {
+            return;
+        }
         self.inner.cache[operation.index()].inc();
     }
 
     /// Counts one feature store failure.
     pub fn store_error(&self, kind: StoreErrorKind) {
+        if !self.inner.enabled {
+            return;
+        }
         self.inner.store_errors[kind.index()].inc();
     }
 
