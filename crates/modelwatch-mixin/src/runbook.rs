@@ -1,0 +1,298 @@
+//! Module implementing the runbook (`runbook.md`). See [`runbook`] for details.
+//!
+//! One section per alert name, headed `## <AlertName>` so that its anchor is the
+//! name in lower case, the fragment of every `runbook_url`.
+
+use crate::alerts::{BURN_RATES, percent_text, seconds_text};
+use crate::config::MixinConfig;
+use crate::names::{alert, record};
+use crate::promql::num;
+use crate::rules::{Rule, RuleGroup};
+use std::fmt::Write as _;
+
+/// What the on-call engineer reads for one alert.
+struct Entry {
+    meaning: String,
+    checks: [String; 3],
+    queries: Vec<String>,
+}
+
+fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
+    let window = config.scaled(config.drift.window);
+    let offset = config.scaled(config.drift.comparison_offset);
+    let budget = percent_text(1.0 - config.slo.availability_target);
+    let s = |text: &str| text.to_string();
+    Some(match name {
+        alert::ERROR_BUDGET_BURN => Entry {
+            meaning: format!(
+                "Valid requests (every status but `rejected`) fail (`error`, `timeout` or `overloaded`) fast enough to spend the {} availability SLO's {budget} error budget too soon. Critical variants page: at 14.4x the budget is gone in about two days. Warning variants are tickets for a slow burn. The `long_window` and `short_window` labels say which variant fired.",
+                percent_text(config.slo.availability_target)
+            ),
+            checks: [
+                s(
+                    "Which status dominates: the \"Requests by status\" panel. `timeout` points at a slow stage or feature store, `overloaded` at too little capacity, `error` at the server logs.",
+                ),
+                s(
+                    "Whether one version or one replica is responsible: split the query below by `version`, or by `instance` on the raw counter. A new version points at a rollback.",
+                ),
+                s(
+                    "Feature store errors (`model_kind:model_feature_store_errors:rate5m`) and the p95 by stage: a failing dependency shows there first.",
+                ),
+            ],
+            queries: vec![format!(
+                "{}{{model=\"<model>\"}}",
+                record::burn_window(3600).errors
+            )],
+        },
+        alert::LATENCY_BUDGET_BURN => Entry {
+            meaning: format!(
+                "Too many valid requests take longer than {} end to end: the {} latency SLO's budget burns too fast. Critical variants page, warning variants are tickets.",
+                seconds_text(config.slo.latency_threshold_seconds),
+                percent_text(config.slo.latency_target)
+            ),
+            checks: [
+                s(
+                    "Which stage got slower: the \"p95 latency by stage\" panel (queue, feature_fetch, inference, postprocess).",
+                ),
+                s(
+                    "`queue` slow: the micro-batcher waits or the replicas are saturated; check the request rate and CPU per pod. `feature_fetch` slow: the feature store or a cache collapse.",
+                ),
+                s(
+                    "`inference` slow: a new model version, batch sizes (`model_batch_size`) or CPU/GPU throttling in the infrastructure row.",
+                ),
+            ],
+            queries: vec![format!(
+                "{}{{model=\"<model>\", quantile=\"0.99\"}}",
+                record::STAGE_DURATION_QUANTILE
+            )],
+        },
+        alert::SCORE_DRIFT_WARNING | alert::SCORE_DRIFT_CRITICAL => Entry {
+            meaning: format!(
+                "The fleet's score distribution over the last {window} moved away from the model's reference distribution: PSI above {} (warning) or {} (critical). The model sees different data than it was validated on, or behaves differently.",
+                num(config.drift.psi_warning),
+                num(config.drift.psi_critical)
+            ),
+            checks: [
+                s(
+                    "Feature drift alerts and the \"Drift per feature\" panel: a score shift usually follows one or two features.",
+                ),
+                s(
+                    "The approval ratio against last week: does the shift change decisions? Then involve the model owners now.",
+                ),
+                format!(
+                    "Deploys and traffic mix: a new version (`version` label), a new client or market. Compare with the same window {offset} ago (`{}`).",
+                    record::SCORE_PSI_OFFSET
+                ),
+            ],
+            queries: vec![format!("{}{{model=\"<model>\"}}", record::SCORE_BIN_RATIO)],
+        },
+        alert::FEATURE_DRIFT_WARNING | alert::FEATURE_DRIFT_CRITICAL => Entry {
+            meaning: format!(
+                "The distribution of one input feature over the last {window} moved away from its reference: PSI above {} (warning) or {} (critical).",
+                num(config.drift.psi_warning),
+                num(config.drift.psi_critical)
+            ),
+            checks: [
+                s(
+                    "Missing and out-of-range ratios of the same feature: a pipeline bug often shows as nulls or values outside the reference range.",
+                ),
+                s(
+                    "Feature freshness of the feature's group: stale values drift as the world moves on.",
+                ),
+                s(
+                    "Upstream changes: a new unit, encoding or source for the feature. Compare the current bins with the reference in the query below.",
+                ),
+            ],
+            queries: vec![
+                format!(
+                    "{}{{model=\"<model>\", feature=\"<feature>\"}}",
+                    record::FEATURE_BIN_RATIO
+                ),
+                format!(
+                    "{}{{model=\"<model>\", feature=\"<feature>\"}}",
+                    record::FEATURE_REFERENCE_RATIO
+                ),
+            ],
+        },
+        alert::FEATURES_STALE => Entry {
+            meaning: format!(
+                "Recent predictions used feature values older than their group allows. The model decides on an outdated view of the customer or terminal. Maximum ages: {}.",
+                max_ages(config)
+            ),
+            checks: [
+                s(
+                    "The job that materialises the group into the online store: did it run, did it fail?",
+                ),
+                s(
+                    "Feature store errors and the cache hit ratio: a cache that cannot refresh serves old values.",
+                ),
+                s("Whether every replica is affected: `model_feature_age_seconds` by `instance`."),
+            ],
+            queries: vec![format!("{}{{model=\"<model>\"}}", record::FEATURE_AGE_MAX)],
+        },
+        alert::FEATURE_VALUES_MISSING => Entry {
+            meaning: format!(
+                "A feature was null or missing in more than {} of the predictions: the model imputes it, and its scores degrade.",
+                percent_text(config.features.missing_ratio_max)
+            ),
+            checks: [
+                s(
+                    "Whether the feature's whole group is missing (a store or entity lookup problem) or one column (a pipeline bug).",
+                ),
+                s("Feature store errors by kind and recent deploys of the feature pipeline."),
+                s("The score drift and approval panels: does the gap change decisions?"),
+            ],
+            queries: vec![format!("{}{{model=\"<model>\"}}", record::MISSING_RATIO)],
+        },
+        alert::APPROVAL_RATIO_SHIFT => Entry {
+            meaning: format!(
+                "The share of approved predictions over the last {window} differs from the same window {offset} earlier by more than {}. The business outcome changed, whatever the cause.",
+                percent_text(config.serving.approval_delta_max)
+            ),
+            checks: [
+                s("Score drift and feature drift: a model-side cause."),
+                s(
+                    "A new version or a changed threshold: compare `model_version:model_approval:ratio` by version.",
+                ),
+                s(
+                    "The calendar: a holiday, campaign or incident last week makes the comparison itself unusual.",
+                ),
+            ],
+            queries: vec![
+                format!("{}{{model=\"<model>\"}}", record::APPROVAL_RATIO),
+                format!("{}{{model=\"<model>\"}}", record::APPROVAL_RATIO_OFFSET),
+            ],
+        },
+        alert::FEATURE_CACHE_COLLAPSE => Entry {
+            meaning: format!(
+                "Fewer than {} of feature lookups hit the in-process cache, so most go to the feature store: latency and store load rise.",
+                percent_text(config.serving.cache_hit_ratio_min)
+            ),
+            checks: [
+                s("Recent restarts or scale-ups: new replicas start cold."),
+                s(
+                    "A change in traffic: many new customers or terminals (a campaign, an attack) miss the cache by nature.",
+                ),
+                s(
+                    "Cache settings (capacity, TTL) in the last deploy, and the feature_fetch stage latency.",
+                ),
+            ],
+            queries: vec![format!("{}{{model=\"<model>\"}}", record::CACHE_HIT_RATIO)],
+        },
+        alert::NO_TRAFFIC => Entry {
+            meaning: s(
+                "The model's servers are up and scraped but receive no prediction request: callers route around the model or cannot reach it.",
+            ),
+            checks: [
+                s(
+                    "The callers: their errors, their routing, a feature flag that bypasses the model.",
+                ),
+                s("The path in front of the servers: load balancer, ingress, network policy."),
+                s(
+                    "Whether traffic moved to another model name or version (`model_version:model_requests:rate5m`).",
+                ),
+            ],
+            queries: vec![format!("sum by (model) ({})", record::REQUESTS_RATE5M)],
+        },
+        alert::TARGET_DOWN => Entry {
+            meaning: s(
+                "Prometheus cannot scrape a modelwatch metrics endpoint: the replica is down, or its metrics listener is unreachable. Every other alert is blind for that replica.",
+            ),
+            checks: [
+                s(
+                    "The target's error on the Prometheus targets page (`/targets`): refused, timeout, or bad response.",
+                ),
+                s("The process or pod: crash loops, OOM kills, readiness."),
+                s(
+                    "The metrics listener address (`--metrics-listen`) against the scrape config or ServiceMonitor port.",
+                ),
+            ],
+            queries: vec![format!(
+                "{}{{{}}}",
+                crate::names::external::UP,
+                config.selector
+            )],
+        },
+        alert::VERSION_SKEW => Entry {
+            meaning: format!(
+                "Several versions of one model have served traffic together for more than {}: a rollout stalled, or an old replica survived.",
+                config.scaled(config.alert_for.version_skew)
+            ),
+            checks: [
+                s(
+                    "The rollout: is a canary meant to run this long? Then raise `alert_for.version_skew`.",
+                ),
+                s("Which replicas serve which version: `model_info` by `instance`."),
+                s("Whether the versions behave alike: approval ratio and score PSI by version."),
+            ],
+            queries: vec![format!("{} > 0", record::REQUESTS_RATE5M)],
+        },
+        _ => return None,
+    })
+}
+
+fn max_ages(config: &MixinConfig) -> String {
+    let mut limits: Vec<String> = config
+        .features
+        .max_age
+        .iter()
+        .map(|(group, limit)| format!("`{group}` {limit}"))
+        .collect();
+    limits.push(format!(
+        "any other group {}",
+        config.features.max_age_default
+    ));
+    limits.join(", ")
+}
+
+/// The runbook text for the alert names in `alerting`, in file order.
+///
+/// # Panics
+///
+/// When an alert has no runbook entry: add one to this module.
+pub fn runbook(config: &MixinConfig, alerting: &[RuleGroup]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for group in alerting {
+        for rule in &group.rules {
+            if let Rule::Alert(a) = rule {
+                if !names.contains(&a.alert) {
+                    names.push(a.alert);
+                }
+            }
+        }
+    }
+    let mut out = String::from(
+        "# ModelWatch runbook\n\n\
+         Generated by `modelwatch mixin`; do not edit. One section per alert: what it\n\
+         means, the first three things to check, and a query to start from (replace\n\
+         `<model>` and `<feature>`). The dashboard \"ModelWatch / Model health\" shows\n\
+         every signal named here.\n",
+    );
+    for name in names {
+        let Some(e) = entry(config, name) else {
+            panic!("alert {name} has no runbook entry");
+        };
+        let _ = write!(out, "\n## {name}\n\n{}\n\nFirst checks:\n\n", e.meaning);
+        for (i, check) in e.checks.iter().enumerate() {
+            let _ = writeln!(out, "{}. {check}", i + 1);
+        }
+        out.push_str("\nQueries:\n");
+        for query in &e.queries {
+            let _ = write!(out, "\n```promql\n{query}\n```\n");
+        }
+        if name == alert::ERROR_BUDGET_BURN || name == alert::LATENCY_BUDGET_BURN {
+            out.push_str("\nVariants (long and short window, severity):\n\n");
+            for rate in BURN_RATES {
+                let _ = writeln!(
+                    out,
+                    "- {}x over {} and {}: {}",
+                    num(rate.factor),
+                    config.scaled(crate::config::PromDuration::from_secs(rate.long)),
+                    config.scaled(crate::config::PromDuration::from_secs(rate.short)),
+                    rate.severity
+                );
+            }
+        }
+    }
+    out
+}

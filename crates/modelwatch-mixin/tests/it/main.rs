@@ -1,0 +1,4 @@
+//! Integration tests of the mixin generator, one module per area.
+
+mod generated;
+mod support;
