@@ -17,9 +17,11 @@
 //!   otherwise NaN follows the comparison (which is false for NaN, except `BRANCH_NEQ`);
 //! - scores are summed in `f32`, tree by tree, in the order trees first appear;
 //! - a two-class classifier whose weights all go to one class id is the "binary case":
-//!   its single score `s` (plus `base_values[0]`) becomes `[1 - s, s]` when every weight
-//!   is non-negative (no transform), or `[σ(-s), σ(s)]` under `LOGISTIC` when weights are
-//!   mixed; `base_values` of length 2 follow ONNX Runtime's rules too;
+//!   when no leaf scores class 1, its single score `s` (plus `base_values[0]`) becomes
+//!   `[σ(-s), σ(s)]` under `LOGISTIC`, else `[1 - s, s]` when every weight is
+//!   non-negative and `[-s, s]` when signs are mixed; `base_values` of length 2 follow
+//!   ONNX Runtime's rules too, and a class that no visited leaf scored is written as 0
+//!   before the transform;
 //! - a one-target regressor applies only `PROBIT` (ONNX Runtime ignores the other
 //!   transforms there).
 //!
@@ -796,15 +798,22 @@ impl TreeEnsemble {
             };
         }
         if width == 2 {
+            // ONNX Runtime writes a class that no leaf scored as 0 (base value or not).
+            if !has0 {
+                scores[0] = 0.0;
+            }
+            if !has1 {
+                scores[1] = 0.0;
+            }
             return transform_column(&mut scores[..2], *transform, *column);
         }
-        let s = scores[0];
+        let s = if has0 { scores[0] } else { 0.0 };
         let pair = if *transform == Transform::Probit {
             [probit_f32(s), f32::NAN]
         } else {
             match second {
+                0..=3 if *transform == Transform::Logistic => [logistic(-s), logistic(s)],
                 0 | 1 => [1.0 - s, s],
-                2 | 3 if *transform == Transform::Logistic => [logistic(-s), logistic(s)],
                 2 | 3 => [-s, s],
                 _ => [s, f32::NAN],
             }
@@ -852,16 +861,19 @@ pub(crate) fn logistic(x: f32) -> f32 {
     if x < 0.0 { 1.0 - v } else { v }
 }
 
-/// `sqrt(2) * erfinv(2p - 1)` with the same closed-form approximation of the inverse
-/// error function (Winitzki, a = 0.147) that ONNX Runtime uses.
+/// `sqrt(2) * erfinv(2p - 1)` with the closed-form approximation of the inverse error
+/// function (Winitzki, a = 0.147) that ONNX Runtime uses, evaluated in `f32` with the same
+/// constants and in the same order: near p = 0.5 the formula cancels, and a different
+/// rounding shows at 1e-6.
 fn probit_f32(p: f32) -> f32 {
     const A: f32 = 0.147;
+    const INV_A: f32 = 1.0 / A;
     let x = 2.0 * p - 1.0;
-    let sign = if x < 0.0 { -1.0 } else { 1.0 };
+    let sign = if x < 0.0 { -1.0f32 } else { 1.0 };
     let ln = ((1.0 - x) * (1.0 + x)).ln();
-    let u = 2.0 / (3.14159 * A) + 0.5 * ln;
-    let inner = -u + (u * u - ln / A).sqrt();
-    1.414_213_56 * sign * inner.sqrt()
+    let u = 2.0 / (std::f32::consts::PI * A) + 0.5 * ln;
+    let inner = -u + (u * u - INV_A * ln).sqrt();
+    std::f32::consts::SQRT_2 * (sign * inner.sqrt())
 }
 
 #[cfg(test)]
