@@ -17,6 +17,8 @@ enum Command {
     /// Serve a model with every ML metric recorded (API on --listen, /metrics on
     /// --metrics-listen)
     Serve(modelwatch_server::config::ServeArgs),
+    /// Send simulator traffic at a steady rate, optionally with an incident scenario
+    Loadgen(modelwatch_loadgen::cli::LoadgenArgs),
     /// Print the metric schema as Markdown (the source of docs/metrics.md)
     Schema,
     /// Simulate card transactions and write featurised training data as CSV
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
             let sub = matches.subcommand_matches("serve").unwrap_or(&matches);
             args.resolve(sub).and_then(serve)
         }
+        Command::Loadgen(args) => block_on(modelwatch_loadgen::cli::run(&args)),
         Command::Schema => {
             print!("{}", modelwatch::schema::metrics_markdown());
             Ok(ExitCode::SUCCESS)
@@ -61,6 +64,14 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Runs `future` on a fresh multi-threaded runtime.
+fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }
 
 fn serve(args: modelwatch_server::config::ServeArgs) -> anyhow::Result<ExitCode> {

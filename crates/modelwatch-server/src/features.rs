@@ -226,7 +226,9 @@ impl FeatureFetcher {
             for (column, source) in &self.layout.transaction_columns {
                 row[*column] = values[*source];
             }
-            event_times[group] = tx.timestamp;
+            // Computed from the request right now: their age is zero, whatever the
+            // transaction's own timestamp.
+            event_times[group] = crate::unix_now();
         }
         for (slot, (group_index, group)) in self.layout.entity_groups.iter().enumerate() {
             let entity = group.key.of(tx);

@@ -1,0 +1,248 @@
+//! Module implementing incident scenarios: a timeline of phases, each with simulator
+//! knobs and server faults. See [`Scenario`] for details.
+//!
+//! Every scenario starts with a clean baseline (the first 30% of the run), then the
+//! incident runs to the end, so the alert it names has time to fire. Faults are set
+//! through the server's `/admin/faults` (only present with
+//! `--enable-fault-injection`) and cleared when the run ends.
+
+use modelwatch_sim::TrafficKnobs;
+use std::time::Duration;
+
+/// One phase of a scenario.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    /// Short name, shown in the progress bar.
+    pub name: &'static str,
+    /// When it starts, as a fraction of the run.
+    pub start_fraction: f64,
+    /// Simulator knobs while it lasts.
+    pub knobs: TrafficKnobs,
+    /// Faults to set on the server (JSON for `/admin/faults`), or `None` to leave them.
+    pub faults: Option<serde_json::Value>,
+}
+
+/// A named incident timeline.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name, as given to `--scenario`.
+    pub name: &'static str,
+    /// What happens, in a sentence.
+    pub description: &'static str,
+    /// The alert that must fire (the `alertname`), or `None` for clean traffic.
+    pub expected_alert: Option<&'static str>,
+    /// Phases in start order.
+    pub phases: Vec<Phase>,
+}
+
+/// Where the incident starts, as a fraction of the run.
+pub const INCIDENT_START: f64 = 0.3;
+
+fn no_faults() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+fn incident(
+    name: &'static str,
+    description: &'static str,
+    expected_alert: &'static str,
+    knobs: TrafficKnobs,
+    faults: serde_json::Value,
+) -> Scenario {
+    Scenario {
+        name,
+        description,
+        expected_alert: Some(expected_alert),
+        phases: vec![
+            Phase {
+                name: "baseline",
+                start_fraction: 0.0,
+                knobs: TrafficKnobs::default(),
+                faults: Some(no_faults()),
+            },
+            Phase {
+                name,
+                start_fraction: INCIDENT_START,
+                knobs,
+                faults: Some(faults),
+            },
+        ],
+    }
+}
+
+/// The names of every scenario, for `--help` and errors.
+pub const NAMES: &[&str] = &[
+    "clean",
+    "score_drift",
+    "feature_drift",
+    "stale_features",
+    "null_burst",
+    "slow_store",
+    "error_burst",
+    "approval_shift",
+    "cache_collapse",
+];
+
+impl Scenario {
+    /// The scenario called `name`.
+    pub fn named(name: &str) -> Result<Self, String> {
+        let base = TrafficKnobs::default();
+        let scenario = match name {
+            "clean" => Scenario {
+                name: "clean",
+                description: "steady traffic from the reference population; nothing must fire",
+                expected_alert: None,
+                phases: vec![Phase {
+                    name: "clean",
+                    start_fraction: 0.0,
+                    knobs: base,
+                    faults: None,
+                }],
+            },
+            "score_drift" => incident(
+                "score_drift",
+                "the fraud mix rises eightfold (a new attack wave): the score distribution shifts",
+                "ModelWatchScoreDriftCritical",
+                TrafficKnobs {
+                    fraud_multiplier: 8.0,
+                    ..base
+                },
+                no_faults(),
+            ),
+            "feature_drift" => incident(
+                "feature_drift",
+                "amounts fall to a third (a currency or upstream unit change)",
+                "ModelWatchFeatureDriftCritical",
+                TrafficKnobs {
+                    amount_scale: 0.3,
+                    ..base
+                },
+                no_faults(),
+            ),
+            "stale_features" => incident(
+                "stale_features",
+                "the batch pipeline stops refreshing the terminal feature group",
+                "ModelWatchFeatureGroupStale",
+                base,
+                serde_json::json!({"paused_groups": ["terminal"]}),
+            ),
+            "null_burst" => incident(
+                "null_burst",
+                "an upstream join breaks: terminal_risk_7d goes missing in every prediction",
+                "ModelWatchFeatureMissingBurst",
+                base,
+                serde_json::json!({"missing_feature": "terminal_risk_7d"}),
+            ),
+            "slow_store" => incident(
+                "slow_store",
+                "the feature store slows to 40 ms per call and the cache is bypassed",
+                "ModelWatchLatencyBudgetBurn",
+                base,
+                serde_json::json!({"store_delay_ms": 40, "cache_disabled": true}),
+            ),
+            "error_burst" => incident(
+                "error_burst",
+                "one prediction in five fails inside the server",
+                "ModelWatchErrorBudgetBurn",
+                base,
+                serde_json::json!({"error_ratio": 0.2}),
+            ),
+            "approval_shift" => incident(
+                "approval_shift",
+                "a fraud wave (25x) pushes the decline rate far above last week's",
+                "ModelWatchApprovalRatioShift",
+                TrafficKnobs {
+                    fraud_multiplier: 25.0,
+                    ..base
+                },
+                no_faults(),
+            ),
+            "cache_collapse" => incident(
+                "cache_collapse",
+                "the feature cache stops serving (every lookup goes to the store)",
+                "ModelWatchFeatureCacheCollapse",
+                base,
+                serde_json::json!({"cache_disabled": true}),
+            ),
+            other => {
+                return Err(format!(
+                    "unknown scenario {other:?}\nhint: choose one of {}",
+                    NAMES.join(", ")
+                ));
+            }
+        };
+        Ok(scenario)
+    }
+
+    /// The phase in force at `offset` into a run of `total`.
+    pub fn phase_at_fraction(&self, fraction: f64) -> Option<(usize, &Phase)> {
+        self.phases
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, p)| p.start_fraction <= fraction)
+    }
+
+    /// Whether any phase sets faults on the server.
+    pub fn injects_faults(&self) -> bool {
+        self.phases.iter().any(|p| {
+            p.faults
+                .as_ref()
+                .and_then(|f| f.as_object())
+                .is_some_and(|o| !o.is_empty())
+        })
+    }
+
+    /// When the incident starts in a run of `total`, if there is one.
+    pub fn incident_start(&self, total: Duration) -> Option<Duration> {
+        self.expected_alert.map(|_| total.mul_f64(INCIDENT_START))
+    }
+}
+
+/// Sets faults on the server.
+pub async fn apply_faults(
+    client: &reqwest::Client,
+    admin: &str,
+    faults: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let url = format!("{}/admin/faults", admin.trim_end_matches('/'));
+    let response = client.post(&url).json(faults).send().await.map_err(|e| {
+        anyhow::anyhow!("cannot reach {url}: {e}\nhint: start the server with --enable-fault-injection and pass its metrics address with --admin")
+    })?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        anyhow::bail!(
+            "{url} answered {status}: {body}\nhint: fault injection needs `modelwatch serve --enable-fault-injection`"
+        );
+    }
+    Ok(())
+}
+
+/// Clears every fault on the server.
+pub async fn clear_faults(client: &reqwest::Client, admin: &str) -> anyhow::Result<()> {
+    let url = format!("{}/admin/faults", admin.trim_end_matches('/'));
+    client.delete(&url).send().await?.error_for_status()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_scenario_exists_and_incidents_start_after_a_baseline() {
+        for name in NAMES {
+            let s = Scenario::named(name).unwrap();
+            assert_eq!(s.name, *name);
+            assert_eq!(s.phase_at_fraction(0.0).unwrap().0, 0);
+            if s.expected_alert.is_some() {
+                assert_eq!(s.phase_at_fraction(0.5).unwrap().1.name, *name);
+                assert_eq!(s.phase_at_fraction(0.29).unwrap().1.name, "baseline");
+            }
+        }
+        assert!(Scenario::named("gpu_melt").unwrap_err().contains("hint:"));
+        assert!(!Scenario::named("clean").unwrap().injects_faults());
+        assert!(Scenario::named("slow_store").unwrap().injects_faults());
+    }
+}
