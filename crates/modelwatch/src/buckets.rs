@@ -43,7 +43,7 @@ impl Buckets {
     /// Adds the decision threshold to the score buckets, so that the approval ratio is
     /// exactly the cumulative count at `le="<threshold>"`.
     pub fn with_score_threshold(mut self, threshold: f64) -> Self {
-        if threshold.is_finite() && !self.score.iter().any(|b| *b == threshold) {
+        if threshold.is_finite() && !self.score.contains(&threshold) {
             self.score.push(threshold);
         }
         self.score.sort_by(f64::total_cmp);
@@ -65,7 +65,7 @@ impl Buckets {
             }
             if let Some(w) = bounds
                 .windows(2)
-                .find(|w| !(w[0] < w[1]) || !w[0].is_finite() || !w[1].is_finite())
+                .find(|w| w[0] >= w[1] || !w[0].is_finite() || !w[1].is_finite())
             {
                 return Err(crate::Error::Buckets {
                     name,
