@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""modelwatch's load benchmark: one run, one table.
+
+Starts each server in turn (an axum JSON echo as the HTTP stack's ceiling, then
+`modelwatch serve` with its metrics, then `modelwatch serve --no-instrumentation`)
+and measures, for each:
+
+- start-up time (spawn to /readyz answering 200);
+- saturation: wrk -t1 -c32 for 15 s with varied bodies (bench/wrk-predict.lua),
+  requests/s, p50 and p99;
+- latency at a fixed moderate rate (modelwatch loadgen, 200 req/s, 15 s), p50 and p99;
+- /metrics scrape time (median of 20) and size;
+- RSS after load.
+
+Figures from one run are comparable with each other (same machine, same minute);
+quote ratios. Needs wrk (apt-get install -y wrk).
+
+    python3 bench/load.py [--duration 15] [--connections 32] [--rate 200]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def wait_ready(url, proc, timeout=120.0):
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - start
+        except OSError:
+            pass
+        time.sleep(0.005)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def parse_wrk(text):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    return rps, pct(50), pct(99), int(non2xx.group(1)) if non2xx else 0
+
+
+def wrk(url, duration, connections):
+    lua = os.path.join(ROOT, "bench", "wrk-predict.lua")
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", lua, url],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return parse_wrk(out)
+
+
+def loadgen(binary, target, rate, duration):
+    out = subprocess.run(
+        [binary, "loadgen", "--target", target, "--rps", str(rate),
+         "--duration", f"{duration}s", "--json", "--quiet"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    report = json.loads(out)
+    return report["p50_seconds"] * 1e3, report["p99_seconds"] * 1e3, report
+
+
+def scrape(url, times=20):
+    durations, size = [], 0
+    for _ in range(times):
+        start = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read()
+        durations.append(time.perf_counter() - start)
+        size = len(body)
+    return statistics.median(durations) * 1e3, size
+
+
+def measure(name, cmd, ready_url, api, metrics_url, args, binary):
+    log(f"== {name}: {' '.join(cmd)}")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        startup = wait_ready(ready_url, proc)
+        log(f"   ready in {startup * 1e3:.0f} ms; warming up")
+        wrk(api + "/v1/predict", 3, args.connections)
+        log(f"   saturation: wrk -t1 -c{args.connections} {args.duration}s")
+        rps, p50, p99, non2xx = wrk(api + "/v1/predict", args.duration, args.connections)
+        log(f"   fixed rate: loadgen {args.rate} req/s {args.duration}s")
+        f50, f99, _ = loadgen(binary, api, args.rate, args.duration)
+        scrape_ms, scrape_bytes = scrape(metrics_url) if metrics_url else (None, None)
+        rss = rss_mib(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = "killed"
+    log(f"   exit code after SIGTERM: {code}")
+    return {
+        "startup_ms": startup * 1e3, "rps": rps, "p50_ms": p50, "p99_ms": p99,
+        "non2xx": non2xx, "fixed_p50_ms": f50, "fixed_p99_ms": f99,
+        "scrape_ms": scrape_ms, "scrape_kib": scrape_bytes / 1024 if scrape_bytes else None,
+        "rss_mib": rss, "exit": code,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=15, help="seconds per wrk and loadgen run (default 15)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--rate", type=float, default=200, help="fixed rate in req/s (default 200)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("error: wrk not found\nhint: apt-get install -y wrk")
+
+    log("building release binaries...")
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli",
+                    "-p", "modelwatch-server", "--example", "echo"], check=True, cwd=ROOT)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
+    binary = os.path.join(ROOT, "target", "release", "modelwatch")
+    echo = os.path.join(ROOT, "target", "release", "examples", "echo")
+
+    data = tempfile.mkdtemp(prefix="modelwatch-bench-")
+    results = {}
+    try:
+        # The first start seeds the feature store; start-up is measured on the next ones.
+        port, mport = free_port(), free_port()
+        seed = subprocess.Popen([binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
+                                 "--metrics-listen", f"127.0.0.1:{mport}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log("seeding the feature store (first start)...")
+        wait_ready(f"http://127.0.0.1:{port}/readyz", seed, timeout=600)
+        seed.send_signal(signal.SIGTERM)
+        seed.wait(timeout=30)
+
+        port = free_port()
+        results["echo"] = measure("echo", [echo, f"127.0.0.1:{port}"], f"http://127.0.0.1:{port}/readyz",
+                                  f"http://127.0.0.1:{port}", None, args, binary)
+        for name, extra in [("serve", []), ("serve, no instrumentation", ["--no-instrumentation"])]:
+            port, mport = free_port(), free_port()
+            cmd = [binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
+                   "--metrics-listen", f"127.0.0.1:{mport}", *extra]
+            results[name] = measure(name, cmd, f"http://127.0.0.1:{port}/readyz", f"http://127.0.0.1:{port}",
+                                    f"http://127.0.0.1:{mport}/metrics", args, binary)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+    cols = list(results)
+    rows = [
+        ("saturation req/s", "rps", "{:,.0f}"),
+        ("saturation p50 ms", "p50_ms", "{:.3f}"),
+        ("saturation p99 ms", "p99_ms", "{:.3f}"),
+        ("non-2xx answers", "non2xx", "{}"),
+        (f"p50 ms at {args.rate:g} req/s", "fixed_p50_ms", "{:.3f}"),
+        (f"p99 ms at {args.rate:g} req/s", "fixed_p99_ms", "{:.3f}"),
+        ("/metrics scrape ms", "scrape_ms", "{:.2f}"),
+        ("/metrics size KiB", "scrape_kib", "{:.1f}"),
+        ("RSS after load MiB", "rss_mib", "{:.1f}"),
+        ("start-up ms", "startup_ms", "{:.0f}"),
+        ("exit code on SIGTERM", "exit", "{}"),
+    ]
+    width = max(len(c) for c in cols) + 2
+    print(f"{'':<24}" + "".join(f"{c:>{width}}" for c in cols))
+    for label, key, fmt in rows:
+        cells = []
+        for c in cols:
+            v = results[c][key]
+            cells.append(f"{(fmt.format(v) if v is not None else '-'):>{width}}")
+        print(f"{label:<24}" + "".join(cells))
+    serve, bare, echo_r = results["serve"], results["serve, no instrumentation"], results["echo"]
+    print()
+    print(f"serve / echo saturation:            {serve['rps'] / echo_r['rps']:.1%}")
+    print(f"instrumentation cost (throughput):  {1 - serve['rps'] / bare['rps']:+.1%}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
