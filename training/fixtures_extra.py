@@ -9,7 +9,9 @@ four classes, TreeEnsembleRegressor with AVERAGE and PROBIT, a regressor followe
 Sigmoid and Mul nodes, and a real scikit-learn GradientBoostingRegressor export.
 
 For each case it writes models/fixtures/<name>.onnx and <name>.parity.json, where the
-expected probabilities are what onnxruntime computes. Deterministic (fixed seeds).
+expected probabilities are what onnxruntime computes. It also writes error_*.onnx: valid
+graphs (onnxruntime runs them) that the runtime must refuse with a clear error.
+Deterministic (fixed seeds).
 
     python training/fixtures_extra.py [--out models/fixtures]
 """
@@ -56,7 +58,7 @@ def random_trees(rng, n_trees, depth, modes, leaf_weights):
             return me
 
         build(0)
-        ids = rng.permutation(len(nodes)) + 100  # local index -> node id
+        ids = rng.permutation(len(nodes))  # local index -> node id
         order = [0] + list(rng.permutation(np.arange(1, len(nodes))))
         for li in order:
             _, feat, val, mode, tl, fl, miss = nodes[li]
@@ -170,8 +172,10 @@ def sklearn_regressor(rng):
     x = rng.normal(size=(2000, N_FEATURES)).astype(np.float32)
     y = (x[:, 0] - 0.5 * x[:, 1] + rng.normal(0, 0.1, 2000) > 0).astype(np.float64)
     model = GradientBoostingRegressor(n_estimators=40, max_depth=3, random_state=0).fit(x, y)
-    return convert_sklearn(model, initial_types=[("features", FloatTensorType([None, N_FEATURES]))],
-                           target_opset={"": 17, "ai.onnx.ml": 3})
+    proto = convert_sklearn(model, initial_types=[("features", FloatTensorType([None, N_FEATURES]))],
+                            target_opset={"": 17, "ai.onnx.ml": 3})
+    proto.graph.name = "sklearn_gbr"  # skl2onnx names the graph with a random id
+    return proto
 
 
 def write(out, name, model, x, meta):
@@ -203,6 +207,30 @@ def write(out, name, model, x, meta):
     print(f"{name}: {len(x)} rows, p in [{p.min():.4f}, {p.max():.4f}]")
 
 
+def error_cases(rng):
+    """Graphs the runtime must refuse, naming the operator and node."""
+    attrs, weights = random_trees(rng, 3, 2, ["BRANCH_LEQ"], lambda r: [(0, r.normal())])
+    # Probabilities through ZipMap (a list of maps): export with zipmap disabled instead.
+    trees = ensemble_node("TreeEnsembleClassifier", attrs, weights, ["label", "raw"],
+                          classlabels_int64s=[0, 1], post_transform="LOGISTIC")
+    zipmap = helper.make_node("ZipMap", ["raw"], ["probabilities"], domain="ai.onnx.ml",
+                              name="zipmap", classlabels_int64s=[0, 1])
+    outs = [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_value_info("probabilities", helper.make_sequence_type_proto(
+                helper.make_map_type_proto(TensorProto.INT64,
+                                           helper.make_tensor_type_proto(TensorProto.FLOAT, []))))]
+    yield "error_zipmap", make_model([trees, zipmap], outs)
+    # A Scaler in front of the trees.
+    scaler = helper.make_node("Scaler", ["features"], ["scaled"], domain="ai.onnx.ml", name="scaler",
+                              offset=[0.5] * N_FEATURES, scale=[2.0] * N_FEATURES)
+    trees = ensemble_node("TreeEnsembleClassifier", attrs, weights, ["label", "probabilities"],
+                          classlabels_int64s=[0, 1], post_transform="LOGISTIC")
+    trees.input[0] = "scaled"
+    outs = [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])]
+    yield "error_scaler_trees", make_model([scaler, trees], outs)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "models", "fixtures"))
@@ -212,6 +240,11 @@ def main():
     for name, model, meta in cases(rng):
         write(args.out, name, model, rows(rng), meta)
     write(args.out, "extra_sklearn_gbr", sklearn_regressor(rng), rows(rng), {})
+    for name, model in error_cases(rng):
+        with open(os.path.join(args.out, f"{name}.onnx"), "wb") as f:
+            f.write(model.SerializeToString())
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        print(f"{name}: written (onnxruntime loads it; the runtime must refuse it)")
 
 
 if __name__ == "__main__":

@@ -1,1 +1,165 @@
-//! placeholder
+//! `modelwatch reference`: score a holdout CSV with the model and write its reference
+//! distributions.
+
+use crate::card::ModelCard;
+use crate::error::RuntimeError;
+use crate::model::load_card_and_model;
+use crate::reference::Reference;
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+
+/// Rows scored per call to the model.
+const BATCH_ROWS: usize = 4096;
+
+/// Arguments of `modelwatch reference`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReferenceArgs {
+    /// Model card of the model (its .onnx sits next to it)
+    #[arg(
+        long,
+        env = "MODELWATCH_MODEL",
+        default_value = "models/fraud.card.json"
+    )]
+    pub model: PathBuf,
+
+    /// Holdout CSV with a header; columns named like the card's features (other
+    /// columns are ignored; an empty cell, NaN or NA is a missing value)
+    #[arg(
+        long,
+        env = "MODELWATCH_HOLDOUT",
+        default_value = "models/fraud.holdout.csv"
+    )]
+    pub holdout: PathBuf,
+
+    /// Number of quantile bins per distribution (discrete values can give fewer)
+    #[arg(long, env = "MODELWATCH_REFERENCE_BINS", default_value_t = 10,
+          value_parser = clap::value_parser!(u16).range(2..=1000))]
+    pub bins: u16,
+
+    /// Where to write the reference [default: <card dir>/<name>.reference.json]
+    #[arg(long, env = "MODELWATCH_REFERENCE_OUT")]
+    pub out: Option<PathBuf>,
+}
+
+/// Reads the holdout, scores it with the card's model, builds the reference and writes
+/// it. Prints a one-line summary per distribution to stderr.
+///
+/// # Errors
+/// When the card, model or holdout cannot be read, a feature column is missing or a
+/// cell is not a number, or the reference cannot be written.
+pub fn run_reference(args: &ReferenceArgs) -> anyhow::Result<()> {
+    let (card, model) = load_card_and_model(&args.model)?;
+    let rows = read_holdout(&args.holdout, &card)?;
+    let n = rows.len() / card.features.len();
+    let mut scores = vec![0f32; n];
+    for (input, out) in rows
+        .chunks(BATCH_ROWS * card.features.len())
+        .zip(scores.chunks_mut(BATCH_ROWS))
+    {
+        model.predict(input, out)?;
+    }
+    let reference = Reference::build(&card, &rows, &scores, usize::from(args.bins))?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.model
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(format!("{}.reference.json", card.name))
+    });
+    reference
+        .save(&out)
+        .with_context(|| format!("writing the reference for {}", card.name))?;
+
+    eprintln!(
+        "{} {}: {n} holdout rows scored ({:?}), reference written to {}",
+        card.name,
+        card.version,
+        model.backend(),
+        out.display()
+    );
+    if card.metrics.holdout_rows != n as u64 {
+        eprintln!(
+            "note: the card's metrics were computed on {} holdout rows, this file has {n}",
+            card.metrics.holdout_rows
+        );
+    }
+    for d in std::iter::once(&reference.score).chain(&reference.features) {
+        eprintln!(
+            "  {:<28} {:>2} bins  range [{}, {}]  missing {:.2}%",
+            d.name,
+            d.bin_count(),
+            d.min,
+            d.max,
+            100.0 * d.missing_fraction
+        );
+    }
+    Ok(())
+}
+
+/// Reads the card's feature columns from a holdout CSV into row-major `f32`s, NaN for
+/// missing cells.
+///
+/// # Errors
+/// [`RuntimeError::FileNotFound`] / [`RuntimeError::Io`] for the file, and
+/// [`RuntimeError::Data`] naming the row and column of a bad cell, or a feature column
+/// the header lacks.
+pub fn read_holdout(path: &Path, card: &ModelCard) -> Result<Vec<f32>, RuntimeError> {
+    let file = std::fs::File::open(path).map_err(|e| RuntimeError::io(path, e))?;
+    let data_error = |reason: String| RuntimeError::Data {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(file);
+    let header = reader
+        .headers()
+        .map_err(|e| data_error(format!("cannot read the header: {e}")))?
+        .clone();
+    let columns: Vec<usize> = card
+        .features
+        .iter()
+        .map(|f| {
+            header.iter().position(|h| h == f.name).ok_or_else(|| {
+                data_error(format!(
+                    "no column `{}` (the header has: {})",
+                    f.name,
+                    header.iter().collect::<Vec<_>>().join(", ")
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut rows = Vec::new();
+    let mut record = csv::StringRecord::new();
+    let mut line = 1u64;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(data_error(format!("after line {line}: {e}"))),
+        }
+        line = record.position().map_or(line + 1, csv::Position::line);
+        for (&c, spec) in columns.iter().zip(&card.features) {
+            let cell = record.get(c).unwrap_or("");
+            let value = parse_cell(cell).ok_or_else(|| {
+                data_error(format!(
+                    "line {line}, column `{}`: `{cell}` is not a number",
+                    spec.name
+                ))
+            })?;
+            rows.push(value);
+        }
+    }
+    if rows.is_empty() {
+        return Err(data_error("no data rows".into()));
+    }
+    Ok(rows)
+}
+
+fn parse_cell(cell: &str) -> Option<f32> {
+    match cell {
+        "" | "NA" | "NaN" | "nan" | "null" | "None" => Some(f32::NAN),
+        "true" | "True" => Some(1.0),
+        "false" | "False" => Some(0.0),
+        _ => cell.parse::<f32>().ok(),
+    }
+}

@@ -434,3 +434,303 @@ pub fn check_shape(n_features: usize, input: &[f32], rows: usize) -> Result<(), 
         n_features,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::pb::{self, AttributeProto, NodeProto, ValueInfoProto};
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            ints: v.to_vec(),
+            ..AttributeProto::default()
+        }
+    }
+    fn floats(name: &str, v: &[f32]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            floats: v.to_vec(),
+            ..AttributeProto::default()
+        }
+    }
+    fn strings(name: &str, v: &[&str]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            ..AttributeProto::default()
+        }
+    }
+    fn string(name: &str, v: &str) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            s: v.as_bytes().to_vec(),
+            ..AttributeProto::default()
+        }
+    }
+    fn value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+        use pb::tensor_shape_proto::{Dimension, dimension::Value as Dim};
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: 1,
+                    shape: Some(pb::TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|d| Dimension {
+                                value: d.map(Dim::DimValue),
+                                ..Dimension::default()
+                            })
+                            .collect(),
+                    }),
+                })),
+                ..pb::TypeProto::default()
+            }),
+            ..ValueInfoProto::default()
+        }
+    }
+
+    /// One stump per tree on feature `tree % 2`: `x <= 0.5` gives `left`, else `right`.
+    fn stumps(op: &str, leaves: &[(f32, f32)], extra: Vec<AttributeProto>) -> NodeProto {
+        let (mut t, mut n, mut f, mut v, mut m, mut tt, mut ff) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut wt, mut wn, mut wi, mut ww) = (vec![], vec![], vec![], vec![]);
+        for (k, (left, right)) in leaves.iter().enumerate() {
+            let k = k as i64;
+            t.extend([k, k, k]);
+            n.extend([0, 1, 2]);
+            f.extend([k % 2, 0, 0]);
+            v.extend([0.5, 0.0, 0.0]);
+            m.extend(["BRANCH_LEQ", "LEAF", "LEAF"]);
+            tt.extend([1, 0, 0]);
+            ff.extend([2, 0, 0]);
+            wt.extend([k, k]);
+            wn.extend([1, 2]);
+            wi.extend([0, 0]);
+            ww.extend([*left, *right]);
+        }
+        let prefix = if op == "TreeEnsembleClassifier" {
+            "class"
+        } else {
+            "target"
+        };
+        let mut attribute = vec![
+            ints("nodes_treeids", &t),
+            ints("nodes_nodeids", &n),
+            ints("nodes_featureids", &f),
+            floats("nodes_values", &v),
+            strings("nodes_modes", &m),
+            ints("nodes_truenodeids", &tt),
+            ints("nodes_falsenodeids", &ff),
+            ints(&format!("{prefix}_treeids"), &wt),
+            ints(&format!("{prefix}_nodeids"), &wn),
+            ints(&format!("{prefix}_ids"), &wi),
+            floats(&format!("{prefix}_weights"), &ww),
+        ];
+        if op == "TreeEnsembleClassifier" {
+            attribute.push(ints("classlabels_int64s", &[0, 1]));
+        }
+        attribute.extend(extra);
+        let output = if op == "TreeEnsembleClassifier" {
+            vec!["label".into(), "probabilities".into()]
+        } else {
+            vec!["probabilities".into()]
+        };
+        NodeProto {
+            input: vec!["features".into()],
+            output,
+            name: "trees".into(),
+            op_type: op.into(),
+            domain: ML_DOMAIN.into(),
+            attribute,
+            ..NodeProto::default()
+        }
+    }
+
+    fn model(nodes: Vec<NodeProto>, outputs: &[&str]) -> ModelProto {
+        ModelProto {
+            ir_version: 8,
+            graph: Some(GraphProto {
+                node: nodes,
+                input: vec![value("features", &[None, Some(2)])],
+                output: outputs.iter().map(|o| value(o, &[None, Some(2)])).collect(),
+                ..GraphProto::default()
+            }),
+            ..ModelProto::default()
+        }
+    }
+
+    fn load(proto: ModelProto) -> Result<Box<dyn Model>, RuntimeError> {
+        load_from_proto(proto, &LoadOptions::default())
+    }
+
+    #[test]
+    fn binary_gbdt_is_logistic_of_sum_plus_base() {
+        let node = stumps(
+            "TreeEnsembleClassifier",
+            &[(-1.0, 2.0), (0.5, -0.25)],
+            vec![
+                floats("base_values", &[-0.5]),
+                string("post_transform", "LOGISTIC"),
+            ],
+        );
+        let m = load(model(vec![node], &["label", "probabilities"])).expect("loads");
+        assert!(matches!(m.backend(), Backend::TreeEnsemble(s) if s.trees == 2 && s.branches == 2));
+        let mut out = [0f32; 3];
+        m.predict(&[0.0, 0.0, 1.0, 0.0, 1.0, 1.0], &mut out)
+            .expect("predicts");
+        let expect = |s: f32| 1.0 / (1.0 + (-s).exp());
+        for (o, s) in out
+            .iter()
+            .zip([-1.0 + 0.5 - 0.5, 2.0 + 0.5 - 0.5, 2.0 - 0.25 - 0.5])
+        {
+            assert!((o - expect(s)).abs() < 1e-6, "{o} vs {}", expect(s));
+        }
+    }
+
+    #[test]
+    fn nan_follows_missing_value_tracks() {
+        let mut node = stumps("TreeEnsembleClassifier", &[(0.25, 0.75)], vec![]);
+        let m = load(model(vec![node.clone()], &["label", "probabilities"])).expect("loads");
+        assert_eq!(m.predict_one(&[f32::NAN, 0.0]).expect("predicts"), 0.75);
+        node.attribute
+            .push(ints("nodes_missing_value_tracks_true", &[1, 0, 0]));
+        let m = load(model(vec![node], &["label", "probabilities"])).expect("loads");
+        assert_eq!(m.predict_one(&[f32::NAN, 0.0]).expect("predicts"), 0.25);
+        assert_eq!(
+            m.predict_one(&[0.5, 0.0]).expect("predicts"),
+            0.25,
+            "x == threshold goes left"
+        );
+    }
+
+    #[test]
+    fn the_label_output_is_refused() {
+        let node = stumps("TreeEnsembleClassifier", &[(0.1, 0.9)], vec![]);
+        let err = load_from_proto(
+            model(vec![node], &["label", "probabilities"]),
+            &LoadOptions {
+                output: Some("label".into()),
+                ..LoadOptions::default()
+            },
+        )
+        .expect_err("label is not a probability");
+        assert!(err.to_string().contains("classifier's label"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_operator_after_trees_is_named() {
+        let mut node = stumps("TreeEnsembleClassifier", &[(0.1, 0.9)], vec![]);
+        node.output[1] = "raw".into();
+        let clip = NodeProto {
+            input: vec!["raw".into()],
+            output: vec!["probabilities".into()],
+            name: "clip_it".into(),
+            op_type: "Clip".into(),
+            ..NodeProto::default()
+        };
+        let err =
+            load(model(vec![node, clip], &["probabilities"])).expect_err("Clip is not supported");
+        assert!(
+            err.to_string()
+                .starts_with("unsupported operator `Clip` (domain ``) in node `clip_it`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unsupported_ensemble_attributes_are_named() {
+        let node = stumps(
+            "TreeEnsembleRegressor",
+            &[(0.1, 0.9)],
+            vec![string("aggregate_function", "MIN")],
+        );
+        let err = load(model(vec![node], &["probabilities"])).expect_err("MIN");
+        assert_eq!(
+            err.to_string(),
+            "unsupported tree ensemble in node `trees`: attribute `aggregate_function`: `MIN` is not supported (SUM and AVERAGE are)"
+        );
+        let node = stumps(
+            "TreeEnsembleClassifier",
+            &[(0.1, 0.9)],
+            vec![string("post_transform", "PROBIT")],
+        );
+        let err = load(model(vec![node], &["label", "probabilities"])).expect_err("PROBIT");
+        assert!(
+            err.to_string().contains("attribute `post_transform`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn broken_trees_are_invalid() {
+        let mut node = stumps("TreeEnsembleClassifier", &[(0.1, 0.9)], vec![]);
+        for a in &mut node.attribute {
+            if a.name == "nodes_falsenodeids" {
+                a.ints[0] = 7;
+            }
+        }
+        let err =
+            load(model(vec![node.clone()], &["label", "probabilities"])).expect_err("dangling");
+        assert_eq!(
+            err.to_string(),
+            "invalid tree ensemble in node `trees`: node 0 of tree 0 has false child 7, which does not exist"
+        );
+        for a in &mut node.attribute {
+            if a.name == "nodes_falsenodeids" {
+                a.ints[0] = 0;
+            }
+        }
+        let err = load(model(vec![node], &["label", "probabilities"])).expect_err("cycle");
+        assert!(err.to_string().contains("reached twice"), "{err}");
+    }
+
+    #[test]
+    fn class_index_out_of_range() {
+        let node = stumps("TreeEnsembleClassifier", &[(0.1, 0.9)], vec![]);
+        let err = load_from_proto(
+            model(vec![node], &["label", "probabilities"]),
+            &LoadOptions {
+                class_index: Some(2),
+                ..LoadOptions::default()
+            },
+        )
+        .expect_err("no column 2");
+        assert_eq!(
+            err.to_string(),
+            "positive class index 2 is out of range: output `probabilities` has 2 column(s)"
+        );
+    }
+
+    #[test]
+    fn card_width_must_match_the_graph() {
+        let node = stumps("TreeEnsembleClassifier", &[(0.1, 0.9)], vec![]);
+        let err = load_from_proto(
+            model(vec![node], &["label", "probabilities"]),
+            &LoadOptions {
+                n_features: Some(3),
+                ..LoadOptions::default()
+            },
+        )
+        .expect_err("3 != 2");
+        assert_eq!(
+            err.to_string(),
+            "model card lists 3 features but the model takes 2 input columns"
+        );
+    }
+
+    #[test]
+    fn shape_checks() {
+        assert!(check_shape(3, &[0.0; 6], 2).is_ok());
+        assert!(check_shape(3, &[], 0).is_ok());
+        assert_eq!(
+            check_shape(3, &[0.0; 8], 2).expect_err("width").to_string(),
+            "wrong input width: the model expects 3 features per row, got 4"
+        );
+        assert_eq!(
+            check_shape(3, &[0.0; 7], 2).expect_err("shape").to_string(),
+            "input of 7 values cannot be 2 rows of 3 features"
+        );
+    }
+}
