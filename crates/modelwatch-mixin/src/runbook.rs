@@ -8,6 +8,7 @@ use crate::config::MixinConfig;
 use crate::names::{alert, record};
 use crate::promql::num;
 use crate::rules::{Rule, RuleGroup};
+use modelwatch::schema;
 use std::fmt::Write as _;
 
 /// What the on-call engineer reads for one alert.
@@ -57,8 +58,9 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
                 s(
                     "`queue` slow: the micro-batcher waits or the replicas are saturated; check the request rate and CPU per pod. `feature_fetch` slow: the feature store or a cache collapse.",
                 ),
-                s(
-                    "`inference` slow: a new model version, batch sizes (`model_batch_size`) or CPU/GPU throttling in the infrastructure row.",
+                format!(
+                    "`inference` slow: a new model version, batch sizes (`{}`) or CPU/GPU throttling in the infrastructure row.",
+                    schema::BATCH_SIZE.name
                 ),
             ],
             queries: vec![format!(
@@ -126,7 +128,10 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
                 s(
                     "Feature store errors and the cache hit ratio: a cache that cannot refresh serves old values.",
                 ),
-                s("Whether every replica is affected: `model_feature_age_seconds` by `instance`."),
+                format!(
+                    "Whether every replica is affected: `{}` by `instance`.",
+                    schema::FEATURE_AGE_SECONDS.name
+                ),
             ],
             queries: vec![format!("{}{{model=\"<model>\"}}", record::FEATURE_AGE_MAX)],
         },
@@ -222,7 +227,10 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
                 s(
                     "The rollout: is a canary meant to run this long? Then raise `alert_for.version_skew`.",
                 ),
-                s("Which replicas serve which version: `model_info` by `instance`."),
+                format!(
+                    "Which replicas serve which version: `{}` by `instance`.",
+                    schema::INFO.name
+                ),
                 s("Whether the versions behave alike: approval ratio and score PSI by version."),
             ],
             queries: vec![format!("{} > 0", record::REQUESTS_RATE5M)],

@@ -33,3 +33,52 @@ fn promtool_checks_the_rule_files() {
     );
     assert!(ok, "promtool check rules failed:\n{out}");
 }
+
+#[test]
+fn promtool_unit_tests_pass() {
+    let dir = mixin_dir();
+    let mut files: Vec<String> = std::fs::read_dir(dir.join("tests"))
+        .expect("mixin/tests")
+        .map(|e| format!("tests/{}", e.expect("entry").file_name().to_string_lossy()))
+        .filter(|f| f.ends_with("-test.yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let mut args = vec!["test", "rules"];
+    args.extend(files.iter().map(String::as_str));
+    let (ok, out) = promtool(&dir, &args);
+    assert!(ok, "promtool test rules failed:\n{out}");
+}
+
+/// Scenario runs shrink every window: the shrunk mixin must pass its own tests too.
+#[test]
+fn a_time_scaled_mixin_passes_promtool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = generate(&crate::support::scaled_config()).expect("generates");
+    write(dir.path(), &files).expect("write");
+    let rules = files
+        .iter()
+        .find(|f| f.path == modelwatch_mixin::RULES_PATH)
+        .expect("rules");
+    assert!(rules.contents.contains("[5s]"), "5m scales to 5s");
+    assert!(rules.contents.contains("offset 168m"), "7d scales to 168m");
+    let (ok, out) = promtool(
+        dir.path(),
+        &[
+            "check",
+            "rules",
+            "prometheus/rules.yaml",
+            "prometheus/alerts.yaml",
+        ],
+    );
+    assert!(ok, "{out}");
+    let tests: Vec<&str> = files
+        .iter()
+        .map(|f| f.path.as_str())
+        .filter(|p| p.starts_with("tests/"))
+        .collect();
+    let mut args = vec!["test", "rules"];
+    args.extend(tests);
+    let (ok, out) = promtool(dir.path(), &args);
+    assert!(ok, "promtool test rules failed on the scaled mixin:\n{out}");
+}

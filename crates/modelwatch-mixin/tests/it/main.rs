@@ -1,4 +1,7 @@
 //! Integration tests of the mixin generator, one module per area.
 
+mod cli;
+mod dashboard;
 mod generated;
+mod queries;
 mod support;

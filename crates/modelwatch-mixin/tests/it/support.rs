@@ -33,3 +33,11 @@ pub fn promtool(dir: &Path, args: &[&str]) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// A config whose windows shrink 60 times, as scenario runs use it.
+pub fn scaled_config() -> modelwatch_mixin::MixinConfig {
+    modelwatch_mixin::MixinConfig {
+        time_scale: 1.0 / 60.0,
+        ..modelwatch_mixin::MixinConfig::default()
+    }
+}
