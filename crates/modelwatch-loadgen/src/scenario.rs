@@ -6,6 +6,7 @@
 //! through the server's `/admin/faults` (only present with
 //! `--enable-fault-injection`) and cleared when the run ends.
 
+use modelwatch_mixin::names::alert;
 use modelwatch_sim::TrafficKnobs;
 use std::time::Duration;
 
@@ -102,7 +103,7 @@ impl Scenario {
             "score_drift" => incident(
                 "score_drift",
                 "the fraud mix rises eightfold (a new attack wave): the score distribution shifts",
-                "ModelWatchScoreDriftCritical",
+                alert::SCORE_DRIFT_CRITICAL,
                 TrafficKnobs {
                     fraud_multiplier: 8.0,
                     ..base
@@ -112,7 +113,7 @@ impl Scenario {
             "feature_drift" => incident(
                 "feature_drift",
                 "amounts fall to a third (a currency or upstream unit change)",
-                "ModelWatchFeatureDriftCritical",
+                alert::FEATURE_DRIFT_CRITICAL,
                 TrafficKnobs {
                     amount_scale: 0.3,
                     ..base
@@ -122,35 +123,35 @@ impl Scenario {
             "stale_features" => incident(
                 "stale_features",
                 "the batch pipeline stops refreshing the terminal feature group",
-                "ModelWatchFeatureGroupStale",
+                alert::FEATURES_STALE,
                 base,
                 serde_json::json!({"paused_groups": ["terminal"]}),
             ),
             "null_burst" => incident(
                 "null_burst",
                 "an upstream join breaks: terminal_risk_7d goes missing in every prediction",
-                "ModelWatchFeatureMissingBurst",
+                alert::FEATURE_VALUES_MISSING,
                 base,
                 serde_json::json!({"missing_feature": "terminal_risk_7d"}),
             ),
             "slow_store" => incident(
                 "slow_store",
                 "the feature store slows to 40 ms per call and the cache is bypassed",
-                "ModelWatchLatencyBudgetBurn",
+                alert::LATENCY_BUDGET_BURN,
                 base,
                 serde_json::json!({"store_delay_ms": 40, "cache_disabled": true}),
             ),
             "error_burst" => incident(
                 "error_burst",
                 "one prediction in five fails inside the server",
-                "ModelWatchErrorBudgetBurn",
+                alert::ERROR_BUDGET_BURN,
                 base,
                 serde_json::json!({"error_ratio": 0.2}),
             ),
             "approval_shift" => incident(
                 "approval_shift",
                 "a fraud wave (25x) pushes the decline rate far above last week's",
-                "ModelWatchApprovalRatioShift",
+                alert::APPROVAL_RATIO_SHIFT,
                 TrafficKnobs {
                     fraud_multiplier: 25.0,
                     ..base
@@ -160,7 +161,7 @@ impl Scenario {
             "cache_collapse" => incident(
                 "cache_collapse",
                 "the feature cache stops serving (every lookup goes to the store)",
-                "ModelWatchFeatureCacheCollapse",
+                alert::FEATURE_CACHE_COLLAPSE,
                 base,
                 serde_json::json!({"cache_disabled": true}),
             ),

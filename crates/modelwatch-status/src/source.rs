@@ -1,0 +1,205 @@
+//! Module implementing the two sources of a reading: Prometheus and direct scrapes.
+//! See [`from_prometheus`] and [`from_metrics`].
+
+use crate::scrape::{Sample, histogram_quantile, parse};
+use crate::{FiringAlert, Figures, Report, judge};
+use modelwatch::schema;
+use modelwatch_mixin::MixinConfig;
+use modelwatch_mixin::names::record;
+use std::time::Duration;
+
+/// Percent-encodes a query parameter value (RFC 3986 unreserved characters pass).
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Runs an instant query and returns (labels, value) pairs.
+async fn query(
+    client: &reqwest::Client,
+    base: &str,
+    promql: &str,
+) -> anyhow::Result<Vec<(serde_json::Map<String, serde_json::Value>, f64)>> {
+    let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
+    let response = client
+        .get(format!("{url}?query={}", percent_encode(promql)))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Prometheus at {base}: {e}\nhint: check --prometheus, or use --metrics URL to read a server directly"))?;
+    let body: serde_json::Value = response.json().await?;
+    if body["status"] != "success" {
+        anyhow::bail!("Prometheus refused {promql}: {}", body["error"]);
+    }
+    let result = body["data"]["result"].as_array().cloned().unwrap_or_default();
+    Ok(result
+        .into_iter()
+        .filter_map(|r| {
+            let value = r["value"][1].as_str()?.parse::<f64>().ok()?;
+            Some((r["metric"].as_object()?.clone(), value))
+        })
+        .filter(|(_, v)| v.is_finite())
+        .collect())
+}
+
+fn label(labels: &serde_json::Map<String, serde_json::Value>, name: &str) -> String {
+    labels.get(name).and_then(|v| v.as_str()).unwrap_or("").to_string()
+}
+
+async fn scalar(client: &reqwest::Client, base: &str, promql: String) -> anyhow::Result<Option<f64>> {
+    Ok(query(client, base, &promql).await?.first().map(|(_, v)| *v))
+}
+
+async fn labelled(client: &reqwest::Client, base: &str, promql: String, by: &str) -> anyhow::Result<Option<(String, f64)>> {
+    Ok(query(client, base, &promql)
+        .await?
+        .first()
+        .map(|(l, v)| (label(l, by), *v)))
+}
+
+/// Reads the recording rules and firing alerts from Prometheus.
+pub async fn from_prometheus(
+    client: &reqwest::Client,
+    base: &str,
+    model: Option<&str>,
+    config: &MixinConfig,
+) -> anyhow::Result<Report> {
+    let sel = model.map(|m| format!("{{model=\"{m}\"}}")).unwrap_or_default();
+    let errors_5m = record::BURN_WINDOWS[0].errors;
+    let figures = Figures {
+        rps: scalar(client, base, format!("sum({}{sel})", record::REQUESTS_RATE5M)).await?,
+        error_ratio: scalar(client, base, format!("max({errors_5m}{sel})")).await?,
+        p99_seconds: scalar(
+            client,
+            base,
+            format!(
+                "max({}{{quantile=\"0.99\"{}}})",
+                record::REQUEST_DURATION_QUANTILE,
+                model.map(|m| format!(",model=\"{m}\"")).unwrap_or_default()
+            ),
+        )
+        .await?,
+        score_psi: scalar(client, base, format!("max({}{sel})", record::SCORE_PSI)).await?,
+        worst_feature_psi: labelled(client, base, format!("topk(1, {}{sel})", record::FEATURE_PSI), "feature").await?,
+        approval_delta: query(client, base, &format!("{}{sel}", record::APPROVAL_RATIO_DELTA))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .max_by(|a, b| a.abs().total_cmp(&b.abs())),
+        worst_feature_age: labelled(client, base, format!("topk(1, {}{sel})", record::FEATURE_AGE_MAX), "feature_group").await?,
+        cache_hit_ratio: scalar(client, base, format!("min({}{sel})", record::CACHE_HIT_RATIO)).await?,
+    };
+    let alerts = query(client, base, "ALERTS{alertstate=\"firing\",alertname=~\"ModelWatch.*\"}").await?;
+    let firing: Vec<FiringAlert> = alerts
+        .into_iter()
+        .filter(|(l, _)| model.is_none_or(|m| label(l, "model").is_empty() || label(l, "model") == m))
+        .map(|(l, _)| FiringAlert {
+            name: label(&l, "alertname"),
+            severity: label(&l, "severity"),
+            labels: l
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "alertstate" | "severity" | "__name__"))
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect(),
+        })
+        .collect();
+    let (verdict, reasons) = judge(&figures, &firing, config);
+    Ok(Report {
+        source: format!("prometheus {base}"),
+        verdict,
+        figures,
+        reasons,
+        firing,
+    })
+}
+
+fn total(samples: &[Sample], name: &str, filter: impl Fn(&Sample) -> bool) -> f64 {
+    samples.iter().filter(|s| s.name == name && filter(s)).map(|s| s.value).sum()
+}
+
+async fn scrape(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<Sample>> {
+    let text = client
+        .get(url)
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot scrape {url}: {e}\nhint: --metrics takes the server's metrics URL, such as http://127.0.0.1:9464/metrics"))?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(parse(&text))
+}
+
+/// Reads a server directly: two scrapes `interval` apart give rates; the per-replica
+/// gauges give drift and freshness.
+pub async fn from_metrics(
+    client: &reqwest::Client,
+    url: &str,
+    interval: Duration,
+    config: &MixinConfig,
+) -> anyhow::Result<Report> {
+    let first = scrape(client, url).await?;
+    let started = std::time::Instant::now();
+    tokio::time::sleep(interval).await;
+    let second = scrape(client, url).await?;
+    let dt = started.elapsed().as_secs_f64();
+    let delta = |name: &str, filter: &dyn Fn(&Sample) -> bool| total(&second, name, filter) - total(&first, name, filter);
+
+    let requests = schema::REQUESTS_TOTAL.name;
+    let all = delta(requests, &|_| true);
+    let rejected = delta(requests, &|s| s.label("status") == "rejected");
+    let failed = delta(requests, &|s| matches!(s.label("status"), "error" | "timeout" | "overloaded"));
+    let valid = all - rejected;
+
+    let bucket = format!("{}_bucket", schema::REQUEST_DURATION_SECONDS.name);
+    let mut les: Vec<(f64, f64)> = Vec::new();
+    for s in second.iter().filter(|s| s.name == bucket) {
+        let le: f64 = match s.label("le") {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or(f64::NAN),
+        };
+        let before = first
+            .iter()
+            .find(|f| f.name == bucket && f.labels == s.labels)
+            .map(|f| f.value)
+            .unwrap_or(0.0);
+        match les.iter_mut().find(|(l, _)| *l == le) {
+            Some((_, c)) => *c += s.value - before,
+            None => les.push((le, s.value - before)),
+        }
+    }
+    let hits = delta(schema::FEATURE_CACHE_OPERATIONS_TOTAL.name, &|s| s.label("operation") == "hit");
+    let lookups = delta(schema::FEATURE_CACHE_OPERATIONS_TOTAL.name, &|_| true);
+    let max_by = |name: &str, by: &str| {
+        second
+            .iter()
+            .filter(|s| s.name == name && s.value.is_finite())
+            .max_by(|a, b| a.value.total_cmp(&b.value))
+            .map(|s| (s.label(by).to_string(), s.value))
+    };
+    let figures = Figures {
+        rps: Some(all / dt),
+        error_ratio: (valid > 0.0).then(|| failed / valid),
+        p99_seconds: histogram_quantile(0.99, &les),
+        score_psi: max_by(schema::SCORE_PSI.name, "window").map(|(_, v)| v),
+        worst_feature_psi: max_by(schema::FEATURE_PSI.name, "feature"),
+        approval_delta: None,
+        worst_feature_age: max_by(schema::FEATURE_AGE_SECONDS.name, "feature_group"),
+        cache_hit_ratio: (lookups > 0.0).then(|| hits / lookups),
+    };
+    let (verdict, mut reasons) = judge(&figures, &[], config);
+    reasons.push("read from /metrics: per-replica drift windows; the 7-day approval comparison needs Prometheus".into());
+    Ok(Report {
+        source: format!("metrics {url}, {dt:.1} s between scrapes"),
+        verdict,
+        figures,
+        reasons,
+        firing: Vec::new(),
+    })
+}
