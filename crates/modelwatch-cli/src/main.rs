@@ -19,6 +19,11 @@ enum Command {
     Serve(modelwatch_server::config::ServeArgs),
     /// Send simulator traffic at a steady rate, optionally with an incident scenario
     Loadgen(modelwatch_loadgen::cli::LoadgenArgs),
+    /// Generate the Prometheus rules, alerts, Grafana dashboard, runbook and promtool
+    /// tests (mixin/), or check that they are up to date
+    Mixin(modelwatch_mixin::MixinArgs),
+    /// The 10-second verdict: HEALTHY (exit 0), DEGRADED (1) or UNHEALTHY (2)
+    Status(modelwatch_status::cli::StatusArgs),
     /// Print the metric schema as Markdown (the source of docs/metrics.md)
     Schema,
     /// Simulate card transactions and write featurised training data as CSV
@@ -37,6 +42,8 @@ fn main() -> ExitCode {
             args.resolve(sub).and_then(serve)
         }
         Command::Loadgen(args) => block_on(modelwatch_loadgen::cli::run(&args)),
+        Command::Mixin(args) => modelwatch_mixin::run(&args),
+        Command::Status(args) => block_on(modelwatch_status::cli::run(&args)),
         Command::Schema => {
             print!("{}", modelwatch::schema::metrics_markdown());
             Ok(ExitCode::SUCCESS)
