@@ -262,7 +262,11 @@ fn rows(config: &MixinConfig) -> Vec<Row> {
                 targets: vec![target(
                     format!(
                         "sum by (le) (increase({}[$__rate_interval]))",
-                        q.histogram_series(&schema::PREDICTION_SCORE, "_bucket", &[mv.clone()])
+                        q.histogram_series(
+                            &schema::PREDICTION_SCORE,
+                            "_bucket",
+                            std::slice::from_ref(&mv)
+                        )
                     ),
                     "{{le}}",
                 )],

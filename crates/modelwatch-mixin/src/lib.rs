@@ -141,9 +141,10 @@ pub fn write(out_dir: &Path, files: &[GeneratedFile]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Compares `files` with what is under `out_dir`; a missing file is stale too.
+/// Compares `files` with what is under `out_dir`. A missing file is stale, and so
+/// is a file in a generated directory that the generator no longer writes.
 pub fn check(out_dir: &Path, files: &[GeneratedFile]) -> Result<(), StaleFiles> {
-    let paths: Vec<String> = files
+    let mut paths: Vec<String> = files
         .iter()
         .filter(|f| {
             std::fs::read_to_string(out_dir.join(&f.path))
@@ -151,6 +152,24 @@ pub fn check(out_dir: &Path, files: &[GeneratedFile]) -> Result<(), StaleFiles> 
         })
         .map(|f| f.path.clone())
         .collect();
+    let mut dirs: Vec<&str> = files
+        .iter()
+        .filter_map(|f| f.path.rsplit_once('/'))
+        .map(|(dir, _)| dir)
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(out_dir.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = format!("{dir}/{}", entry.file_name().to_string_lossy());
+            if entry.path().is_file() && !files.iter().any(|f| f.path == path) {
+                paths.push(path);
+            }
+        }
+    }
     if paths.is_empty() {
         Ok(())
     } else {

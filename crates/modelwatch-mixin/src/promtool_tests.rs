@@ -273,10 +273,22 @@ pub fn test_files(
         .max(1),
         ..ctx
     };
-    files.push((
-        "approval-test.yaml".to_string(),
-        test_file(&approval_ctx, &[approval_scenario(&approval_ctx)?]),
-    ));
+    // The scenario changes the approval ratio once and needs the comparison window
+    // to stay before the change while the alert's `for:` elapses.
+    let window = config.scaled(config.drift.window).as_secs();
+    let offset = config.scaled(config.drift.comparison_offset).as_secs();
+    let approval_file = if offset >= window + approval + approval_ctx.step {
+        test_file(&approval_ctx, &[approval_scenario(&approval_ctx)?])
+    } else {
+        format!(
+            "# No approval shift test for this config: it needs drift.comparison_offset\n\
+             # ({offset}s scaled) to be at least drift.window plus alert_for.approval_shift\n\
+             # ({}s scaled).\n{}",
+            window + approval + approval_ctx.step,
+            test_file(&approval_ctx, &[])
+        )
+    };
+    files.push(("approval-test.yaml".to_string(), approval_file));
     let ctx = Ctx {
         step,
         ..approval_ctx

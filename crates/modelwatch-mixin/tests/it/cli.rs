@@ -25,8 +25,19 @@ fn check_fails_until_the_files_are_generated_then_passes() {
     // A hand edit makes the check fail again.
     let rules = dir.path().join(modelwatch_mixin::RULES_PATH);
     let text = std::fs::read_to_string(&rules).expect("rules");
-    std::fs::write(&rules, text + "# edited by hand\n").expect("edit");
+    std::fs::write(&rules, text.clone() + "# edited by hand\n").expect("edit");
     assert_eq!(run(&check).expect("runs"), ExitCode::FAILURE);
+    // So does a test file the generator no longer writes.
+    std::fs::write(&rules, text).expect("restore");
+    assert_eq!(run(&check).expect("runs"), ExitCode::SUCCESS);
+    let leftover = dir.path().join("tests/removed-test.yaml");
+    std::fs::write(&leftover, "tests: []\n").expect("leftover");
+    let stale = modelwatch_mixin::check(
+        dir.path(),
+        &modelwatch_mixin::generate(&modelwatch_mixin::MixinConfig::default()).expect("generates"),
+    )
+    .expect_err("a leftover file is stale");
+    assert_eq!(stale.paths, ["tests/removed-test.yaml"]);
 }
 
 #[test]

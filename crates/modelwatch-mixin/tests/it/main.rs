@@ -3,5 +3,7 @@
 mod cli;
 mod dashboard;
 mod generated;
+mod live;
+mod prometheus;
 mod queries;
 mod support;
