@@ -58,6 +58,10 @@ pub struct LoadgenArgs {
     #[arg(long, env = "MODELWATCH_STREAM", default_value_t = 1)]
     pub stream: u64,
 
+    /// The simulated population (the same values as the server's).
+    #[command(flatten)]
+    pub population: modelwatch_sim::population::PopulationArgs,
+
     /// Print the summary as JSON (with the latency quantiles in seconds).
     #[arg(long)]
     pub json: bool,
@@ -92,7 +96,7 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
             scenario.name, args.rps, args.duration, args.target, scenario.description
         );
     }
-    let traffic = crate::default_traffic(args.stream)?;
+    let traffic = crate::traffic(args.population.config(), args.stream)?;
     let quiet = args.json || args.quiet;
     let report = crate::run(&config, &scenario, traffic, |_, phase| {
         if !quiet {

@@ -52,11 +52,11 @@ struct Body {
     timestamp: String,
 }
 
-/// Builds the traffic generator for the default simulated population: the same one
-/// `modelwatch serve` seeds its feature store with, so its customers and terminals
+/// Builds the traffic generator for a simulated population: give it the one
+/// `modelwatch serve` seeded its feature store with, so its customers and terminals
 /// are known to the server.
-pub fn default_traffic(stream: u64) -> anyhow::Result<TrafficGenerator> {
-    let simulator = Simulator::new(SimConfig::default())?;
+pub fn traffic(population: SimConfig, stream: u64) -> anyhow::Result<TrafficGenerator> {
+    let simulator = Simulator::new(population)?;
     let history = simulator.generate();
     Ok(simulator
         .traffic(&history, history.end_timestamp())

@@ -74,8 +74,9 @@ pub enum StoreKind {
 
 /// Serve a model with every ML metric recorded: POST /v1/predict on --listen, and
 /// GET /metrics on --metrics-listen.
+// Unknown keys are refused by `resolve` (serde's deny_unknown_fields cannot be
+// combined with the flattened population flags).
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServeArgs {
     /// TOML file with any of these settings (keys as the long flags, with
     /// underscores). Flags and environment variables win over the file.
@@ -164,6 +165,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MODELWATCH_NO_INSTRUMENTATION", hide = true)]
     #[serde(default)]
     pub no_instrumentation: bool,
+
+    /// The simulated population an empty feature store is seeded with (give
+    /// `modelwatch loadgen` the same values).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub population: modelwatch_sim::population::PopulationArgs,
 
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "MODELWATCH_DRAIN_TIMEOUT", default_value = "10s")]

@@ -113,7 +113,11 @@ pub fn to_model_reference(card: &ModelCard, reference: &Reference) -> anyhow::Re
 /// Seeds the embedded store from the simulator when any entity group is empty: the
 /// feature values of the simulated population as of now, so live traffic from
 /// `modelwatch loadgen` (same simulator, same seed) finds its customers and terminals.
-pub async fn seed_if_empty(store: &SqliteStore, layout: &FeatureLayout) -> anyhow::Result<()> {
+pub async fn seed_if_empty(
+    store: &SqliteStore,
+    layout: &FeatureLayout,
+    population: modelwatch_sim::SimConfig,
+) -> anyhow::Result<()> {
     let mut empty = false;
     for (_, group) in &layout.entity_groups {
         empty |= store.count(&group.name)? == 0;
@@ -123,14 +127,13 @@ pub async fn seed_if_empty(store: &SqliteStore, layout: &FeatureLayout) -> anyho
     }
     let store = store.clone();
     let layout = layout.clone();
-    tokio::task::spawn_blocking(move || seed(&store, &layout))
+    tokio::task::spawn_blocking(move || seed(&store, &layout, population))
         .await
         .context("seeding task failed")?
 }
 
-fn seed(store: &SqliteStore, layout: &FeatureLayout) -> anyhow::Result<()> {
+fn seed(store: &SqliteStore, layout: &FeatureLayout, config: modelwatch_sim::SimConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let config = modelwatch_sim::SimConfig::default();
     eprintln!(
         "seeding the feature store {} from the simulator ({} customers, {} terminals, {} days)...",
         store.path().display(),

@@ -67,7 +67,7 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, tok
 
     let store_path = data_dir.join("features.sqlite");
     let store = SqliteStore::open(&store_path)?;
-    load::seed_if_empty(&store, &layout).await?;
+    load::seed_if_empty(&store, &layout, args.population.config()).await?;
     let store: Arc<dyn FeatureStore> = Arc::new(store);
 
     let faults = Arc::new(Faults::default());

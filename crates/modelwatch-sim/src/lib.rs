@@ -45,6 +45,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod population;
 mod config;
 mod dist;
 mod features;
