@@ -76,7 +76,7 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
             ),
             checks: [
                 s(
-                    "Feature drift alerts and the \"Drift per feature\" panel: a score shift usually follows one or two features.",
+                    "Feature drift alerts and the \"Feature drift (PSI)\" panel: a score shift usually follows one or two features.",
                 ),
                 s(
                     "The approval ratio against last week: does the shift change decisions? Then involve the model owners now.",
