@@ -217,7 +217,7 @@ fn prometheus_scrapes_a_library_endpoint_and_every_panel_has_data() {
 
     // The fleet PSI rule equals PSI computed here from the raw counters and the
     // reference gauges, at the same evaluation time.
-    let psi = prometheus.wait_for(record::SCORE_PSI, wait);
+    prometheus.wait_for(record::SCORE_PSI, wait);
     // An instant query stamps its result with the query time: ask for the time the
     // rule was evaluated at, and recompute there.
     let at = prometheus.query(&format!("timestamp({})", record::SCORE_PSI))[0].value;
