@@ -14,6 +14,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole point in one command: serve the bundled model, send traffic, break
+    /// things, and watch the status board and the alerts say so
+    Demo(modelwatch_demo::cli::DemoArgs),
     /// Serve a model with every ML metric recorded (API on --listen, /metrics on
     /// --metrics-listen)
     Serve(modelwatch_server::config::ServeArgs),
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
             let sub = matches.subcommand_matches("serve").unwrap_or(&matches);
             args.resolve(sub).and_then(serve)
         }
+        Command::Demo(args) => block_on(modelwatch_demo::cli::run(&args)),
         Command::Loadgen(args) => block_on(modelwatch_loadgen::cli::run(&args)),
         Command::Mixin(args) => modelwatch_mixin::run(&args),
         Command::Status(args) => block_on(modelwatch_status::cli::run(&args)),
