@@ -285,10 +285,39 @@ impl MixinConfig {
     /// The defaults as commented TOML: what `--print-default-config` writes.
     pub fn default_toml() -> String {
         let body = toml::to_string(&Self::default()).unwrap_or_default();
-        format!(
-            "# modelwatch mixin settings. Every field is optional; these are the defaults.\n\
-             # Field meanings: `modelwatch mixin --help` and the MixinConfig API docs.\n\n{body}"
-        )
+        let mut out = String::from(
+            "# modelwatch mixin settings. Every field is optional; these are the defaults.\n",
+        );
+        let mut section = String::new();
+        for line in body.lines() {
+            let key = if let Some(name) = line.strip_prefix('[') {
+                section = name.trim_end_matches(']').to_string();
+                Some(section.clone())
+            } else {
+                line.split_once(" = ").map(|(k, _)| {
+                    if section.is_empty() {
+                        k.to_string()
+                    } else {
+                        format!("{section}.{k}")
+                    }
+                })
+            };
+            if let Some(doc) = key.and_then(|k| field_doc(&k)) {
+                if line.starts_with('[') {
+                    out.push('\n');
+                }
+                out.push_str("# ");
+                out.push_str(doc);
+                out.push('\n');
+            } else if line.starts_with('[') {
+                out.push('\n');
+            }
+            if !line.is_empty() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// Checks that thresholds are in range and that the selector and label values
@@ -384,6 +413,145 @@ impl MixinConfig {
             .copied()
             .unwrap_or(self.features.max_age_default)
     }
+}
+
+/// One comment per field and section of the default TOML.
+const FIELD_DOCS: &[(&str, &str)] = &[
+    (
+        "selector",
+        "Label matchers (no braces) that select modelwatch's own series.",
+    ),
+    (
+        "time_scale",
+        "Multiplies every window, offset and for: (tests use 1/60); rule names keep nominal windows.",
+    ),
+    (
+        "slo",
+        "SLOs over valid requests (every status but rejected).",
+    ),
+    (
+        "slo.availability_target",
+        "Share of valid requests that must not fail (error, timeout, overloaded).",
+    ),
+    (
+        "slo.latency_threshold_seconds",
+        "Latency SLO threshold: must be a latency bucket bound.",
+    ),
+    (
+        "slo.latency_target",
+        "Share of valid requests that must finish within the threshold.",
+    ),
+    (
+        "slo.latency_buckets_seconds",
+        "The latency bucket bounds your servers export.",
+    ),
+    (
+        "drift",
+        "Score and feature drift against the model's reference.",
+    ),
+    ("drift.psi_warning", "PSI above which drift alerts warn."),
+    (
+        "drift.psi_critical",
+        "PSI above which drift alerts are critical.",
+    ),
+    (
+        "drift.window",
+        "Window of the fleet's current distributions and approval ratio.",
+    ),
+    (
+        "drift.comparison_offset",
+        "How far back week-over-week comparisons look.",
+    ),
+    ("features", "Feature freshness and missing values."),
+    (
+        "features.max_age_default",
+        "Largest feature age of a group not listed in max_age.",
+    ),
+    (
+        "features.missing_ratio_max",
+        "Share of predictions missing a feature above which an alert fires.",
+    ),
+    ("features.max_age", "Largest feature age per feature group."),
+    ("serving", "Serving thresholds outside the SLOs."),
+    (
+        "serving.cache_hit_ratio_min",
+        "Feature cache hit ratio floor.",
+    ),
+    (
+        "serving.approval_delta_max",
+        "Largest change of the approval ratio against comparison_offset ago.",
+    ),
+    (
+        "alert_for",
+        "How long each alert's condition must hold (for:).",
+    ),
+    ("alert_for.burn_page_1h", "Page: 14.4x burn over 1h and 5m."),
+    ("alert_for.burn_page_6h", "Page: 6x burn over 6h and 30m."),
+    (
+        "alert_for.burn_ticket_1d",
+        "Ticket: 3x burn over 1d and 2h.",
+    ),
+    (
+        "alert_for.burn_ticket_3d",
+        "Ticket: 1x burn over 3d and 6h.",
+    ),
+    (
+        "alert_for.score_drift",
+        "Score drift, warning and critical.",
+    ),
+    (
+        "alert_for.feature_drift",
+        "Feature drift, warning and critical.",
+    ),
+    (
+        "alert_for.stale_features",
+        "A feature group older than its maximum age.",
+    ),
+    (
+        "alert_for.missing_values",
+        "A feature missing in too many predictions.",
+    ),
+    (
+        "alert_for.approval_shift",
+        "The approval ratio moved against comparison_offset ago.",
+    ),
+    (
+        "alert_for.cache_collapse",
+        "The cache hit ratio below its floor.",
+    ),
+    ("alert_for.no_traffic", "A model that serves no request."),
+    ("alert_for.target_down", "A scrape target down."),
+    (
+        "alert_for.version_skew",
+        "Several versions of a model serving together.",
+    ),
+    ("runbook", "Where alerts' runbook_url point."),
+    (
+        "runbook.base_url",
+        "URL of runbook.md; each alert appends #<alertname in lower case>.",
+    ),
+    ("dashboard", "The Grafana dashboard."),
+    (
+        "dashboard.uid",
+        "Stable uid, so links survive regeneration.",
+    ),
+    ("dashboard.title", "Dashboard title."),
+    ("dashboard.refresh", "Auto-refresh interval."),
+    (
+        "dashboard.time_from",
+        "Start of the default time range (it ends at now).",
+    ),
+    (
+        "dashboard.infrastructure_selector",
+        "Matchers (no braces) for cAdvisor and DCGM series of the model's containers.",
+    ),
+];
+
+fn field_doc(key: &str) -> Option<&'static str> {
+    FIELD_DOCS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, doc)| *doc)
 }
 
 /// A duration in whole seconds, written like a Prometheus duration (`90s`, `5m`,
@@ -519,6 +687,24 @@ mod tests {
             MixinConfig::default()
         );
         assert_eq!(MixinConfig::from_toml("").unwrap(), MixinConfig::default());
+    }
+
+    #[test]
+    fn every_printed_field_and_section_has_a_comment() {
+        let text = MixinConfig::default_toml();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let is_field = line.contains(" = ") && !line.starts_with('#');
+            let in_map = i > 0
+                && lines[..i].iter().rev().find(|l| l.starts_with('['))
+                    == Some(&"[features.max_age]");
+            if (is_field && !in_map) || line.starts_with('[') {
+                assert!(
+                    i > 0 && lines[i - 1].starts_with("# "),
+                    "no comment above {line:?} in\n{text}"
+                );
+            }
+        }
     }
 
     #[test]
