@@ -22,6 +22,9 @@ pub struct LabOptions {
     pub population: PopulationArgs,
     /// Start Prometheus and Alertmanager too (when installed).
     pub with_prometheus: bool,
+    /// Start Alertmanager with Prometheus (scenario tests read alerts from
+    /// Prometheus and leave it out).
+    pub with_alertmanager: bool,
     /// Extra `serve` flags.
     pub serve_args: Vec<String>,
 }
@@ -31,7 +34,7 @@ pub struct LabOptions {
 pub fn small_population() -> PopulationArgs {
     PopulationArgs {
         sim_customers: 1_000,
-        sim_terminals: 1_000,
+        sim_terminals: 2_000,
         sim_days: 60,
         ..PopulationArgs::default()
     }
@@ -45,6 +48,7 @@ impl LabOptions {
             time_scale,
             population: small_population(),
             with_prometheus: true,
+            with_alertmanager: true,
             serve_args: Vec::new(),
         }
     }
@@ -58,7 +62,10 @@ impl LabOptions {
         };
         // The lab's cache TTL is scaled down with time, so even a healthy cache hits
         // less often than the production default floor of 0.9 assumes.
-        config.serving.cache_hit_ratio_min = 0.5;
+        config.serving.cache_hit_ratio_min = 0.3;
+        // A week of history does not exist in a lab: compare with 40 minutes ago
+        // (40 s at 1/60), which a run's clean baseline covers.
+        config.drift.comparison_offset = modelwatch_mixin::PromDuration::from_secs(2400);
         config
     }
 
@@ -69,7 +76,7 @@ impl LabOptions {
             "--drift-window".into(),
             format!("{}s", ((3600.0 * self.time_scale).round() as u64).max(60)),
             "--cache-ttl".into(),
-            seconds(1200.0),
+            seconds(2400.0),
             "--refresh-interval".into(),
             seconds(120.0),
         ]
@@ -166,22 +173,31 @@ impl Lab {
             mixin,
         };
         if options.with_prometheus && modelwatch_stack::available() {
-            lab.start_prometheus(metrics_port, &mut progress)?;
+            lab.start_prometheus(metrics_port, options.with_alertmanager, &mut progress)?;
         }
         Ok(lab)
     }
 
-    fn start_prometheus(&mut self, metrics_port: u16, progress: &mut impl FnMut(&str)) -> anyhow::Result<()> {
+    fn start_prometheus(
+        &mut self,
+        metrics_port: u16,
+        with_alertmanager: bool,
+        progress: &mut impl FnMut(&str),
+    ) -> anyhow::Result<()> {
         let mixin_dir = self.dir.path().join("mixin");
         let files = modelwatch_mixin::generate(&self.mixin)?;
         modelwatch_mixin::write(&mixin_dir, &files)?;
-        let am_dir = self.dir.path().join("alertmanager");
-        std::fs::create_dir_all(&am_dir)?;
-        progress("starting prometheus-alertmanager");
-        let alertmanager = modelwatch_stack::start_alertmanager(&AlertmanagerConfig {
-            dir: am_dir,
-            ..AlertmanagerConfig::default()
-        })?;
+        let alertmanager = if with_alertmanager {
+            let am_dir = self.dir.path().join("alertmanager");
+            std::fs::create_dir_all(&am_dir)?;
+            progress("starting prometheus-alertmanager");
+            Some(modelwatch_stack::start_alertmanager(&AlertmanagerConfig {
+                dir: am_dir,
+                ..AlertmanagerConfig::default()
+            })?)
+        } else {
+            None
+        };
         let prom_dir = self.dir.path().join("prometheus");
         std::fs::create_dir_all(&prom_dir)?;
         progress("starting prometheus with the generated rules and alerts");
@@ -193,10 +209,10 @@ impl Lab {
                 mixin_dir.join(modelwatch_mixin::RULES_PATH),
                 mixin_dir.join(modelwatch_mixin::ALERTS_PATH),
             ],
-            alertmanagers: vec![alertmanager.address().to_string()],
+            alertmanagers: alertmanager.iter().map(|a| a.address().to_string()).collect(),
             ..PrometheusConfig::default()
         })?;
-        self.alertmanager = Some(alertmanager);
+        self.alertmanager = alertmanager;
         self.prometheus = Some(prometheus);
         Ok(())
     }
