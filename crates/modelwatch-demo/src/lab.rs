@@ -66,6 +66,9 @@ impl LabOptions {
         // A week of history does not exist in a lab: compare with 40 minutes ago
         // (40 s at 1/60), which a run's clean baseline covers.
         config.drift.comparison_offset = modelwatch_mixin::PromDuration::from_secs(2400);
+        // Thresholds are not scaled with time: a feature group is stale in a lab after
+        // a minute (the server refreshes every 2 s and caches for 40 s).
+        config.features.max_age_default = modelwatch_mixin::PromDuration::from_secs(60);
         config
     }
 

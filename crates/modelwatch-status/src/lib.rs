@@ -155,8 +155,7 @@ pub fn judge(figures: &Figures, firing: &[FiringAlert], config: &MixinConfig) ->
             .max_age
             .get(group)
             .unwrap_or(&config.features.max_age_default)
-            .as_secs() as f64
-            * config.time_scale;
+            .as_secs() as f64;
         if *age > max {
             flag(Verdict::Degraded, format!("feature group {group} is {age:.0} s old (limit {max:.0} s)"));
         }
