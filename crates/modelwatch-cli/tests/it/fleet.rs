@@ -1,0 +1,214 @@
+//! Three `modelwatch serve` replicas under bounded load, one real Prometheus with the
+//! generated rules (windows compressed 60 times): every recording rule and every
+//! dashboard query returns data, the fleet PSI from PromQL equals the PSI of the raw
+//! counters, and the fleet p99 agrees with the load generator's within one bucket.
+
+use modelwatch::schema;
+use modelwatch_demo::{Lab, LabOptions};
+use modelwatch_loadgen::{LoadConfig, Scenario};
+use modelwatch_mixin::names::{external, record};
+use modelwatch_mixin::recording::recording_rules;
+use modelwatch_mixin::rules::Rule;
+use modelwatch_stack::{PrometheusConfig, QuerySample, ScrapeJob};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const REPLICAS: usize = 3;
+const RPS: f64 = 80.0;
+const RUN: Duration = Duration::from_secs(90);
+
+fn psi_of(rates: &[QuerySample], reference: &[QuerySample]) -> f64 {
+    let total: f64 = rates.iter().map(|s| s.value).sum();
+    let (mut p, mut q) = (Vec::new(), Vec::new());
+    for rate in rates {
+        let bin = &rate.labels["bin"];
+        let r = reference.iter().find(|s| &s.labels["bin"] == bin).expect("a reference ratio per bin");
+        p.push(rate.value / total);
+        q.push(r.value);
+    }
+    modelwatch::drift::psi(&p, &q)
+}
+
+fn dashboard_queries(panels: &[serde_json::Value], out: &mut Vec<(String, String)>) {
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap_or_default().to_string();
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                out.push((title.clone(), expr.to_string()));
+            }
+        }
+        dashboard_queries(panel["panels"].as_array().map_or(&[], Vec::as_slice), out);
+    }
+}
+
+/// The latency bucket that holds `seconds` (index of the first bound >= it).
+fn bucket(seconds: f64) -> usize {
+    modelwatch::buckets::LATENCY_SECONDS.partition_point(|b| *b < seconds)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_aggregate_correctly_in_prometheus() {
+    let options = {
+        let mut o = LabOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_modelwatch")), 1.0 / 60.0);
+        o.with_prometheus = false;
+        o
+    };
+    let mut labs = Vec::new();
+    for _ in 0..REPLICAS {
+        let opts = options.clone();
+        labs.push(tokio::task::spawn_blocking(move || Lab::start(&opts, |_| {})));
+    }
+    let mut replicas = Vec::new();
+    for l in labs {
+        replicas.push(l.await.expect("join").expect("replica starts"));
+    }
+    let mixin = options.mixin_config();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = modelwatch_mixin::generate(&mixin).expect("generate");
+    modelwatch_mixin::write(&dir.path().join("mixin"), &files).expect("write");
+    std::fs::create_dir_all(dir.path().join("prometheus")).expect("dir");
+    let targets: Vec<String> = replicas.iter().map(|r| r.metrics.trim_start_matches("http://").to_string()).collect();
+    let prometheus = modelwatch_stack::start_prometheus(&PrometheusConfig {
+        dir: dir.path().join("prometheus"),
+        scrape_jobs: vec![ScrapeJob::new("modelwatch", targets)],
+        rule_files: vec![
+            dir.path().join("mixin").join(modelwatch_mixin::RULES_PATH),
+            dir.path().join("mixin").join(modelwatch_mixin::ALERTS_PATH),
+        ],
+        ..PrometheusConfig::default()
+    })
+    .expect("prometheus starts (hint: bash scripts/test.sh installs it)");
+    let prom = prometheus.url();
+    let client = modelwatch_stack::http_client().expect("client");
+
+    // Bounded load on every replica at once.
+    let started = Instant::now();
+    let mut loads = Vec::new();
+    for (i, r) in replicas.iter().enumerate() {
+        let config = LoadConfig {
+            target: r.api.clone(),
+            admin_target: None,
+            rps: RPS,
+            duration: RUN,
+            max_requests: None,
+            concurrency: 64,
+            stream: 40 + i as u64,
+            progress: false,
+        };
+        let traffic = modelwatch_loadgen::traffic(options.population.config(), config.stream).expect("traffic");
+        loads.push(tokio::spawn(async move {
+            modelwatch_loadgen::run(&config, &Scenario::named("clean").expect("clean"), traffic, |_, _| {}).await
+        }));
+    }
+
+    // While the load runs: every recording rule and every panel query gets data.
+    let version = {
+        let card = modelwatch_runtime::ModelCard::from_json_str(modelwatch_server::load::bundled::CARD).expect("card");
+        card.version
+    };
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &files.iter().find(|f| f.path == modelwatch_mixin::DASHBOARD_PATH).expect("dashboard").contents,
+    )
+    .expect("json");
+    let mut queries = Vec::new();
+    dashboard_queries(dashboard["panels"].as_array().expect("panels"), &mut queries);
+    let absent_here = [external::DCGM_GPU_UTIL, external::DCGM_FB_USED, external::CONTAINER_CPU, external::CONTAINER_MEMORY];
+    let mut pending: Vec<(String, String)> = queries
+        .into_iter()
+        .filter(|(_, e)| !absent_here.iter().any(|m| e.contains(m)))
+        .map(|(t, e)| {
+            let e = e
+                .replace("${datasource}", "")
+                .replace("$__rate_interval", "20s")
+                .replace("$__interval", "5s")
+                .replace("$__range", "1m")
+                .replace("${model}", "fraud")
+                .replace("$model", "fraud")
+                .replace("${version}", &version)
+                .replace("$version", &version);
+            (format!("panel {t}"), e)
+        })
+        .collect();
+    for group in recording_rules(&mixin) {
+        for rule in group.rules {
+            if let Rule::Record(r) = rule {
+                pending.push((format!("rule {}", r.record), r.record.to_string()));
+            }
+        }
+    }
+    let total = pending.len();
+    while !pending.is_empty() && started.elapsed() < RUN {
+        let mut still = Vec::new();
+        for (origin, expr) in pending {
+            let data = modelwatch_stack::query(&client, &prom, &expr).await.unwrap_or_default();
+            if data.is_empty() {
+                still.push((origin, expr));
+            }
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert!(pending.is_empty(), "{} of {total} queries never returned data: {pending:#?}", pending.len());
+
+    // Fleet PSI equals the PSI of the summed raw counters, at the rule's own time.
+    let at_samples = modelwatch_stack::query(&client, &prom, &format!("timestamp({})", record::SCORE_PSI)).await.expect("query");
+    let at_seconds = at_samples.first().expect("the PSI rule has a value").value;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs_f64(at_seconds);
+    let psi = modelwatch_stack::query_at(&client, &prom, record::SCORE_PSI, at).await.expect("psi");
+    let window = mixin.scaled(mixin.drift.window);
+    let rates = modelwatch_stack::query_at(
+        &client,
+        &prom,
+        &format!("sum by (bin) (rate({}{{job=\"modelwatch\"}}[{window}]))", schema::SCORE_BIN_TOTAL.name),
+        at,
+    )
+    .await
+    .expect("rates");
+    let reference = modelwatch_stack::query_at(
+        &client,
+        &prom,
+        &format!("max by (bin) ({}{{job=\"modelwatch\"}})", schema::REFERENCE_SCORE_RATIO.name),
+        at,
+    )
+    .await
+    .expect("reference");
+    let expected = psi_of(&rates, &reference);
+    assert_eq!(psi.len(), 1, "one model, one version: {psi:?}");
+    assert!(
+        (psi[0].value - expected).abs() <= 1e-6 * expected.abs().max(1e-12),
+        "fleet PSI {} against {expected} from the raw counters",
+        psi[0].value
+    );
+
+    // The fleet p99 over the whole run, from the summed histograms, against the
+    // load generator's own p99 over the same requests.
+    let mut latencies = Vec::new();
+    for l in loads {
+        let report = l.await.expect("join").expect("load runs");
+        assert!(report.ok() > 0);
+        latencies.extend(report.latencies_us);
+    }
+    latencies.sort_unstable();
+    let client_p99 = f64::from(latencies[((latencies.len() as f64 * 0.99).ceil() as usize).clamp(1, latencies.len()) - 1]) / 1e6;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let range = started.elapsed().as_secs() + 5;
+    let fleet = modelwatch_stack::query(
+        &client,
+        &prom,
+        &format!(
+            "histogram_quantile(0.99, sum by (le) (increase({}_bucket{{job=\"modelwatch\"}}[{range}s])))",
+            schema::REQUEST_DURATION_SECONDS.name
+        ),
+    )
+    .await
+    .expect("p99");
+    let fleet_p99 = fleet.first().expect("a fleet p99").value;
+    let (server_bucket, client_bucket) = (bucket(fleet_p99), bucket(client_p99));
+    assert!(
+        server_bucket.abs_diff(client_bucket) <= 1,
+        "fleet p99 {fleet_p99} s (bucket {server_bucket}) against the load generator's {client_p99} s (bucket {client_bucket})"
+    );
+    eprintln!("fleet p99 {:.3} ms, load generator p99 {:.3} ms, fleet PSI {:.5}", fleet_p99 * 1e3, client_p99 * 1e3, psi[0].value);
+    drop(prometheus);
+    drop(replicas);
+}
