@@ -27,10 +27,15 @@ enum Command {
     Mixin(modelwatch_mixin::MixinArgs),
     /// The 10-second verdict: HEALTHY (exit 0), DEGRADED (1) or UNHEALTHY (2)
     Status(modelwatch_status::cli::StatusArgs),
+    /// Build a model's reference distributions from holdout data
+    Reference(modelwatch_runtime::cli::ReferenceArgs),
     /// Print the metric schema as Markdown (the source of docs/metrics.md)
     Schema,
     /// Simulate card transactions and write featurised training data as CSV
     Simulate(modelwatch_sim::cli::SimulateArgs),
+    /// Run Prometheus and Alertmanager on this machine (up, down, status), or
+    /// generate the Kubernetes objects from the mixin
+    Stack(modelwatch_stack::cli::StackArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,11 +53,15 @@ fn main() -> ExitCode {
         Command::Loadgen(args) => block_on(modelwatch_loadgen::cli::run(&args)),
         Command::Mixin(args) => modelwatch_mixin::run(&args),
         Command::Status(args) => block_on(modelwatch_status::cli::run(&args)),
+        Command::Reference(args) => {
+            modelwatch_runtime::cli::run_reference(&args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Schema => {
             print!("{}", modelwatch::schema::metrics_markdown());
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate(args) => modelwatch_sim::cli::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Stack(args) => modelwatch_stack::cli::run(&args),
     };
     report(result)
 }

@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn valid_transaction_parses_its_timestamp() {
         let t = tx(12.5).validate("", 0).unwrap();
-        assert_eq!(t.timestamp, 1_795_946_400);
+        assert_eq!(t.timestamp, 1_795_514_400);
     }
 
     #[test]
