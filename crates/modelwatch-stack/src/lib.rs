@@ -39,7 +39,10 @@
 
 pub mod alertmanager;
 pub mod api;
+pub mod cli;
 pub mod env;
+pub mod k8s;
+pub mod local;
 pub mod process;
 pub mod prometheus;
 
@@ -48,6 +51,7 @@ pub use api::{
     Alert, QuerySample, alertmanager_alerts, firing_alerts, http_client, percent_encode, query,
     query_at, wait_for, wait_for_samples,
 };
+pub use cli::{StackArgs, run};
 pub use process::{Process, resolve_listen};
 pub use prometheus::{PrometheusConfig, ScrapeJob, prom_duration, start_prometheus};
 

@@ -1,4 +1,5 @@
 //! Integration tests of modelwatch-stack: one binary, one module per area.
 
+mod kubernetes;
 mod servers;
 mod support;
