@@ -4,10 +4,14 @@
 //!   feature groups through [`DriftHandle::record_prediction`] (target ≤ 200 ns).
 //! - `drift/record_20_features_2_threads`: the same from two threads at once, per
 //!   prediction, to show the cost of sharing the counters' cache lines.
+//! - `drift/floor_21_counter_incs`: 21 plain counter increments on scattered counters,
+//!   the atomic work a prediction cannot avoid (one per feature and the score). On a
+//!   shared machine, quote `record_20_features` as a ratio to it.
 //! - `drift/scrape`: encoding the drift families of that model, window gauges
 //!   included (60 slots).
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use modelwatch::prometheus_client::metrics::counter::Counter;
 use modelwatch::prometheus_client::registry::Registry;
 use modelwatch::{
     DriftConfig, DriftHandle, DriftMetrics, FeatureReference, Format, ManualClock, Metrics,
@@ -87,6 +91,18 @@ fn record(c: &mut Criterion) {
                 black_box(&rows[i]),
                 &timestamps,
             );
+        })
+    });
+    let counters: Vec<Counter> = (0..(FEATURES + 1) * 10)
+        .map(|_| Counter::default())
+        .collect();
+    let mut k = 0usize;
+    c.bench_function("drift/floor_21_counter_incs", |b| {
+        b.iter(|| {
+            k = (k + 3) % 10;
+            for f in 0..=FEATURES {
+                counters[f * 10 + (k + f) % 10].inc();
+            }
         })
     });
     c.bench_function("drift/record_20_features_2_threads", |b| {

@@ -52,7 +52,7 @@ use crate::drift::{
 use crate::metrics::ModelHandle;
 use crate::schema::label::{FEATURE, FEATURE_GROUP, MODEL, VERSION, WINDOW};
 use crate::schema::{self, MetricDef};
-use crate::window::{Clock, NO_AGE, SlidingWindow, SystemClock};
+use crate::window::{Clock, MAX_SLOTS, NO_AGE, SlidingWindow, SystemClock};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder};
 use prometheus_client::metrics::MetricType;
@@ -60,7 +60,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -110,7 +110,7 @@ impl DriftConfig {
                 self.window
             ));
         }
-        if self.slots == 0 || window % self.slots as u64 != 0 {
+        if !(1..=MAX_SLOTS).contains(&self.slots) || window % self.slots as u64 != 0 {
             return invalid(format!(
                 "{window} s cannot be cut into {} whole-second slots",
                 self.slots
@@ -330,6 +330,8 @@ impl DriftMetrics {
             missing: missing.into(),
             out_of_range: out_of_range.into(),
             first_feature_bin: FIRST_SCORE_BIN + score_bins,
+            unscored: AtomicU64::new(0),
+            approved: AtomicU64::new(0),
             window: SlidingWindow::new(self.slot_seconds, c.slots, window_counters, groups.len()),
             groups: groups.into(),
             reference: reference.clone(),
@@ -342,11 +344,14 @@ impl DriftMetrics {
     }
 }
 
-/// Window counter index of the prediction count.
-const PREDICTIONS: usize = 0;
-/// Window counter index of the approved count.
+// A window snapshot row holds, in order: predictions without a score, approvals, the
+// score bins, then every feature's bins as laid out in `bin_counters`. Predictions are
+// the unscored ones plus the score bins, which saves the hot path an atomic add.
+/// Snapshot index of the count of predictions whose score was NaN.
+const UNSCORED: usize = 0;
+/// Snapshot index of the approval count.
 const APPROVED: usize = 1;
-/// Window counter index of the first score bin.
+/// Snapshot index of the first score bin.
 const FIRST_SCORE_BIN: usize = 2;
 
 #[derive(Debug)]
@@ -369,8 +374,12 @@ struct DriftInner {
     bin_counters: Box<[Counter]>,
     missing: Box<[Counter]>,
     out_of_range: Box<[Counter]>,
-    /// Window counter index of the first feature bin; then as in `bin_counters`.
+    /// Snapshot index of the first feature bin; then as in `bin_counters`.
     first_feature_bin: usize,
+    /// Predictions recorded with a NaN score (not exported).
+    unscored: AtomicU64,
+    /// Approved predictions recorded (not exported).
+    approved: AtomicU64,
     window: SlidingWindow,
     groups: Box<[String]>,
     reference: ModelReference,
@@ -427,19 +436,16 @@ impl DriftHandle {
         feature_group_timestamps: &[i64],
     ) {
         let inner = &*self.inner;
-        let slot = inner.window.slot(now);
-        if let Some(slot) = &slot {
-            slot.add(PREDICTIONS);
-            if approved {
-                slot.add(APPROVED);
-            }
+        // Enter the window first: the first prediction of a slot snapshots the counters
+        // before it counts itself.
+        let slot = inner.window.enter(now, |row| inner.read_counters(row));
+        if approved {
+            inner.approved.fetch_add(1, Ordering::Relaxed);
         }
-        if !score.is_nan() {
-            let bin = bin_index(&inner.score_edges, score);
-            inner.score_counters[bin].inc();
-            if let Some(slot) = &slot {
-                slot.add(FIRST_SCORE_BIN + bin);
-            }
+        if score.is_nan() {
+            inner.unscored.fetch_add(1, Ordering::Relaxed);
+        } else {
+            inner.score_counters[bin_index(&inner.score_edges, score)].inc();
         }
         for (i, feature) in inner.features.iter().enumerate() {
             let value = features.get(i).copied().unwrap_or(f32::NAN);
@@ -451,11 +457,7 @@ impl DriftHandle {
             if value < feature.min || value > feature.max {
                 inner.out_of_range[i].inc();
             }
-            let bin = feature.first_bin + bin_index(&feature.edges, value);
-            inner.bin_counters[bin].inc();
-            if let Some(slot) = &slot {
-                slot.add(inner.first_feature_bin + bin);
-            }
+            inner.bin_counters[feature.first_bin + bin_index(&feature.edges, value)].inc();
         }
         if let Some(slot) = &slot {
             for (group, &timestamp) in feature_group_timestamps
@@ -490,17 +492,33 @@ struct WindowValues {
 }
 
 impl DriftInner {
-    /// Work proportional to slots × (bins of the score and every feature).
+    /// Copies the cumulative counters into `row`, laid out as a window snapshot.
+    fn read_counters(&self, row: &[AtomicU64]) {
+        let counters = [&self.unscored, &self.approved]
+            .into_iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .chain(self.score_counters.iter().map(Counter::get))
+            .chain(self.bin_counters.iter().map(Counter::get));
+        for (r, c) in row.iter().zip(counters) {
+            r.store(c, Ordering::Relaxed);
+        }
+    }
+
+    /// Work proportional to slots + bins of the score and every feature.
     fn window_values(&self, now: i64, freshness_slots: usize) -> WindowValues {
-        let mut totals =
-            vec![0u64; FIRST_SCORE_BIN + self.score_counters.len() + self.bin_counters.len()];
-        self.window.sum(now, &mut totals);
+        let width = FIRST_SCORE_BIN + self.score_counters.len() + self.bin_counters.len();
+        let now_row: Vec<AtomicU64> = (0..width).map(|_| AtomicU64::new(0)).collect();
+        self.read_counters(&now_row);
+        let cumulative: Vec<u64> = now_row.into_iter().map(AtomicU64::into_inner).collect();
+        let mut totals = vec![0u64; width];
+        self.window.counts(now, &cumulative, &mut totals);
         let psi_of = |counts: &[u64], reference: &ReferenceBins| {
             let mut current = vec![0.0; counts.len()];
             (fractions(counts, &mut current) > 0).then(|| psi(&current, &reference.ratios))
         };
         let score_end = FIRST_SCORE_BIN + self.score_counters.len();
-        let predictions = totals[PREDICTIONS];
+        let scores = &totals[FIRST_SCORE_BIN..score_end];
+        let predictions = totals[UNSCORED] + scores.iter().sum::<u64>();
         let feature_psi = self
             .features
             .iter()
@@ -513,7 +531,7 @@ impl DriftInner {
         let mut ages = vec![NO_AGE; self.groups.len()];
         self.window.max_ages(now, freshness_slots, &mut ages);
         WindowValues {
-            score_psi: psi_of(&totals[FIRST_SCORE_BIN..score_end], &self.reference.score),
+            score_psi: psi_of(scores, &self.reference.score),
             approval_ratio: (predictions > 0).then(|| totals[APPROVED] as f64 / predictions as f64),
             feature_psi,
             ages,
@@ -834,6 +852,8 @@ mod tests {
         // Ten low scores at the start, ten high scores two minutes later.
         for _ in 0..10 {
             handle.record_prediction(START, 0.05, true, &[1.0], &[]);
+        }
+        for _ in 0..10 {
             handle.record_prediction(START + 120, 0.95, false, &[1.0], &[]);
         }
         let both = [10, 0, 0, 0, 10].map(|c: u64| c as f64 / 20.0);

@@ -3,32 +3,49 @@
 //!
 //! # How a window works
 //!
-//! A window of length W is a ring of N slots, each W / N seconds wide (whole seconds).
-//! Time `t` (Unix seconds) belongs to slot epoch `e = t / width`, stored at ring
-//! position `e mod N`. Each slot holds a stamp (the epoch it counts for) and a row of
-//! counters. The window at time `t` is every slot whose epoch is one of the last N,
-//! the current, partly filled one included: it covers between W − width and W
-//! seconds of history.
+//! The hot path only increments cumulative counters (the `*_bin_total` counters and
+//! two internal ones, predictions and approvals). A window is the difference between
+//! the counters now and a snapshot of them taken when the window began.
 //!
-//! Writers never lock. A writer loads the slot's stamp; when it is the current epoch
-//! it increments counters with relaxed atomic adds. When the stamp is older, the slot
-//! is stale: the first writer to swap the stamp to a "clearing" marker zeroes the row
-//! and then publishes the new epoch (release); writers that see the marker leave their
-//! prediction out of the window rather than wait. Readers (the scrape) add up the live
-//! slots and re-check each stamp after reading, dropping a slot that was recycled
-//! meanwhile.
+//! A window of length W is a ring of N slots, each W / N whole seconds wide. Time `t`
+//! (Unix seconds) falls in slot epoch `e = t / width`, kept at ring position `e mod N`.
+//! The first prediction of a new epoch copies every cumulative counter into that
+//! slot's snapshot row, before counting itself, and stamps the slot with the epoch.
+//! So the snapshot of epoch `e` holds the counts of all predictions before `e`.
+//!
+//! The window at time `t` spans the current epoch and the N − 1 before it, so it covers
+//! between W − width and W seconds of history. Its counts are the counters now minus
+//! the snapshot of the oldest live slot. A live epoch without a snapshot had no
+//! predictions, so the oldest snapshot that exists marks the window's start exactly.
+//! When no slot is live, the window is empty. The scrape reads that snapshot, then
+//! re-checks the stamp and moves to the next slot when the row was recycled meanwhile.
+//! The work is O(N + counters) per scrape. Nothing is added per slot.
+//!
+//! Each slot also keeps per-cell maxima (the feature ages), raised with a load and,
+//! rarely, a `fetch_max`.
+//!
+//! # Writers never wait
+//!
+//! The current epoch and its ring position are packed into one atomic word. A
+//! prediction in that epoch does one relaxed load and a comparison, with no division.
+//! At an epoch change, the writer that wins a compare-and-swap on the slot's stamp
+//! takes the snapshot, clears the maxima and publishes the new stamp and word with
+//! release ordering. Writers that arrive while a slot is being cleared skip only their
+//! age update. Their counts go to the counters as always.
 //!
 //! # Tolerance
 //!
-//! The window is a monitoring estimate, not a ledger. It can be off by:
-//! - the predictions that arrive during the few hundred nanoseconds a slot is being
-//!   cleared, once per slot width (they are still counted in the counters);
-//! - a writer descheduled for longer than W − width between reading the stamp and
-//!   adding, whose prediction then lands in a recycled slot;
-//! - a scrape that runs while a writer is adding, which sees part of that prediction.
+//! The window is a monitoring estimate. Its counts can be off by:
+//! - the predictions recorded by other threads while a snapshot is being copied,
+//!   once per slot width (a few at most): they may be counted as just before or just
+//!   after the slot boundary;
+//! - a writer that is descheduled across a slot boundary between reading the time
+//!   and counting: its prediction counts in the later slot;
+//! - a scrape that runs while a prediction is being recorded, which sees part of it.
 //!
-//! A prediction that carries a time older than its slot's current epoch (a clock that
-//! went backwards) is left out of the window.
+//! A prediction whose time lies before the newest epoch (a clock that went back)
+//! counts as part of the newest slot and leaves the ages alone. The counters
+//! themselves are exact.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering, fence};
@@ -87,110 +104,135 @@ impl Clock for ManualClock {
 const NEVER: u64 = 0;
 /// Stamp of a slot that a writer is clearing.
 const CLEARING: u64 = u64::MAX;
-/// Value of an age cell that no prediction set.
+/// Value of a maximum cell that no prediction raised.
 pub(crate) const NO_AGE: i64 = i64::MIN;
+/// Bits of the packed current word that hold the ring position.
+const POSITION_BITS: u32 = 16;
+/// Most slots a window can have: positions fit in [`POSITION_BITS`].
+pub(crate) const MAX_SLOTS: usize = 1 << POSITION_BITS;
 
-/// A ring of slots, each holding `counters` counters and `ages` age maxima.
+/// A ring of epoch-stamped slots, each holding a snapshot of `counters` cumulative
+/// counters and `ages` maxima.
 #[derive(Debug)]
 pub(crate) struct SlidingWindow {
     width: i64,
     slots: usize,
     counters: usize,
     ages: usize,
+    /// `(epoch + 1) << POSITION_BITS | position` of the newest stamped slot, 0 before
+    /// the first prediction.
+    current: AtomicU64,
     stamps: Box<[AtomicU64]>,
-    counts: Box<[AtomicU64]>,
+    snapshots: Box<[AtomicU64]>,
     maxima: Box<[AtomicI64]>,
 }
 
-/// The current slot of a window, ready for a writer.
+/// The maxima row of the current slot, for a writer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Slot<'a> {
-    counts: &'a [AtomicU64],
     maxima: &'a [AtomicI64],
 }
 
 impl Slot<'_> {
-    /// Adds one to counter `index`.
+    /// Raises cell `index` to `value` if it is lower.
     #[inline]
-    pub(crate) fn add(&self, index: usize) {
-        self.counts[index].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Raises age cell `index` to `age` if it is lower.
-    #[inline]
-    pub(crate) fn raise(&self, index: usize, age: i64) {
+    pub(crate) fn raise(&self, index: usize, value: i64) {
         let cell = &self.maxima[index];
         // A plain load first: most predictions do not beat the slot's maximum, and a
         // load is far cheaper than the compare-and-swap loop of fetch_max.
-        if age > cell.load(Ordering::Relaxed) {
-            cell.fetch_max(age, Ordering::Relaxed);
+        if value > cell.load(Ordering::Relaxed) {
+            cell.fetch_max(value, Ordering::Relaxed);
         }
     }
 }
 
 impl SlidingWindow {
-    /// A window of `slots` slots of `width` seconds, with `counters` counters and
-    /// `ages` age cells per slot.
+    /// A window of `slots` slots of `width` seconds, snapshotting `counters` counters
+    /// and keeping `ages` maxima per slot.
     pub(crate) fn new(width: i64, slots: usize, counters: usize, ages: usize) -> Self {
-        assert!(
-            width > 0 && slots > 0,
-            "a window has slots of at least a second"
-        );
+        assert!(width > 0, "a slot is at least a second wide");
+        assert!((1..=MAX_SLOTS).contains(&slots), "1 to {MAX_SLOTS} slots");
         Self {
             width,
             slots,
             counters,
             ages,
+            current: AtomicU64::new(0),
             stamps: (0..slots).map(|_| AtomicU64::new(NEVER)).collect(),
-            counts: (0..slots * counters).map(|_| AtomicU64::new(0)).collect(),
+            snapshots: (0..slots * counters).map(|_| AtomicU64::new(0)).collect(),
             maxima: (0..slots * ages).map(|_| AtomicI64::new(NO_AGE)).collect(),
         }
     }
 
     fn epoch(&self, now: i64) -> u64 {
         // Times before 1970 share epoch 0; they only occur with a broken clock.
-        u64::try_from(now.max(0) / self.width).unwrap_or(0)
+        now.max(0).unsigned_abs() / self.width.unsigned_abs()
     }
 
-    fn rows(&self, position: usize) -> (&[AtomicU64], &[AtomicI64]) {
-        (
-            &self.counts[position * self.counters..(position + 1) * self.counters],
-            &self.maxima[position * self.ages..(position + 1) * self.ages],
-        )
+    fn snapshot_row(&self, position: usize) -> &[AtomicU64] {
+        &self.snapshots[position * self.counters..(position + 1) * self.counters]
     }
 
-    /// The slot that counts time `now`, cleared first if it held an older epoch, or
-    /// `None` when the prediction is to be left out (see the module docs).
+    fn maxima_row(&self, position: usize) -> &[AtomicI64] {
+        &self.maxima[position * self.ages..(position + 1) * self.ages]
+    }
+
+    /// Enters the slot of time `now`; call it before counting a prediction. At the
+    /// first prediction of an epoch, `snapshot` is called to copy the cumulative
+    /// counters into the row it is given. Returns the slot's maxima, or `None` when
+    /// they are not to be touched (the slot is being cleared, or `now` is older than
+    /// the slot's epoch).
     #[inline]
-    pub(crate) fn slot(&self, now: i64) -> Option<Slot<'_>> {
+    pub(crate) fn enter(&self, now: i64, snapshot: impl FnOnce(&[AtomicU64])) -> Option<Slot<'_>> {
+        let current = self.current.load(Ordering::Acquire);
+        let epoch_plus_one = current >> POSITION_BITS;
+        // The fast path: `now` lies in the newest epoch, [e·width, (e+1)·width).
+        let end = epoch_plus_one.saturating_mul(self.width.unsigned_abs());
+        let now_unsigned = now.max(0).unsigned_abs();
+        if current != 0 && now_unsigned < end && now_unsigned + self.width.unsigned_abs() >= end {
+            let position = (current & (MAX_SLOTS as u64 - 1)) as usize;
+            return Some(Slot {
+                maxima: self.maxima_row(position),
+            });
+        }
+        self.enter_slow(now, snapshot)
+    }
+
+    #[cold]
+    fn enter_slow(&self, now: i64, snapshot: impl FnOnce(&[AtomicU64])) -> Option<Slot<'_>> {
         let epoch = self.epoch(now);
         let position = (epoch % self.slots as u64) as usize;
         let wanted = epoch + 1;
+        if wanted < self.current.load(Ordering::Acquire) >> POSITION_BITS {
+            // A time before the newest epoch (a late writer or a clock that went
+            // back): a snapshot taken now would hold later counts than the next one.
+            return None;
+        }
         let stamp = &self.stamps[position];
         let seen = stamp.load(Ordering::Acquire);
-        if seen != wanted {
-            if seen == CLEARING || seen > wanted {
-                return None;
-            }
+        if seen == CLEARING || seen > wanted {
+            return None;
+        }
+        if seen < wanted {
             if stamp
                 .compare_exchange(seen, CLEARING, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
-                // Another writer got there first: use the slot only if it is done.
-                if stamp.load(Ordering::Acquire) != wanted {
-                    return None;
-                }
-            } else {
-                let (counts, maxima) = self.rows(position);
-                counts.iter().for_each(|c| c.store(0, Ordering::Relaxed));
-                maxima
-                    .iter()
-                    .for_each(|m| m.store(NO_AGE, Ordering::Relaxed));
-                stamp.store(wanted, Ordering::Release);
+                // Another writer is taking this epoch's snapshot; it will publish it.
+                return None;
             }
+            snapshot(self.snapshot_row(position));
+            self.maxima_row(position)
+                .iter()
+                .for_each(|m| m.store(NO_AGE, Ordering::Relaxed));
+            stamp.store(wanted, Ordering::Release);
         }
-        let (counts, maxima) = self.rows(position);
-        Some(Slot { counts, maxima })
+        // Newer epochs pack into larger words, so fetch_max never moves time back.
+        self.current
+            .fetch_max(wanted << POSITION_BITS | position as u64, Ordering::AcqRel);
+        Some(Slot {
+            maxima: self.maxima_row(position),
+        })
     }
 
     /// Whether a slot stamped `stamp` is one of the `span` most recent epochs at `now`.
@@ -198,34 +240,42 @@ impl SlidingWindow {
         stamp != NEVER && stamp != CLEARING && stamp - 1 + span as u64 > self.epoch(now)
     }
 
-    /// Adds the counters of every live slot at `now` into `totals` (one per counter).
-    pub(crate) fn sum(&self, now: i64, totals: &mut [u64]) {
-        assert_eq!(totals.len(), self.counters, "one total per counter");
-        totals.iter_mut().for_each(|t| *t = 0);
-        let mut row = vec![0u64; self.counters];
-        for (position, stamp) in self.stamps.iter().enumerate() {
-            let before = stamp.load(Ordering::Acquire);
-            if !self.is_live(before, now, self.slots) {
-                continue;
-            }
-            let (counts, _) = self.rows(position);
-            for (r, c) in row.iter_mut().zip(counts) {
-                *r = c.load(Ordering::Relaxed);
+    /// Writes the window's counts at `now` into `out`: `cumulative` (the counters now)
+    /// minus the snapshot at the window's start. Returns `false`, leaving `out` at 0,
+    /// when no prediction fell in the window.
+    pub(crate) fn counts(&self, now: i64, cumulative: &[u64], out: &mut [u64]) -> bool {
+        assert_eq!(cumulative.len(), self.counters, "one value per counter");
+        assert_eq!(out.len(), self.counters, "one count per counter");
+        out.iter_mut().for_each(|o| *o = 0);
+        let mut live: Vec<(u64, usize)> = self
+            .stamps
+            .iter()
+            .enumerate()
+            .map(|(position, stamp)| (stamp.load(Ordering::Acquire), position))
+            .filter(|(stamp, _)| self.is_live(*stamp, now, self.slots))
+            .collect();
+        live.sort_unstable();
+        for (stamp, position) in live {
+            for ((o, c), s) in out
+                .iter_mut()
+                .zip(cumulative)
+                .zip(self.snapshot_row(position))
+            {
+                *o = c.saturating_sub(s.load(Ordering::Relaxed));
             }
             fence(Ordering::Acquire);
-            if stamp.load(Ordering::Relaxed) != before {
-                continue;
-            }
-            for (t, r) in totals.iter_mut().zip(&row) {
-                *t += r;
+            if self.stamps[position].load(Ordering::Relaxed) == stamp {
+                return true;
             }
         }
+        out.iter_mut().for_each(|o| *o = 0);
+        false
     }
 
-    /// The largest value of each age cell over the `span` most recent slots at `now`,
-    /// [`NO_AGE`] where no prediction set it.
+    /// The largest value of each maximum cell over the `span` most recent slots at
+    /// `now`, [`NO_AGE`] where no prediction raised it.
     pub(crate) fn max_ages(&self, now: i64, span: usize, out: &mut [i64]) {
-        assert_eq!(out.len(), self.ages, "one maximum per age cell");
+        assert_eq!(out.len(), self.ages, "one maximum per cell");
         out.iter_mut().for_each(|o| *o = NO_AGE);
         let mut row = vec![NO_AGE; self.ages];
         for (position, stamp) in self.stamps.iter().enumerate() {
@@ -233,8 +283,7 @@ impl SlidingWindow {
             if !self.is_live(before, now, span.min(self.slots)) {
                 continue;
             }
-            let (_, maxima) = self.rows(position);
-            for (r, m) in row.iter_mut().zip(maxima) {
+            for (r, m) in row.iter_mut().zip(self.maxima_row(position)) {
                 *r = m.load(Ordering::Relaxed);
             }
             fence(Ordering::Acquire);
@@ -252,47 +301,95 @@ impl SlidingWindow {
 mod tests {
     use super::*;
 
-    fn totals(window: &SlidingWindow, now: i64) -> Vec<u64> {
-        let mut out = vec![0; window.counters];
-        window.sum(now, &mut out);
-        out
+    /// Cumulative counters kept by the test, as the caller of a window keeps them.
+    struct Counted {
+        window: SlidingWindow,
+        totals: Vec<AtomicU64>,
+    }
+
+    impl Counted {
+        fn new(width: i64, slots: usize, counters: usize) -> Self {
+            Self {
+                window: SlidingWindow::new(width, slots, counters, 1),
+                totals: (0..counters).map(|_| AtomicU64::new(0)).collect(),
+            }
+        }
+
+        fn record(&self, now: i64, counter: usize) -> bool {
+            let slot = self.window.enter(now, |row| {
+                for (r, t) in row.iter().zip(&self.totals) {
+                    r.store(t.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            });
+            self.totals[counter].fetch_add(1, Ordering::Relaxed);
+            slot.is_some()
+        }
+
+        fn counts(&self, now: i64) -> Option<Vec<u64>> {
+            let cumulative: Vec<u64> = self
+                .totals
+                .iter()
+                .map(|t| t.load(Ordering::Relaxed))
+                .collect();
+            let mut out = vec![0; cumulative.len()];
+            self.window
+                .counts(now, &cumulative, &mut out)
+                .then_some(out)
+        }
     }
 
     #[test]
     fn old_slots_expire_and_are_recycled() {
         // 5 slots of 10 s: a 50 s window.
-        let window = SlidingWindow::new(10, 5, 2, 1);
+        let w = Counted::new(10, 5, 2);
         let start = 1_700_000_000;
-        window.slot(start).expect("fresh slot").add(0);
-        window.slot(start + 10).expect("next slot").add(1);
-        assert_eq!(totals(&window, start + 10), [1, 1]);
+        assert_eq!(w.counts(start), None);
+        assert!(w.record(start, 0));
+        assert!(w.record(start + 10, 1));
+        assert_eq!(w.counts(start + 10), Some(vec![1, 1]));
         // 40 s later the first slot is the oldest of the five; 50 s later it is gone.
-        assert_eq!(totals(&window, start + 40), [1, 1]);
-        assert_eq!(totals(&window, start + 50), [0, 1]);
-        assert_eq!(totals(&window, start + 60), [0, 0]);
-        // Writing to a recycled position clears what the previous lap left there.
-        window.slot(start + 50).expect("recycled").add(1);
-        assert_eq!(totals(&window, start + 50), [0, 2]);
-        assert_eq!(totals(&window, start + 60), [0, 1]);
+        assert_eq!(w.counts(start + 49), Some(vec![1, 1]));
+        assert_eq!(w.counts(start + 50), Some(vec![0, 1]));
+        assert_eq!(w.counts(start + 60), None);
+        // Writing to a recycled position replaces what the previous lap left there.
+        assert!(w.record(start + 50, 1));
+        assert!(w.record(start + 55, 1));
+        assert_eq!(w.counts(start + 55), Some(vec![0, 3]));
+        assert_eq!(w.counts(start + 59), Some(vec![0, 3]));
+        assert_eq!(w.counts(start + 60), Some(vec![0, 2]));
+        assert_eq!(w.counts(start + 99), Some(vec![0, 2]));
+        assert_eq!(w.counts(start + 100), None);
     }
 
     #[test]
-    fn a_time_older_than_the_slot_is_left_out() {
-        let window = SlidingWindow::new(10, 5, 1, 0);
-        window.slot(1_000).expect("slot").add(0);
-        window.slot(1_050).expect("same position, next lap").add(0);
-        assert!(window.slot(1_000).is_none());
-        assert_eq!(totals(&window, 1_050), [1]);
+    fn idle_slots_in_between_do_not_shorten_the_window() {
+        let w = Counted::new(10, 6, 1);
+        w.record(1_000, 0);
+        w.record(1_005, 0);
+        // Three idle slots, then one more prediction.
+        w.record(1_040, 0);
+        assert_eq!(w.counts(1_040), Some(vec![3]));
+        assert_eq!(w.counts(1_059), Some(vec![3]));
+        assert_eq!(w.counts(1_060), Some(vec![1]));
+    }
+
+    #[test]
+    fn a_time_older_than_the_slot_still_counts_but_touches_no_maximum() {
+        let w = Counted::new(10, 5, 1);
+        assert!(w.record(1_000, 0));
+        assert!(w.record(1_050, 0));
+        assert!(!w.record(1_000, 0));
+        assert_eq!(w.counts(1_050), Some(vec![2]));
     }
 
     #[test]
     fn ages_keep_the_maximum_of_recent_slots() {
         let window = SlidingWindow::new(10, 6, 0, 2);
         let now = 10_000;
-        let slot = window.slot(now).expect("slot");
+        let slot = window.enter(now, |_| {}).expect("slot");
         slot.raise(0, 30);
         slot.raise(0, 5);
-        window.slot(now + 10).expect("slot").raise(0, 7);
+        window.enter(now + 10, |_| {}).expect("slot").raise(0, 7);
         let mut out = [0; 2];
         window.max_ages(now + 10, 2, &mut out);
         assert_eq!(out, [30, NO_AGE]);
@@ -301,20 +398,23 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_writers_lose_nothing_within_a_slot() {
-        let window = SlidingWindow::new(60, 4, 1, 0);
-        // The first write clears the slot; concurrent writers then only add.
-        window.slot(600).expect("slot");
+    fn concurrent_writers_lose_no_count_and_at_most_a_race_at_the_snapshot() {
+        let w = Counted::new(1, 4, 1);
         std::thread::scope(|s| {
             for _ in 0..2 {
                 s.spawn(|| {
-                    for _ in 0..10_000 {
-                        window.slot(600).expect("slot").add(0);
+                    for i in 0..20_000 {
+                        w.record(5_000 + i / 10_000, 0);
                     }
                 });
             }
         });
-        assert_eq!(totals(&window, 600), [20_000]);
+        assert_eq!(w.totals[0].load(Ordering::Relaxed), 40_000);
+        // The first snapshot races with the other thread's first prediction at most.
+        let whole = w.counts(5_001).expect("live")[0];
+        assert!((39_999..=40_000).contains(&whole), "{whole}");
+        assert!(w.counts(5_004).is_some());
+        assert_eq!(w.counts(5_005), None);
     }
 
     #[test]
