@@ -1,5 +1,8 @@
 //! Integration tests of modelwatch-stack: one binary, one module per area.
 
+mod fixture;
 mod kubernetes;
+mod local_stack;
+mod remote_write;
 mod servers;
 mod support;

@@ -27,6 +27,11 @@ pub struct Stub {
 impl Stub {
     /// Serves `body` (as the Prometheus text format) to every GET.
     pub fn serve(body: String) -> Self {
+        Self::serve_with(move || body.clone())
+    }
+
+    /// Serves what `render` returns at each GET.
+    pub fn serve_with(render: impl Fn() -> String + Send + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         listener
             .set_nonblocking(true)
@@ -39,7 +44,7 @@ impl Stub {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((stream, _)) => answer(stream, &body, &posts),
+                        Ok((stream, _)) => answer(stream, &render, &posts),
                         Err(_) => std::thread::sleep(Duration::from_millis(20)),
                     }
                 }
@@ -78,7 +83,7 @@ impl Drop for Stub {
     }
 }
 
-fn answer(mut stream: TcpStream, body: &str, posts: &Mutex<Vec<String>>) {
+fn answer(mut stream: TcpStream, render: &dyn Fn() -> String, posts: &Mutex<Vec<String>>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut request = Vec::new();
@@ -111,9 +116,9 @@ fn answer(mut stream: TcpStream, body: &str, posts: &Mutex<Vec<String>>) {
             .lock()
             .expect("posts lock")
             .push(String::from_utf8_lossy(&request[head_end..end]).to_string());
-        ""
+        String::new()
     } else {
-        body
+        render()
     };
     let _ = write!(
         stream,
