@@ -114,7 +114,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         stream: 7,
         progress: false,
     };
-    let traffic = modelwatch_loadgen::traffic(options.population.config(), config.stream)?;
+    let traffic = modelwatch_loadgen::traffic(options.population.config(), config.stream, config.rps)?;
     let phase = std::sync::Arc::new(std::sync::Mutex::new(String::from("clean")));
     let phase_for_load = phase.clone();
     let started = Instant::now();

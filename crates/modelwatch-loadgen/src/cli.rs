@@ -62,6 +62,11 @@ pub struct LoadgenArgs {
     #[command(flatten)]
     pub population: modelwatch_sim::population::PopulationArgs,
 
+    /// Simulated seconds per real second (default: a simulated week per minute, so
+    /// hours and weekdays keep their reference mix on short windows).
+    #[arg(long, env = "MODELWATCH_SIM_SPEED", default_value_t = crate::DEFAULT_SIM_SPEED)]
+    pub sim_speed: f64,
+
     /// Print the summary as JSON (with the latency quantiles in seconds).
     #[arg(long)]
     pub json: bool,
@@ -96,7 +101,7 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
             scenario.name, args.rps, args.duration, args.target, scenario.description
         );
     }
-    let traffic = crate::traffic(args.population.config(), args.stream)?;
+    let traffic = crate::traffic_at(args.population.config(), args.stream, args.rps, args.sim_speed)?;
     let quiet = args.json || args.quiet;
     let report = crate::run(&config, &scenario, traffic, |_, phase| {
         if !quiet {

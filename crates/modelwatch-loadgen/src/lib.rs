@@ -43,6 +43,12 @@ pub struct LoadConfig {
     pub progress: bool,
 }
 
+/// Simulated seconds per real second of load by default: a simulated week per real
+/// minute, so any window of a minute or more sees every hour and weekday in their
+/// reference proportions (a slower clock makes `hour` and `is_weekend` drift on short
+/// windows, which is an artefact of the load, not of the model).
+pub const DEFAULT_SIM_SPEED: f64 = 7.0 * 86_400.0 / 60.0;
+
 #[derive(Serialize)]
 struct Body {
     transaction_id: String,
@@ -55,12 +61,22 @@ struct Body {
 /// Builds the traffic generator for a simulated population: give it the one
 /// `modelwatch serve` seeded its feature store with, so its customers and terminals
 /// are known to the server.
-pub fn traffic(population: SimConfig, stream: u64) -> anyhow::Result<TrafficGenerator> {
+///
+/// The generator's clock runs at `rps / sim_speed` transactions per simulated second,
+/// so `sim_speed` simulated seconds pass per real second at that rate.
+pub fn traffic_at(population: SimConfig, stream: u64, rps: f64, sim_speed: f64) -> anyhow::Result<TrafficGenerator> {
+    anyhow::ensure!(sim_speed > 0.0 && sim_speed.is_finite(), "the simulation speed must be positive");
     let simulator = Simulator::new(population)?;
     let history = simulator.generate();
     Ok(simulator
         .traffic(&history, history.end_timestamp())
-        .with_stream(stream))
+        .with_stream(stream)
+        .with_rate(rps / sim_speed))
+}
+
+/// [`traffic_at`] with [`DEFAULT_SIM_SPEED`].
+pub fn traffic(population: SimConfig, stream: u64, rps: f64) -> anyhow::Result<TrafficGenerator> {
+    traffic_at(population, stream, rps, DEFAULT_SIM_SPEED)
 }
 
 fn rfc3339(unix: i64) -> String {

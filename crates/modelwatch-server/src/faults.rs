@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The faults currently injected. All default to off.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Faults {
     store_delay_us: AtomicU64,
     /// Bit i set: the refresher skips feature group i.
@@ -20,6 +20,20 @@ pub struct Faults {
     error_ppm: AtomicU64,
     cache_disabled: AtomicBool,
     counter: AtomicU64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            store_delay_us: AtomicU64::new(0),
+            paused_groups: AtomicU64::new(0),
+            // -1: no column is forced missing (0 would be the first feature).
+            missing_column: AtomicI64::new(-1),
+            error_ppm: AtomicU64::new(0),
+            cache_disabled: AtomicBool::new(false),
+            counter: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The wire form of [`Faults`], with names instead of indices.
@@ -126,6 +140,16 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the derived default forced the first feature missing in every
+    /// prediction.
+    #[test]
+    fn no_fault_is_set_by_default() {
+        let faults = Faults::default();
+        assert_eq!(faults.missing_column(), None);
+        assert!(!faults.cache_disabled() && !faults.group_paused(0) && !faults.should_fail());
+        assert!(faults.store_delay().is_zero());
+    }
 
     #[test]
     fn error_ratio_fails_that_fraction_of_requests() {

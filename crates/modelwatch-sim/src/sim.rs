@@ -11,8 +11,8 @@ use crate::{DAY_SECS, SimError};
 
 /// Mean and standard deviation of a transaction's time of day, in seconds after
 /// midnight: most payments happen around noon, a few at night.
-const TIME_OF_DAY_MEAN: f64 = 43_200.0;
-const TIME_OF_DAY_STD: f64 = 20_000.0;
+pub(crate) const TIME_OF_DAY_MEAN: f64 = 43_200.0;
+pub(crate) const TIME_OF_DAY_STD: f64 = 20_000.0;
 
 /// A customer (card holder) and their spending profile.
 #[derive(Debug, Clone, PartialEq)]

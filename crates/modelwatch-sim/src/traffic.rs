@@ -412,12 +412,26 @@ fn unknown_id(rng: &mut ChaCha8Rng, population: usize) -> u32 {
 impl Iterator for TrafficGenerator {
     type Item = LiveTransaction;
 
-    /// Advances the simulated clock by an exponential gap and generates there. Never
-    /// returns `None`.
+    /// Advances the simulated clock by an exponential gap, which picks the day, and
+    /// draws the time of day from the history's profile (a normal around noon, as
+    /// [`crate::Simulator::generate`] does), so that `hour` and `is_night` keep their
+    /// reference mix. Never returns `None`.
     fn next(&mut self) -> Option<LiveTransaction> {
         let gap = dist::exponential(&mut self.rng, 1.0 / self.rate_per_sec);
         let clock = self.clock + gap;
-        let tx = self.generate_at(clock.floor() as i64);
+        let day_start = (clock / DAY_SECS as f64).floor() * DAY_SECS as f64;
+        let time_of_day = loop {
+            let t = dist::normal(
+                &mut self.rng,
+                crate::sim::TIME_OF_DAY_MEAN,
+                crate::sim::TIME_OF_DAY_STD,
+            )
+            .round();
+            if (0.0..DAY_SECS as f64).contains(&t) {
+                break t;
+            }
+        };
+        let tx = self.generate_at((day_start + time_of_day) as i64);
         self.clock = clock;
         Some(tx)
     }
@@ -454,8 +468,15 @@ mod tests {
             .take(2_000)
             .collect();
         assert_ne!(a, c);
-        assert!(a.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
-        assert!(a[0].timestamp >= start);
+        // Days move forward; within a day, times follow the history's profile.
+        let day = |t: i64| t.div_euclid(DAY_SECS);
+        assert!(a.windows(2).all(|w| day(w[0].timestamp) <= day(w[1].timestamp)));
+        assert!(day(a[0].timestamp) >= day(start));
+        let noonish = a
+            .iter()
+            .filter(|t| (6..18).contains(&crate::hour_of_day(t.timestamp)))
+            .count();
+        assert!(noonish > a.len() * 6 / 10, "{noonish} of {} between 6 and 18 h", a.len());
         for tx in &a {
             assert!(tx.known_customer && tx.known_terminal);
             assert!(tx.customer_id.index() < 1_000);

@@ -46,7 +46,7 @@ async fn drill(name: &'static str, stream: u64) -> anyhow::Result<Drill> {
         stream,
         progress: false,
     };
-    let traffic = modelwatch_loadgen::traffic(options.population.config(), stream)?;
+    let traffic = modelwatch_loadgen::traffic(options.population.config(), stream, RPS)?;
     let started = Instant::now();
     let incident_at = RUN.mul_f64(INCIDENT_START);
     let load = {

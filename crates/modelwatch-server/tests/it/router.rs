@@ -18,7 +18,14 @@ async fn predict_scores_and_counts_one_success() {
     assert_eq!(body["transaction_id"], "tx-1");
     assert!(body["prediction_id"].as_str().is_some_and(|id| id.len() > 10));
     assert_eq!(app.requests("success", expected), 1.0);
+    // Known entities and a full request: no feature is missing.
     let text = app.scrape();
+    let missing: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("model_feature_missing_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(missing, 0.0, "no feature may be missing:\n{text}");
     for stage in ["queue", "feature_fetch", "inference", "postprocess"] {
         assert!(text.contains(&format!(r#"stage="{stage}"}} 1"#)), "stage {stage} not counted once");
     }
