@@ -19,6 +19,8 @@ pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 pub const ALERTMANAGER_BIN: &str = "/usr/bin/prometheus-alertmanager";
 /// Where Debian's `prometheus` package installs `promtool`.
 pub const PROMTOOL_BIN: &str = "/usr/bin/promtool";
+/// Where Debian's `prometheus-alertmanager` package installs `amtool`.
+pub const AMTOOL_BIN: &str = "/usr/bin/amtool";
 
 /// The Prometheus binary to start: `$MODELWATCH_PROMETHEUS_BIN` or Debian's.
 pub fn prometheus_bin() -> PathBuf {
