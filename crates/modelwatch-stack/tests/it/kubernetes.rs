@@ -77,6 +77,7 @@ spec:
         .arg("-")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut child| {
             use std::io::Write as _;
@@ -89,7 +90,8 @@ spec:
         })
         .expect("run validate.py");
     let report = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{report}{stderr}");
     assert!(
         report.contains("FAIL ServiceMonitor/typo") && report.contains("intervall"),
         "{report}"

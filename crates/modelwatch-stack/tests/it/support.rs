@@ -184,7 +184,7 @@ pub fn kustomize(relative: &str) -> String {
         std::process::Command::new("kubectl")
             .arg("kustomize")
             .arg(repo(relative)),
-        "install kubectl (1.27 or later has kustomize built in); Debian bookworm has no kubectl package, see deploy/README.md",
+        "install kubectl: apt-get install -y kubernetes-client (Debian bookworm ships kubectl 1.20, whose built-in kustomize renders these bases), or any later kubectl",
     )
 }
 
