@@ -29,6 +29,9 @@ pub struct LabOptions {
     pub with_alertmanager: bool,
     /// Extra `serve` flags.
     pub serve_args: Vec<String>,
+    /// A feature store already seeded with `population`, copied into the lab instead
+    /// of seeding a new one (saves the seeding when many labs start at once).
+    pub store_template: Option<PathBuf>,
 }
 
 impl LabOptions {
@@ -41,6 +44,7 @@ impl LabOptions {
             with_prometheus: true,
             with_alertmanager: true,
             serve_args: Vec::new(),
+            store_template: None,
         }
     }
 
@@ -107,6 +111,11 @@ impl Lab {
     pub fn start(options: &LabOptions, mut progress: impl FnMut(&str)) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("modelwatch-lab-").tempdir()?;
         let (api_port, metrics_port) = (free_port()?, free_port()?);
+        if let Some(template) = &options.store_template {
+            std::fs::create_dir_all(dir.path().join("data"))?;
+            std::fs::copy(template, dir.path().join("data").join("features.sqlite"))
+                .with_context(|| format!("cannot copy the store template {}", template.display()))?;
+        }
         let p = &options.population;
         progress("starting modelwatch serve (the first start seeds the feature store from the simulator)");
         let mut server = Command::new(&options.binary)
@@ -168,17 +177,24 @@ impl Lab {
             mixin,
         };
         if options.with_prometheus && modelwatch_stack::available() {
-            lab.start_prometheus(metrics_port, options.with_alertmanager, &mut progress)?;
+            lab.start_prometheus(options.with_alertmanager, &mut progress)?;
         }
         Ok(lab)
     }
 
-    fn start_prometheus(
+    /// Starts Prometheus (and Alertmanager if asked) for this lab's server, with the
+    /// lab's mixin. Scenario drills call it once traffic flows, so that a quiet
+    /// start-up is never mistaken for an outage.
+    pub fn start_prometheus(
         &mut self,
-        metrics_port: u16,
         with_alertmanager: bool,
         progress: &mut impl FnMut(&str),
     ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            modelwatch_stack::available(),
+            "prometheus or prometheus-alertmanager is not installed\nhint: apt-get install -y prometheus prometheus-alertmanager"
+        );
+        let metrics_port = self.metrics.rsplit(':').next().unwrap_or_default().to_string();
         let mixin_dir = self.dir.path().join("mixin");
         let files = modelwatch_mixin::generate(&self.mixin)?;
         modelwatch_mixin::write(&mixin_dir, &files)?;

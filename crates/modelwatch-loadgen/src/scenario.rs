@@ -102,10 +102,10 @@ impl Scenario {
             },
             "score_drift" => incident(
                 "score_drift",
-                "the fraud mix rises eightfold (a new attack wave): the score distribution shifts",
+                "the fraud mix rises thirtyfold (an attack wave): the score distribution shifts",
                 alert::SCORE_DRIFT_CRITICAL,
                 TrafficKnobs {
-                    fraud_multiplier: 8.0,
+                    fraud_multiplier: 30.0,
                     ..base
                 },
                 no_faults(),
@@ -150,10 +150,10 @@ impl Scenario {
             ),
             "approval_shift" => incident(
                 "approval_shift",
-                "a fraud wave (25x) pushes the decline rate far above last week's",
+                "amounts rise 2.5x upstream (a pricing or currency change): the model declines far more than last week",
                 alert::APPROVAL_RATIO_SHIFT,
                 TrafficKnobs {
-                    fraud_multiplier: 25.0,
+                    amount_scale: 2.5,
                     ..base
                 },
                 no_faults(),

@@ -17,8 +17,10 @@ pub struct Server {
     pub child: Child,
     pub api: String,
     pub metrics: String,
-    pub data: tempfile::TempDir,
-    stderr_lines: std::sync::mpsc::Receiver<String>,
+    /// Kept so the data directory lives as long as the server.
+    _data: tempfile::TempDir,
+    /// Kept so the reader thread keeps draining the server's stderr.
+    _stderr_lines: std::sync::mpsc::Receiver<String>,
 }
 
 /// Writes a small store so the server does not seed the full simulated population.
@@ -75,8 +77,8 @@ impl Server {
                     child,
                     api: format!("http://{}", urls[0]),
                     metrics: format!("http://{}", urls[1]),
-                    data,
-                    stderr_lines: rx,
+                    _data: data,
+                    _stderr_lines: rx,
                 };
             }
         }
@@ -100,10 +102,6 @@ impl Server {
         panic!("modelwatch serve did not exit within 30 s of SIGTERM");
     }
 
-    /// Lines the server wrote to stderr so far.
-    pub fn stderr(&self) -> Vec<String> {
-        self.stderr_lines.try_iter().collect()
-    }
 }
 
 impl Drop for Server {
