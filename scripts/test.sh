@@ -10,7 +10,9 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 need_apt=()
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
-command -v redis-server >/dev/null || need_apt+=(redis-server)
+# Debian bookworm has no `kubectl` package; `kubernetes-client` provides one whose
+# kustomize renders deploy/ identically.
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 if ((${#need_apt[@]})); then
     step "installing ${need_apt[*]} (Debian packages)"
     if [ "$(id -u)" -ne 0 ]; then
@@ -25,11 +27,21 @@ fi
 # Debian starts nothing here (no systemd); the tests start their own instances on
 # loopback with temporary directories.
 
+if ! python3 -c 'import kubernetes_validate, jsonschema, yaml' 2>/dev/null; then
+    step "installing the manifest validators (deploy/tests/requirements.txt)"
+    python3 -m pip install -q -r deploy/tests/requirements.txt \
+        || python3 -m pip install -q --break-system-packages -r deploy/tests/requirements.txt
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "generated files are up to date (mixin, Kubernetes manifests)"
+cargo run -q --locked -p modelwatch-cli -- mixin --check
+cargo run -q --locked -p modelwatch-cli -- stack k8s-manifests --check
 
 step "cargo test"
 cargo test --workspace --all-targets --locked
