@@ -44,7 +44,9 @@
 //! The window gauges are keyed by model (and version for the score), so the latest
 //! [`DriftMetrics::model`] call for a model name takes over its window gauges; handles
 //! from earlier calls keep counting in the counters. Dropping every clone of a handle
-//! removes its window gauges; counters stay, as counters must.
+//! removes its window gauges; counters stay, as counters must. Record through one
+//! handle per model at a time: while an old and a new handle both record, the new
+//! handle's window sees the shared bin counters but only its own approvals.
 
 use crate::drift::{
     DriftError, FeatureReference, ModelReference, ReferenceBins, bin_index, fractions, psi,
