@@ -6,7 +6,9 @@
 //!   prediction, to show the cost of sharing the counters' cache lines.
 //! - `drift/floor_21_counter_incs`: 21 plain counter increments on scattered counters,
 //!   the atomic work a prediction cannot avoid (one per feature and the score). On a
-//!   shared machine, quote `record_20_features` as a ratio to it.
+//!   shared machine, quote `record_20_features` as a ratio to it: other processes on
+//!   the core evict the ~230 counters a prediction touches and inflate the mean
+//!   (about 130 ns, 2.4× the floor, on a quiet core; 300 to 470 ns at load 5).
 //! - `drift/scrape`: encoding the drift families of that model, window gauges
 //!   included (60 slots).
 
