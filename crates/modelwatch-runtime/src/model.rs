@@ -202,10 +202,7 @@ fn load_from_proto(
                 .iter()
                 .position(|i| i.name == input_name)
                 .unwrap_or(0);
-            let column = match options.class_index {
-                Some(c) => c,
-                None => 1,
-            };
+            let column = options.class_index.unwrap_or(1);
             let model = match TractModel::new(&proto, input_index, n_features, &output, column) {
                 Err(RuntimeError::ClassIndex { columns: 1, .. })
                     if options.class_index.is_none() =>
@@ -298,9 +295,9 @@ fn trace_output(graph: &GraphProto, output: &str, input: &str) -> Trace {
             post.reverse();
             return Trace::Tree { node: ni, op, post };
         }
-        if is_op(node, "", "Identity") {
-            value = first;
-        } else if is_op(node, "", "Cast") && onnx::attr_int(node, "to") == Some(1) {
+        if is_op(node, "", "Identity")
+            || (is_op(node, "", "Cast") && onnx::attr_int(node, "to") == Some(1))
+        {
             value = first;
         } else if is_op(node, "", "Sigmoid") {
             post.push(PostOp::Sigmoid);

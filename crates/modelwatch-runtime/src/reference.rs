@@ -204,7 +204,7 @@ impl Distribution {
         if (sum - 1.0).abs() > FRACTION_SUM_TOLERANCE {
             return Err(bad("fractions", format!("sum to {sum}, not 1")));
         }
-        if !(self.min <= self.max) {
+        if self.min.is_nan() || self.max.is_nan() || self.min > self.max {
             return Err(bad(
                 "min",
                 format!("{} is above max {}", self.min, self.max),

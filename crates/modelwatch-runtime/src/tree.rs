@@ -80,9 +80,9 @@ fn compare<const K: u8>(node_feature: u32, x: f32, t: f32) -> bool {
     match k {
         kind::LE => x <= t,
         kind::LT => x < t,
-        // `!(x > t)` is `x <= t` for numbers and true for NaN.
-        kind::LE_OR_NAN => !(x > t),
-        kind::LT_OR_NAN => !(x >= t),
+        // One unordered comparison each once compiled (`!(x > t)`, `!(x >= t)`).
+        kind::LE_OR_NAN => x <= t || x.is_nan(),
+        kind::LT_OR_NAN => x < t || x.is_nan(),
         kind::EQ => x == t,
         _ => x == t || x.is_nan(),
     }
@@ -565,7 +565,7 @@ impl TreeEnsemble {
                 }
                 let binary_case =
                     k == 2 && classes_with_weights.iter().filter(|c| **c).count() == 1;
-                let all_positive = w_values.iter().all(|w| !(*w < 0.0));
+                let all_positive = w_values.iter().all(|w| *w >= 0.0 || w.is_nan());
                 if k == 2 && column == 1 {
                     // Can a row end with only class 0 scored, leaving one score? Then
                     // ONNX Runtime writes column 1 only in the cases below.
