@@ -75,7 +75,7 @@ pub struct DriftConfig {
     /// Length of the sliding window behind the per-replica gauges (the `window`
     /// label). A whole number of seconds and of slots.
     pub window: Duration,
-    /// Slots the window is cut into; the window moves one slot at a time.
+    /// Slots the window is cut into (1 to 65,536); the window moves one slot at a time.
     pub slots: usize,
     /// How far back `model_feature_age_seconds` looks: a whole number of slots, at
     /// most the window.
