@@ -114,7 +114,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         stream: 7,
         progress: false,
     };
-    let traffic = modelwatch_loadgen::traffic(options.population.config(), config.stream, config.rps)?;
+    let traffic = modelwatch_loadgen::traffic_at(
+        options.population.config(),
+        config.stream,
+        config.rps,
+        crate::lab::LAB_SIM_SPEED,
+    )?;
     let phase = std::sync::Arc::new(std::sync::Mutex::new(String::from("clean")));
     let phase_for_load = phase.clone();
     let started = Instant::now();

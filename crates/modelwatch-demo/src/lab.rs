@@ -10,6 +10,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Simulated seconds per real second of lab traffic: a simulated week every 10
+/// seconds, so the lab's one-minute drift window holds six whole weeks and the
+/// weekly and daily cycles of `is_weekend` and `hour` match the reference.
+pub const LAB_SIM_SPEED: f64 = 7.0 * 86_400.0 / 10.0;
+
 /// How to build a lab.
 #[derive(Debug, Clone)]
 pub struct LabOptions {

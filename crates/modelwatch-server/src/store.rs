@@ -62,7 +62,11 @@ pub trait FeatureStore: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     path: PathBuf,
+    /// Serves lookups.
     conn: Arc<Mutex<Connection>>,
+    /// Serves writes (seeding, refreshes). In WAL mode a writer never blocks the
+    /// readers, so a refresh of every entity never stalls the request path.
+    writer: Arc<Mutex<Connection>>,
 }
 
 const SCHEMA: &str = "
@@ -109,14 +113,21 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
         }
-        let conn = Connection::open(path)
-            .map_err(|e| anyhow::anyhow!("cannot open feature store {}: {e}", path.display()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
+        let open = || {
+            Connection::open(path)
+                .map_err(|e| anyhow::anyhow!("cannot open feature store {}: {e}", path.display()))
+        };
+        let writer = open()?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "synchronous", "NORMAL")?;
+        writer.busy_timeout(std::time::Duration::from_secs(5))?;
+        writer.execute_batch(SCHEMA)?;
+        let conn = open()?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Mutex::new(writer)),
         })
     }
 
@@ -127,6 +138,10 @@ impl SqliteStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Entities stored for `group`.
@@ -147,7 +162,7 @@ impl SqliteStore {
         feature_names: &[&str],
         rows: impl IntoIterator<Item = (String, &'r [f32], i64)>,
     ) -> anyhow::Result<u64> {
-        let mut conn = self.lock();
+        let mut conn = self.lock_writer();
         let tx = conn.transaction()?;
         tx.execute(
             "INSERT OR REPLACE INTO feature_groups (feature_group, feature_names) VALUES (?1, ?2)",
@@ -249,7 +264,7 @@ impl FeatureStore for SqliteStore {
         let group = group.to_string();
         Box::pin(blocking(move || {
             store
-                .lock()
+                .lock_writer()
                 .execute(
                     "UPDATE feature_values SET event_time = ?1 WHERE feature_group = ?2",
                     params![event_time, group],

@@ -356,8 +356,8 @@ pub fn metrics_markdown() -> String {
     use std::fmt::Write as _;
     let mut out = String::from(
         "# Metrics\n\n\
-         Generated from `crates/modelwatch/src/schema.rs` by \
-         `cargo run -p modelwatch --example gen_docs`; do not edit by hand.\n\n\
+         Generated from `crates/modelwatch/src/schema.rs`; do not edit by hand. \
+         Regenerate with `MODELWATCH_BLESS=1 cargo test -p modelwatch --test it`.\n\n\
          Every label value is bounded and comes from configuration or code, never from a \
          request. Closed sets are enums; open sets (model version) pass through a \
          cardinality guard that folds values past a limit into `other` and counts the \

@@ -95,7 +95,7 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
             stream: 40 + i as u64,
             progress: false,
         };
-        let traffic = modelwatch_loadgen::traffic(options.population.config(), config.stream, config.rps).expect("traffic");
+        let traffic = modelwatch_loadgen::traffic_at(options.population.config(), config.stream, config.rps, modelwatch_demo::lab::LAB_SIM_SPEED).expect("traffic");
         loads.push(tokio::spawn(async move {
             modelwatch_loadgen::run(&config, &Scenario::named("clean").expect("clean"), traffic, |_, _| {}).await
         }));

@@ -77,7 +77,7 @@ async fn drill(name: &'static str, stream: u64, shared: std::sync::Arc<Shared>) 
         .simulator
         .traffic(&shared.history, shared.history.end_timestamp())
         .with_stream(stream)
-        .with_rate(RPS / modelwatch_loadgen::DEFAULT_SIM_SPEED);
+        .with_rate(RPS / modelwatch_demo::lab::LAB_SIM_SPEED);
     let started = Instant::now();
     let incident_at = RUN.mul_f64(INCIDENT_START);
     let load = {
