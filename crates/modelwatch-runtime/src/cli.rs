@@ -49,7 +49,7 @@ pub struct ReferenceArgs {
 /// cell is not a number, or the reference cannot be written.
 pub fn run_reference(args: &ReferenceArgs) -> anyhow::Result<()> {
     let (card, model) = load_card_and_model(&args.model)?;
-    let rows = read_holdout(&args.holdout, &card)?;
+    let (rows, csv_scores) = read_columns(&args.holdout, &card)?;
     let n = rows.len() / card.features.len();
     let mut scores = vec![0f32; n];
     for (input, out) in rows
@@ -76,6 +76,18 @@ pub fn run_reference(args: &ReferenceArgs) -> anyhow::Result<()> {
         model.backend(),
         out.display()
     );
+    if let Some(expected) = csv_scores {
+        // The training pipeline writes its own (onnxruntime) score next to the features.
+        let worst = expected
+            .iter()
+            .zip(&scores)
+            .map(|(e, s)| (e - s).abs())
+            .fold(0f32, f32::max);
+        eprintln!("the holdout's `score` column and ours differ by at most {worst:e}");
+        if worst > 1e-5 {
+            eprintln!("warning: that is more than 1e-5; is the CSV from another model version?");
+        }
+    }
     if card.metrics.holdout_rows != n as u64 {
         eprintln!(
             "note: the card's metrics were computed on {} holdout rows, this file has {n}",
@@ -87,8 +99,8 @@ pub fn run_reference(args: &ReferenceArgs) -> anyhow::Result<()> {
             "  {:<28} {:>2} bins  range [{}, {}]  missing {:.2}%",
             d.name,
             d.bin_count(),
-            d.min,
-            d.max,
+            d.min as f32,
+            d.max as f32,
             100.0 * d.missing_fraction
         );
     }
@@ -103,6 +115,14 @@ pub fn run_reference(args: &ReferenceArgs) -> anyhow::Result<()> {
 /// [`RuntimeError::Data`] naming the row and column of a bad cell, or a feature column
 /// the header lacks.
 pub fn read_holdout(path: &Path, card: &ModelCard) -> Result<Vec<f32>, RuntimeError> {
+    read_columns(path, card).map(|(rows, _)| rows)
+}
+
+/// The feature columns, and the `score` column when the CSV has one.
+fn read_columns(
+    path: &Path,
+    card: &ModelCard,
+) -> Result<(Vec<f32>, Option<Vec<f32>>), RuntimeError> {
     let file = std::fs::File::open(path).map_err(|e| RuntimeError::io(path, e))?;
     let data_error = |reason: String| RuntimeError::Data {
         path: path.to_path_buf(),
@@ -128,6 +148,8 @@ pub fn read_holdout(path: &Path, card: &ModelCard) -> Result<Vec<f32>, RuntimeEr
             })
         })
         .collect::<Result<_, _>>()?;
+    let score_column = header.iter().position(|h| h == "score");
+    let mut scores = Vec::new();
     let mut rows = Vec::new();
     let mut record = csv::StringRecord::new();
     let mut line = 1u64;
@@ -148,11 +170,19 @@ pub fn read_holdout(path: &Path, card: &ModelCard) -> Result<Vec<f32>, RuntimeEr
             })?;
             rows.push(value);
         }
+        if let Some(c) = score_column {
+            let cell = record.get(c).unwrap_or("");
+            scores.push(parse_cell(cell).ok_or_else(|| {
+                data_error(format!(
+                    "line {line}, column `score`: `{cell}` is not a number"
+                ))
+            })?);
+        }
     }
     if rows.is_empty() {
         return Err(data_error("no data rows".into()));
     }
-    Ok(rows)
+    Ok((rows, score_column.map(|_| scores)))
 }
 
 fn parse_cell(cell: &str) -> Option<f32> {
