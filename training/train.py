@@ -203,7 +203,7 @@ def fold_scaler(pipeline: Pipeline) -> MLPClassifier:
     return folded
 
 
-def to_onnx(model) -> onnx.ModelProto:
+def to_onnx(model, name: str) -> onnx.ModelProto:
     n = len(FEATURE_NAMES)
     proto = convert_sklearn(
         model,
@@ -213,6 +213,9 @@ def to_onnx(model) -> onnx.ModelProto:
     )
     if isinstance(model, MLPClassifier):
         proto = standard_label_output(proto)
+    # skl2onnx names the graph with a random UUID; a fixed name keeps the file
+    # byte-for-byte reproducible.
+    proto.graph.name = name
     # skl2onnx may list the default domain twice; keep the first of each domain.
     seen, ops = set(), []
     for op in proto.opset_import:
@@ -436,7 +439,7 @@ def build(out_dir: Path, data: Path | None) -> dict:
         ("rf", rf, fixtures / "rf.onnx"),
         ("mlp", mlp, fixtures / "mlp.onnx"),
     ]:
-        proto = to_onnx(model)
+        proto = to_onnx(model, name)
         onnx.save(proto, str(path))
         sess = session(path)
         scores = positive_probability(sess, X_hold)
