@@ -45,11 +45,11 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod population;
 mod config;
 mod dist;
 mod features;
 mod ids;
+pub mod population;
 mod sim;
 mod traffic;
 

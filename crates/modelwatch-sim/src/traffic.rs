@@ -470,13 +470,20 @@ mod tests {
         assert_ne!(a, c);
         // Days move forward; within a day, times follow the history's profile.
         let day = |t: i64| t.div_euclid(DAY_SECS);
-        assert!(a.windows(2).all(|w| day(w[0].timestamp) <= day(w[1].timestamp)));
+        assert!(
+            a.windows(2)
+                .all(|w| day(w[0].timestamp) <= day(w[1].timestamp))
+        );
         assert!(day(a[0].timestamp) >= day(start));
         let noonish = a
             .iter()
             .filter(|t| (6..18).contains(&crate::hour_of_day(t.timestamp)))
             .count();
-        assert!(noonish > a.len() * 6 / 10, "{noonish} of {} between 6 and 18 h", a.len());
+        assert!(
+            noonish > a.len() * 6 / 10,
+            "{noonish} of {} between 6 and 18 h",
+            a.len()
+        );
         for tx in &a {
             assert!(tx.known_customer && tx.known_terminal);
             assert!(tx.customer_id.index() < 1_000);
