@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 const SPEEDUP: f64 = 60.0;
 const RUN: Duration = Duration::from_secs(150);
-const RPS: f64 = 80.0;
+const RPS: f64 = 50.0;
 /// Drills at once: all nine would starve two cores (and a starved server is a real
 /// latency incident, which is not what the clean drill is about).
-const PARALLEL: usize = 5;
+const PARALLEL: usize = 3;
 
 /// What every drill shares: one simulated history and one seeded store.
 struct Shared {
