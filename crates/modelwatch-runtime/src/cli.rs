@@ -36,7 +36,7 @@ pub struct ReferenceArgs {
           value_parser = clap::value_parser!(u16).range(2..=1000))]
     pub bins: u16,
 
-    /// Where to write the reference [default: <card dir>/<name>.reference.json]
+    /// Where to write the reference [default: NAME.reference.json next to the card]
     #[arg(long, env = "MODELWATCH_REFERENCE_OUT")]
     pub out: Option<PathBuf>,
 }
