@@ -216,12 +216,14 @@ def to_onnx(model, name: str) -> onnx.ModelProto:
     # skl2onnx names the graph with a random UUID; a fixed name keeps the file
     # byte-for-byte reproducible.
     proto.graph.name = name
-    # skl2onnx may list the default domain twice; keep the first of each domain.
+    # skl2onnx may list the default domain twice, and in any order: keep the first of
+    # each domain, sorted by domain.
     seen, ops = set(), []
     for op in proto.opset_import:
         if op.domain not in seen:
             seen.add(op.domain)
             ops.append(op)
+    ops.sort(key=lambda op: op.domain)
     del proto.opset_import[:]
     proto.opset_import.extend(ops)
     onnx.checker.check_model(proto)
