@@ -16,7 +16,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     } else {
         return Err(format!("{s:?} has no unit; write it like 90s or 6m"));
     };
-    let n: f64 = n.parse().map_err(|_| format!("{s:?} does not start with a number"))?;
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} does not start with a number"))?;
     Ok(Duration::from_secs_f64(n * mult))
 }
 
@@ -91,10 +93,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut options = LabOptions::new(binary, 1.0 / args.speedup);
     options.with_prometheus = !args.no_prometheus;
     if options.with_prometheus && !modelwatch_stack::available() {
-        eprintln!("note: prometheus and prometheus-alertmanager are not installed; the board reads the server directly\nhint: apt-get install -y prometheus prometheus-alertmanager to see the alerts fire");
+        eprintln!(
+            "note: prometheus and prometheus-alertmanager are not installed; the board reads the server directly\nhint: apt-get install -y prometheus prometheus-alertmanager to see the alerts fire"
+        );
     }
     let opts = options.clone();
-    let lab = tokio::task::spawn_blocking(move || Lab::start(&opts, |step| eprintln!("demo: {step}"))).await??;
+    let lab =
+        tokio::task::spawn_blocking(move || Lab::start(&opts, |step| eprintln!("demo: {step}")))
+            .await??;
     eprintln!("demo: API        {}/v1/predict", lab.api);
     eprintln!("demo: metrics    {}/metrics", lab.metrics);
     if let Some(url) = lab.prometheus_url() {
@@ -133,7 +139,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     });
     let status_args = modelwatch_status::cli::StatusArgs {
         prometheus: lab.prometheus_url(),
-        metrics: lab.prometheus_url().is_none().then(|| format!("{}/metrics", lab.metrics)),
+        metrics: lab
+            .prometheus_url()
+            .is_none()
+            .then(|| format!("{}/metrics", lab.metrics)),
         interval: 2.0,
         model: None,
         config: None,

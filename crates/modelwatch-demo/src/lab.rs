@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use modelwatch_mixin::MixinConfig;
 use modelwatch_sim::population::PopulationArgs;
-use modelwatch_stack::{AlertmanagerConfig, PrometheusConfig, Process, ScrapeJob};
+use modelwatch_stack::{AlertmanagerConfig, Process, PrometheusConfig, ScrapeJob};
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -75,7 +75,12 @@ impl LabOptions {
 
     /// Server flags that scale the server's own clocks like the mixin's.
     fn scaled_serve_args(&self) -> Vec<String> {
-        let seconds = |s: f64| format!("{}ms", ((s * self.time_scale) * 1e3).round().max(1000.0) as u64);
+        let seconds = |s: f64| {
+            format!(
+                "{}ms",
+                ((s * self.time_scale) * 1e3).round().max(1000.0) as u64
+            )
+        };
         vec![
             "--drift-window".into(),
             format!("{}s", ((3600.0 * self.time_scale).round() as u64).max(60)),
@@ -107,22 +112,29 @@ pub struct Lab {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Lab {
     /// Starts the server (seeding its store), then Prometheus and Alertmanager when
     /// asked and installed. `progress` receives one line per step.
     pub fn start(options: &LabOptions, mut progress: impl FnMut(&str)) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("modelwatch-lab-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("modelwatch-lab-")
+            .tempdir()?;
         let (api_port, metrics_port) = (free_port()?, free_port()?);
         if let Some(template) = &options.store_template {
             std::fs::create_dir_all(dir.path().join("data"))?;
-            std::fs::copy(template, dir.path().join("data").join("features.sqlite"))
-                .with_context(|| format!("cannot copy the store template {}", template.display()))?;
+            std::fs::copy(template, dir.path().join("data").join("features.sqlite")).with_context(
+                || format!("cannot copy the store template {}", template.display()),
+            )?;
         }
         let p = &options.population;
-        progress("starting modelwatch serve (the first start seeds the feature store from the simulator)");
+        progress(
+            "starting modelwatch serve (the first start seeds the feature store from the simulator)",
+        );
         let mut server = Command::new(&options.binary)
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{api_port}")])
@@ -164,7 +176,10 @@ impl Lab {
             }
             if Instant::now() > deadline {
                 let _ = server.kill();
-                anyhow::bail!("modelwatch serve was not ready within 300 s:\n{}", log.join("\n"));
+                anyhow::bail!(
+                    "modelwatch serve was not ready within 300 s:\n{}",
+                    log.join("\n")
+                );
             }
         }
         // Keep draining the server's stderr so it never blocks on a full pipe.
@@ -199,7 +214,12 @@ impl Lab {
             modelwatch_stack::available(),
             "prometheus or prometheus-alertmanager is not installed\nhint: apt-get install -y prometheus prometheus-alertmanager"
         );
-        let metrics_port = self.metrics.rsplit(':').next().unwrap_or_default().to_string();
+        let metrics_port = self
+            .metrics
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let mixin_dir = self.dir.path().join("mixin");
         let files = modelwatch_mixin::generate(&self.mixin)?;
         modelwatch_mixin::write(&mixin_dir, &files)?;
@@ -220,12 +240,18 @@ impl Lab {
         let selector_job = job_from_selector(&self.mixin.selector);
         let prometheus = modelwatch_stack::start_prometheus(&PrometheusConfig {
             dir: prom_dir,
-            scrape_jobs: vec![ScrapeJob::new(selector_job, [format!("127.0.0.1:{metrics_port}")])],
+            scrape_jobs: vec![ScrapeJob::new(
+                selector_job,
+                [format!("127.0.0.1:{metrics_port}")],
+            )],
             rule_files: vec![
                 mixin_dir.join(modelwatch_mixin::RULES_PATH),
                 mixin_dir.join(modelwatch_mixin::ALERTS_PATH),
             ],
-            alertmanagers: alertmanager.iter().map(|a| a.address().to_string()).collect(),
+            alertmanagers: alertmanager
+                .iter()
+                .map(|a| a.address().to_string())
+                .collect(),
             ..PrometheusConfig::default()
         })?;
         self.alertmanager = alertmanager;
@@ -276,7 +302,10 @@ mod tests {
     #[test]
     fn job_comes_from_the_selector() {
         assert_eq!(job_from_selector(r#"job="modelwatch""#), "modelwatch");
-        assert_eq!(job_from_selector(r#"namespace="x", job="fraud-api""#), "fraud-api");
+        assert_eq!(
+            job_from_selector(r#"namespace="x", job="fraud-api""#),
+            "fraud-api"
+        );
         assert_eq!(job_from_selector(""), "modelwatch");
     }
 }

@@ -9,7 +9,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .ok_or_else(|| format!("{s:?} has no unit; write it like 500ms, 30s, 5m or 1h"))?;
     let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().map_err(|_| format!("{s:?} does not start with a number"))?;
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} does not start with a number"))?;
     let secs = match unit {
         "ms" => n / 1e3,
         "s" => n,
@@ -25,12 +27,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadgenArgs {
     /// Base URL of the prediction API.
-    #[arg(long, env = "MODELWATCH_TARGET", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "MODELWATCH_TARGET",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub target: String,
 
     /// Base URL of the server's metrics listener, where scenarios set faults (needs
     /// `serve --enable-fault-injection`).
-    #[arg(long, env = "MODELWATCH_ADMIN", default_value = "http://127.0.0.1:9464")]
+    #[arg(
+        long,
+        env = "MODELWATCH_ADMIN",
+        default_value = "http://127.0.0.1:9464"
+    )]
     pub admin: String,
 
     /// Requests per second.
@@ -84,7 +94,10 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
         "--rps must be in (0, 1000000], got {}",
         args.rps
     );
-    anyhow::ensure!(!args.duration.is_zero(), "--duration must be more than zero");
+    anyhow::ensure!(
+        !args.duration.is_zero(),
+        "--duration must be more than zero"
+    );
     let config = LoadConfig {
         target: args.target.clone(),
         admin_target: scenario.injects_faults().then(|| args.admin.clone()),
@@ -101,7 +114,12 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
             scenario.name, args.rps, args.duration, args.target, scenario.description
         );
     }
-    let traffic = crate::traffic_at(args.population.config(), args.stream, args.rps, args.sim_speed)?;
+    let traffic = crate::traffic_at(
+        args.population.config(),
+        args.stream,
+        args.rps,
+        args.sim_speed,
+    )?;
     let quiet = args.json || args.quiet;
     let report = crate::run(&config, &scenario, traffic, |_, phase| {
         if !quiet {
@@ -111,7 +129,11 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
     .await?;
     if args.json {
         let mut value = serde_json::to_value(&report)?;
-        for (key, q) in [("p50_seconds", 0.5), ("p99_seconds", 0.99), ("max_seconds", 1.0)] {
+        for (key, q) in [
+            ("p50_seconds", 0.5),
+            ("p99_seconds", 0.99),
+            ("max_seconds", 1.0),
+        ] {
             value[key] = serde_json::json!(report.quantile_seconds(q));
         }
         println!("{}", serde_json::to_string_pretty(&value)?);

@@ -64,8 +64,16 @@ struct Body {
 ///
 /// The generator's clock runs at `rps / sim_speed` transactions per simulated second,
 /// so `sim_speed` simulated seconds pass per real second at that rate.
-pub fn traffic_at(population: SimConfig, stream: u64, rps: f64, sim_speed: f64) -> anyhow::Result<TrafficGenerator> {
-    anyhow::ensure!(sim_speed > 0.0 && sim_speed.is_finite(), "the simulation speed must be positive");
+pub fn traffic_at(
+    population: SimConfig,
+    stream: u64,
+    rps: f64,
+    sim_speed: f64,
+) -> anyhow::Result<TrafficGenerator> {
+    anyhow::ensure!(
+        sim_speed > 0.0 && sim_speed.is_finite(),
+        "the simulation speed must be positive"
+    );
     let simulator = Simulator::new(population)?;
     let history = simulator.generate();
     Ok(simulator
@@ -82,7 +90,10 @@ pub fn traffic(population: SimConfig, stream: u64, rps: f64) -> anyhow::Result<T
 fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
 }
 
@@ -139,7 +150,9 @@ pub async fn run(
             }
         }
         tokio::time::sleep_until(due.into()).await;
-        let tx = traffic.next().ok_or_else(|| anyhow::anyhow!("the traffic generator ended"))?;
+        let tx = traffic
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("the traffic generator ended"))?;
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             report.lock().unwrap_or_else(|p| p.into_inner()).skipped += 1;
             progress.inc(1);
@@ -167,7 +180,10 @@ pub async fn run(
                 }
                 Err(_) => None,
             };
-            report.lock().unwrap_or_else(|p| p.into_inner()).record(status, micros);
+            report
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(status, micros);
             drop(permit);
         });
         progress.inc(1);

@@ -29,7 +29,10 @@ pub struct LoadReport {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -70,7 +73,8 @@ impl LoadReport {
         if self.latencies_us.is_empty() {
             return None;
         }
-        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize).clamp(1, self.latencies_us.len());
+        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize)
+            .clamp(1, self.latencies_us.len());
         Some(f64::from(self.latencies_us[rank - 1]) / 1e6)
     }
 
@@ -99,7 +103,11 @@ impl LoadReport {
             let _ = writeln!(out, "{:<18} {:>12}", format!("HTTP {status}"), n);
         }
         if self.transport_errors > 0 {
-            let _ = writeln!(out, "{:<18} {:>12}", "transport errors", self.transport_errors);
+            let _ = writeln!(
+                out,
+                "{:<18} {:>12}",
+                "transport errors", self.transport_errors
+            );
         }
         if self.skipped > 0 {
             let _ = writeln!(out, "{:<18} {:>12}", "skipped (cap)", self.skipped);

@@ -30,7 +30,9 @@ async fn echo(body: Bytes) -> Response {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8090".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8090".into());
     let app = axum::Router::new()
         .route("/v1/predict", post(echo))
         .route("/readyz", get(|| async { StatusCode::OK }));

@@ -84,7 +84,10 @@ fn check_id(field: &str, value: &str) -> Result<(), ApiError> {
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::field(field, "must not contain control characters"));
+        return Err(ApiError::field(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -160,12 +163,26 @@ mod tests {
     #[test]
     fn bad_values_name_their_field() {
         let err = tx(-1.0).validate("transactions[2].", 0).unwrap_err();
-        assert_eq!(err.to_string(), "transactions[2].amount: must not be negative");
+        assert_eq!(
+            err.to_string(),
+            "transactions[2].amount: must not be negative"
+        );
         let mut long = tx(1.0);
         long.customer_id = "x".repeat(65);
-        assert!(long.validate("", 0).unwrap_err().to_string().contains("at most 64"));
+        assert!(
+            long.validate("", 0)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 64")
+        );
         let mut bad_time = tx(1.0);
         bad_time.timestamp = Some("yesterday".into());
-        assert!(bad_time.validate("", 0).unwrap_err().to_string().starts_with("timestamp: is not RFC 3339"));
+        assert!(
+            bad_time
+                .validate("", 0)
+                .unwrap_err()
+                .to_string()
+                .starts_with("timestamp: is not RFC 3339")
+        );
     }
 }

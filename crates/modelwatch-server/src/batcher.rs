@@ -72,13 +72,19 @@ pub struct Batcher {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("enqueued", &self.enqueued).finish()
+        f.debug_struct("Job")
+            .field("enqueued", &self.enqueued)
+            .finish()
     }
 }
 
 impl Batcher {
     /// Starts the inference thread. It stops when every `Batcher` clone is dropped.
-    pub fn start(model: Arc<dyn Model>, metrics: ModelHandle, config: BatcherConfig) -> std::io::Result<Self> {
+    pub fn start(
+        model: Arc<dyn Model>,
+        metrics: ModelHandle,
+        config: BatcherConfig,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(config.queue_capacity.max(1));
         let n_features = model.n_features();
         std::thread::Builder::new()

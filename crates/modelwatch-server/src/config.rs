@@ -32,7 +32,11 @@ impl FromStr for HumanDuration {
             "s" => value,
             "m" => value * 60.0,
             "h" => value * 3600.0,
-            _ => return Err(format!("unknown unit {unit:?} in {s:?}; use us, ms, s, m or h")),
+            _ => {
+                return Err(format!(
+                    "unknown unit {unit:?} in {s:?}; use us, ms, s, m or h"
+                ));
+            }
         };
         Ok(HumanDuration(Duration::from_secs_f64(seconds)))
     }
@@ -96,7 +100,11 @@ pub struct ServeArgs {
 
     /// Address of the metrics listener (GET /metrics). Kept off the API port, and off
     /// 9090, which is Prometheus' own.
-    #[arg(long, env = "MODELWATCH_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
+    #[arg(
+        long,
+        env = "MODELWATCH_METRICS_LISTEN",
+        default_value = "0.0.0.0:9464"
+    )]
     pub metrics_listen: SocketAddr,
 
     /// Directory for the embedded feature store and unpacked model files. Default:
@@ -182,9 +190,8 @@ impl ServeArgs {
     /// default, then validates.
     pub fn resolve(mut self, matches: &clap::ArgMatches) -> anyhow::Result<Self> {
         if let Some(path) = self.config.clone() {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                anyhow::anyhow!("cannot read config file {}: {e}", path.display())
-            })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
             let file: toml::Table = toml::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
             let mut merged = toml::Table::try_from(&self)?;
@@ -220,7 +227,10 @@ impl ServeArgs {
             "max_batch must be between 1 and 4096, got {}",
             self.max_batch
         );
-        anyhow::ensure!(self.queue_capacity >= 1, "queue_capacity must be at least 1");
+        anyhow::ensure!(
+            self.queue_capacity >= 1,
+            "queue_capacity must be at least 1"
+        );
         anyhow::ensure!(
             self.max_batch_request >= 1,
             "max_batch_request must be at least 1"
@@ -285,10 +295,25 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
-        assert_eq!("250us".parse::<HumanDuration>().unwrap().0, Duration::from_micros(250));
-        assert_eq!("1.5s".parse::<HumanDuration>().unwrap().0, Duration::from_millis(1500));
-        assert!("10".parse::<HumanDuration>().unwrap_err().contains("no unit"));
-        assert!("10d".parse::<HumanDuration>().unwrap_err().contains("unknown unit"));
+        assert_eq!(
+            "250us".parse::<HumanDuration>().unwrap().0,
+            Duration::from_micros(250)
+        );
+        assert_eq!(
+            "1.5s".parse::<HumanDuration>().unwrap().0,
+            Duration::from_millis(1500)
+        );
+        assert!(
+            "10".parse::<HumanDuration>()
+                .unwrap_err()
+                .contains("no unit")
+        );
+        assert!(
+            "10d"
+                .parse::<HumanDuration>()
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert_eq!(HumanDuration(Duration::from_millis(50)).to_string(), "50ms");
     }
 
@@ -296,7 +321,11 @@ mod tests {
     fn file_fills_defaults_but_flags_win() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("serve.toml");
-        std::fs::write(&path, "max_batch = 8\nlisten = \"127.0.0.1:7000\"\nmax_delay = \"1ms\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "max_batch = 8\nlisten = \"127.0.0.1:7000\"\nmax_delay = \"1ms\"\n",
+        )
+        .unwrap();
         let p = path.to_str().unwrap();
         let args = parse(&["x", "--config", p, "--listen", "127.0.0.1:7001"]).unwrap();
         assert_eq!(args.max_batch, 8);
@@ -309,7 +338,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("serve.toml");
         std::fs::write(&path, "max_bacth = 8\n").unwrap();
-        let err = parse(&["x", "--config", path.to_str().unwrap()]).unwrap_err().to_string();
+        let err = parse(&["x", "--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_bacth") && err.contains("hint:"), "{err}");
     }
 

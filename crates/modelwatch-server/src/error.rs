@@ -129,9 +129,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.http_status(), Json(body)).into_response();
         if matches!(self, ApiError::Overloaded) {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
         }
         response
     }

@@ -90,16 +90,26 @@ impl Faults {
     }
 
     /// Applies `spec`, resolving names with the model's groups and features.
-    pub fn apply(&self, spec: &FaultSpec, groups: &[String], features: &[String]) -> Result<(), String> {
+    pub fn apply(
+        &self,
+        spec: &FaultSpec,
+        groups: &[String],
+        features: &[String],
+    ) -> Result<(), String> {
         if !(0.0..=1.0).contains(&spec.error_ratio) {
-            return Err(format!("error_ratio must be in [0, 1], got {}", spec.error_ratio));
+            return Err(format!(
+                "error_ratio must be in [0, 1], got {}",
+                spec.error_ratio
+            ));
         }
         let mut mask = 0u64;
         for name in &spec.paused_groups {
-            let i = groups
-                .iter()
-                .position(|g| g == name)
-                .ok_or_else(|| format!("unknown feature group {name:?}; known: {}", groups.join(", ")))?;
+            let i = groups.iter().position(|g| g == name).ok_or_else(|| {
+                format!(
+                    "unknown feature group {name:?}; known: {}",
+                    groups.join(", ")
+                )
+            })?;
             mask |= 1 << i.min(63);
         }
         let column = match &spec.missing_feature {
@@ -107,7 +117,8 @@ impl Faults {
             Some(name) => features
                 .iter()
                 .position(|f| f == name)
-                .ok_or_else(|| format!("unknown feature {name:?}"))? as i64,
+                .ok_or_else(|| format!("unknown feature {name:?}"))?
+                as i64,
         };
         self.store_delay_us
             .store(spec.store_delay_ms.saturating_mul(1000), Ordering::Relaxed);
@@ -115,7 +126,8 @@ impl Faults {
         self.missing_column.store(column, Ordering::Relaxed);
         self.error_ppm
             .store((spec.error_ratio * 1e6).round() as u64, Ordering::Relaxed);
-        self.cache_disabled.store(spec.cache_disabled, Ordering::Relaxed);
+        self.cache_disabled
+            .store(spec.cache_disabled, Ordering::Relaxed);
         Ok(())
     }
 
@@ -180,6 +192,11 @@ mod tests {
             paused_groups: vec!["merchant".into()],
             ..FaultSpec::default()
         };
-        assert!(faults.apply(&bad, &groups, &features).unwrap_err().contains("merchant"));
+        assert!(
+            faults
+                .apply(&bad, &groups, &features)
+                .unwrap_err()
+                .contains("merchant")
+        );
     }
 }

@@ -46,7 +46,7 @@ impl EntityKey {
         }
     }
 
-    fn of<'t>(self, tx: &'t Transaction) -> &'t str {
+    fn of(self, tx: &Transaction) -> &str {
         match self {
             EntityKey::Customer => &tx.customer_id,
             EntityKey::Terminal => &tx.terminal_id,
@@ -128,7 +128,11 @@ impl FeatureLayout {
                     feature.name
                 )
             })?;
-            match layout.entity_groups.iter_mut().find(|(i, _)| *i == group_index) {
+            match layout
+                .entity_groups
+                .iter_mut()
+                .find(|(i, _)| *i == group_index)
+            {
                 Some((_, group)) => {
                     group.features.push(feature.name.clone());
                     group.columns.push(column);

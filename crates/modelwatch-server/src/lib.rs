@@ -174,7 +174,10 @@ pub fn app(state: Arc<AppState>) -> Router {
 pub fn metrics_app(state: Arc<AppState>) -> Router {
     let mut router = Router::new().route("/metrics", get(metrics));
     if state.fault_injection {
-        router = router.route("/admin/faults", get(get_faults).post(set_faults).delete(clear_faults));
+        router = router.route(
+            "/admin/faults",
+            get(get_faults).post(set_faults).delete(clear_faults),
+        );
     }
     router.fallback(not_found).with_state(state)
 }
@@ -197,7 +200,10 @@ fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
-async fn predict(State(state): State<Arc<AppState>>, body: Result<axum::body::Bytes, BytesRejection>) -> Response {
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Response {
     let mut request = state.metrics.start_request();
     let parsed = body
         .map_err(|r| body_error(r, state.limits.max_body_bytes))
@@ -210,7 +216,12 @@ async fn predict(State(state): State<Arc<AppState>>, body: Result<axum::body::By
             return e.into_response();
         }
     };
-    match tokio::time::timeout(state.limits.request_timeout, score(&state, tx, &mut request)).await {
+    match tokio::time::timeout(
+        state.limits.request_timeout,
+        score(&state, tx, &mut request),
+    )
+    .await
+    {
         Ok(Ok((prediction, decision))) => {
             request.finish(Status::Success, decision);
             Json(prediction).into_response()
@@ -327,30 +338,49 @@ async fn score(
     let width = state.fetcher.layout().n_features;
     let mut row = [0f32; MAX_FEATURES];
     let mut event_times = [modelwatch::drift_metrics::NOT_USED; MAX_GROUPS];
-    state.fetcher.fetch(&tx, &mut row[..width], &mut event_times).await;
+    state
+        .fetcher
+        .fetch(&tx, &mut row[..width], &mut event_times)
+        .await;
     request.mark_stage(Stage::FeatureFetch);
 
     let deadline = request.started_at() + state.limits.request_timeout;
-    let scored = state.batcher.score(&row[..width], deadline).await.map_err(|e| match e {
-        BatchError::Overloaded => ApiError::Overloaded,
-        BatchError::Stopped => ApiError::Unavailable,
-        BatchError::Expired => ApiError::Timeout {
-            deadline_ms: state.limits.request_timeout.as_millis() as u64,
-        },
-        BatchError::Model(m) => ApiError::Internal(m),
-    })?;
-    state.metrics.observe_stage(Stage::Queue, scored.queue_seconds);
-    state.metrics.observe_stage(Stage::Inference, scored.inference_seconds);
+    let scored = state
+        .batcher
+        .score(&row[..width], deadline)
+        .await
+        .map_err(|e| match e {
+            BatchError::Overloaded => ApiError::Overloaded,
+            BatchError::Stopped => ApiError::Unavailable,
+            BatchError::Expired => ApiError::Timeout {
+                deadline_ms: state.limits.request_timeout.as_millis() as u64,
+            },
+            BatchError::Model(m) => ApiError::Internal(m),
+        })?;
+    state
+        .metrics
+        .observe_stage(Stage::Queue, scored.queue_seconds);
+    state
+        .metrics
+        .observe_stage(Stage::Inference, scored.inference_seconds);
     request.restart_mark();
 
     let score = f64::from(scored.score);
     let approved = score < state.card.threshold;
-    let decision = if approved { Decision::Approved } else { Decision::Declined };
+    let decision = if approved {
+        Decision::Approved
+    } else {
+        Decision::Declined
+    };
     state.metrics.observe_score(score);
     if state.metrics.enabled() {
-        state
-            .drift
-            .record_prediction(state.drift.now(), score, approved, &row[..width], &event_times);
+        state.drift.record_prediction(
+            state.drift.now(),
+            score,
+            approved,
+            &row[..width],
+            &event_times,
+        );
     }
     let prediction = Prediction {
         prediction_id: state.ids.next(),
@@ -438,6 +468,8 @@ async fn set_faults(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
 async fn clear_faults(State(state): State<Arc<AppState>>) -> Response {
     let (groups, features) = names(&state);
     // Clearing cannot fail: the empty spec names nothing.
-    let _ = state.faults.apply(&FaultSpec::default(), &groups, &features);
+    let _ = state
+        .faults
+        .apply(&FaultSpec::default(), &groups, &features);
     Json(state.faults.spec(&groups, &features)).into_response()
 }

@@ -42,13 +42,17 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Unpacks the bundled model into `data_dir/models/` and returns its card path.
 pub fn unpack_bundled(data_dir: &Path) -> anyhow::Result<PathBuf> {
-    let card = ModelCard::from_json_str(bundled::CARD).context("the bundled model card is invalid")?;
+    let card =
+        ModelCard::from_json_str(bundled::CARD).context("the bundled model card is invalid")?;
     let dir = data_dir.join("models");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let card_path = dir.join(format!("{}.card.json", card.name));
     write_if_changed(&card_path, bundled::CARD.as_bytes())?;
     write_if_changed(&dir.join(&card.onnx_file), bundled::ONNX)?;
-    write_if_changed(&reference_path(&card_path, &card), bundled::REFERENCE.as_bytes())?;
+    write_if_changed(
+        &reference_path(&card_path, &card),
+        bundled::REFERENCE.as_bytes(),
+    )?;
     Ok(card_path)
 }
 
@@ -71,7 +75,10 @@ pub fn load_model(card_path: Option<&Path>, data_dir: &Path) -> anyhow::Result<L
     })?;
     let ref_path = reference_path(&card_path, &card);
     let reference = Reference::load(&ref_path).map_err(|e| {
-        anyhow::anyhow!("{e}\nhint: build it with `modelwatch reference --model {}`", card_path.display())
+        anyhow::anyhow!(
+            "{e}\nhint: build it with `modelwatch reference --model {}`",
+            card_path.display()
+        )
     })?;
     let reference = to_model_reference(&card, &reference)?;
     Ok(LoadedModel {
@@ -84,12 +91,15 @@ pub fn load_model(card_path: Option<&Path>, data_dir: &Path) -> anyhow::Result<L
 
 /// Converts the runtime's reference file into the library's drift reference, in the
 /// card's feature order (which is the model row order the server records in).
-pub fn to_model_reference(card: &ModelCard, reference: &Reference) -> anyhow::Result<ModelReference> {
+pub fn to_model_reference(
+    card: &ModelCard,
+    reference: &Reference,
+) -> anyhow::Result<ModelReference> {
     let bins = |d: &modelwatch_runtime::Distribution| ReferenceBins {
-        edges: d.edges.iter().map(|e| f64::from(*e)).collect(),
+        edges: d.edges.clone(),
         ratios: d.fractions.clone(),
-        min: f64::from(d.min),
-        max: f64::from(d.max),
+        min: d.min,
+        max: d.max,
     };
     let mut features = Vec::with_capacity(card.features.len());
     for spec in &card.features {
@@ -97,7 +107,12 @@ pub fn to_model_reference(card: &ModelCard, reference: &Reference) -> anyhow::Re
             .features
             .iter()
             .find(|f| f.name == spec.name)
-            .ok_or_else(|| anyhow::anyhow!("the reference has no distribution for feature {:?}", spec.name))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the reference has no distribution for feature {:?}",
+                    spec.name
+                )
+            })?;
         features.push(FeatureReference {
             name: spec.name.clone(),
             group: spec.group.clone(),
@@ -132,7 +147,11 @@ pub async fn seed_if_empty(
         .context("seeding task failed")?
 }
 
-fn seed(store: &SqliteStore, layout: &FeatureLayout, config: modelwatch_sim::SimConfig) -> anyhow::Result<()> {
+fn seed(
+    store: &SqliteStore,
+    layout: &FeatureLayout,
+    config: modelwatch_sim::SimConfig,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     eprintln!(
         "seeding the feature store {} from the simulator ({} customers, {} terminals, {} days)...",
@@ -146,17 +165,24 @@ fn seed(store: &SqliteStore, layout: &FeatureLayout, config: modelwatch_sim::Sim
     let snapshot = modelwatch_sim::FeatureBuilder::new(&history).snapshot(history.end_timestamp());
     let now = crate::unix_now();
     for (_, group) in &layout.entity_groups {
-        let sim_group = modelwatch_sim::FeatureGroup::from_name(&group.name)
-            .ok_or_else(|| anyhow::anyhow!("the simulator has no feature group {:?}", group.name))?;
+        let sim_group = modelwatch_sim::FeatureGroup::from_name(&group.name).ok_or_else(|| {
+            anyhow::anyhow!("the simulator has no feature group {:?}", group.name)
+        })?;
         // Map the card's order of the group's features to the simulator's.
         let sim_features = sim_group.features();
         let order: Vec<usize> = group
             .features
             .iter()
             .map(|name| {
-                sim_features.iter().position(|f| f.name == name).ok_or_else(|| {
-                    anyhow::anyhow!("the simulator cannot compute feature {name:?} of group {:?}", group.name)
-                })
+                sim_features
+                    .iter()
+                    .position(|f| f.name == name)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "the simulator cannot compute feature {name:?} of group {:?}",
+                            group.name
+                        )
+                    })
             })
             .collect::<anyhow::Result<_>>()?;
         let names: Vec<&str> = group.features.iter().map(String::as_str).collect();

@@ -29,7 +29,9 @@ pub struct Bound {
 
 /// Builds the state from settings: loads the model and its reference, opens (and if
 /// empty, seeds) the feature store, registers every metric.
-pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, tokio::task::JoinHandle<()>)> {
+pub async fn build_state(
+    args: &ServeArgs,
+) -> anyhow::Result<(Arc<AppState>, tokio::task::JoinHandle<()>)> {
     let data_dir = args.data_dir();
     let loaded = load::load_model(args.model.as_deref(), &data_dir)?;
     let card = loaded.card;
@@ -61,8 +63,8 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, tok
         )),
         ..DriftConfig::default()
     };
-    let drift_metrics = DriftMetrics::register(&mut registry, &drift_config)
-        .context("invalid --drift-window")?;
+    let drift_metrics =
+        DriftMetrics::register(&mut registry, &drift_config).context("invalid --drift-window")?;
     let drift = drift_metrics.model(&handle, &loaded.reference)?;
 
     let store_path = data_dir.join("features.sqlite");
@@ -115,7 +117,11 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, tok
     Ok((state, refresher))
 }
 
-async fn bind(addr: std::net::SocketAddr, what: &str, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
+async fn bind(
+    addr: std::net::SocketAddr,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr} for the {what}: {e}\nhint: pick another address with {flag}, or stop what holds the port")
     })
@@ -160,7 +166,10 @@ pub async fn shutdown_signal() {
 impl Bound {
     /// Serves until `shutdown` resolves, then stops accepting, drains in-flight
     /// requests (bounded by the drain timeout) and returns.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = self.state.clone();
         let api_addr = self.api.local_addr()?;
@@ -175,8 +184,8 @@ impl Bound {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let api = axum::serve(self.api, app(state.clone()))
-            .with_graceful_shutdown(wait(stop_rx.clone()));
+        let api =
+            axum::serve(self.api, app(state.clone())).with_graceful_shutdown(wait(stop_rx.clone()));
         let metrics = axum::serve(self.metrics, metrics_app(state.clone()))
             .with_graceful_shutdown(wait(stop_rx.clone()));
         let api = tokio::spawn(async move { api.await });

@@ -53,7 +53,11 @@ pub trait FeatureStore: Send + Sync + std::fmt::Debug + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Sets the event time of every entity in `group` (the batch pipeline ran).
-    fn touch_group<'a>(&'a self, group: &'a str, event_time: i64) -> BoxFuture<'a, Result<u64, StoreError>>;
+    fn touch_group<'a>(
+        &'a self,
+        group: &'a str,
+        event_time: i64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 }
 
 /// The embedded default store: one SQLite file in the data directory.
@@ -97,7 +101,11 @@ pub fn decode_values(bytes: &[u8], expected: usize) -> Result<Box<[f32]>, StoreE
     if bytes.len() != expected * 4 {
         return Err(StoreError::new(
             StoreErrorKind::Decode,
-            format!("expected {expected} values ({} bytes), found {} bytes", expected * 4, bytes.len()),
+            format!(
+                "expected {expected} values ({} bytes), found {} bytes",
+                expected * 4,
+                bytes.len()
+            ),
         ));
     }
     Ok(bytes
@@ -110,8 +118,9 @@ impl SqliteStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create data directory {}: {e}", dir.display())
+            })?;
         }
         let open = || {
             Connection::open(path)
@@ -212,7 +221,11 @@ impl SqliteStore {
             .map_err(sql_error)?;
         let row = stmt
             .query_row(params![group, entity], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
             .optional()
             .map_err(sql_error)?;
@@ -232,9 +245,12 @@ impl SqliteStore {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, format!("store task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        StoreError::new(
+            StoreErrorKind::Unavailable,
+            format!("store task failed: {e}"),
+        )
+    })?
 }
 
 impl FeatureStore for SqliteStore {
@@ -253,13 +269,19 @@ impl FeatureStore for SqliteStore {
         Box::pin(blocking(move || {
             store
                 .lock()
-                .query_row("SELECT COUNT(*) FROM feature_groups", [], |r| r.get::<_, i64>(0))
+                .query_row("SELECT COUNT(*) FROM feature_groups", [], |r| {
+                    r.get::<_, i64>(0)
+                })
                 .map_err(sql_error)
                 .map(|_| ())
         }))
     }
 
-    fn touch_group<'a>(&'a self, group: &'a str, event_time: i64) -> BoxFuture<'a, Result<u64, StoreError>> {
+    fn touch_group<'a>(
+        &'a self,
+        group: &'a str,
+        event_time: i64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let store = self.clone();
         let group = group.to_string();
         Box::pin(blocking(move || {
@@ -285,14 +307,26 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("f.sqlite")).unwrap();
         let values = [1.0f32, 2.5];
         store
-            .upsert_group("customer", &["a", "b"], [("C1".to_string(), &values[..], 100)])
+            .upsert_group(
+                "customer",
+                &["a", "b"],
+                [("C1".to_string(), &values[..], 100)],
+            )
             .unwrap();
         let got = store.get("customer", "C1").await.unwrap().unwrap();
         assert_eq!(&*got.values, &values);
         assert_eq!(got.event_time, 100);
         assert_eq!(store.get("customer", "C2").await.unwrap(), None);
         assert_eq!(store.touch_group("customer", 200).await.unwrap(), 1);
-        assert_eq!(store.get("customer", "C1").await.unwrap().unwrap().event_time, 200);
+        assert_eq!(
+            store
+                .get("customer", "C1")
+                .await
+                .unwrap()
+                .unwrap()
+                .event_time,
+            200
+        );
         store.ping().await.unwrap();
     }
 

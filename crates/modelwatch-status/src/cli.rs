@@ -39,12 +39,25 @@ pub struct StatusArgs {
 }
 
 /// Reads once with these settings.
-pub async fn read(args: &StatusArgs, config: &modelwatch_mixin::MixinConfig) -> anyhow::Result<crate::Report> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+pub async fn read(
+    args: &StatusArgs,
+    config: &modelwatch_mixin::MixinConfig,
+) -> anyhow::Result<crate::Report> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
     match (&args.prometheus, &args.metrics) {
-        (Some(p), _) => crate::source::from_prometheus(&client, p, args.model.as_deref(), config).await,
+        (Some(p), _) => {
+            crate::source::from_prometheus(&client, p, args.model.as_deref(), config).await
+        }
         (None, Some(m)) => {
-            crate::source::from_metrics(&client, m, Duration::from_secs_f64(args.interval.clamp(0.5, 8.0)), config).await
+            crate::source::from_metrics(
+                &client,
+                m,
+                Duration::from_secs_f64(args.interval.clamp(0.5, 8.0)),
+                config,
+            )
+            .await
         }
         (None, None) => anyhow::bail!(
             "nothing to read\nhint: pass --prometheus http://127.0.0.1:9090 or --metrics http://127.0.0.1:9464/metrics"

@@ -96,7 +96,11 @@ pub struct Report {
 }
 
 /// Judges figures and firing alerts against the mixin's thresholds.
-pub fn judge(figures: &Figures, firing: &[FiringAlert], config: &MixinConfig) -> (Verdict, Vec<String>) {
+pub fn judge(
+    figures: &Figures,
+    firing: &[FiringAlert],
+    config: &MixinConfig,
+) -> (Verdict, Vec<String>) {
     let mut verdict = Verdict::Healthy;
     let mut reasons = Vec::new();
     let mut flag = |v: Verdict, reason: String| {
@@ -109,7 +113,15 @@ pub fn judge(figures: &Figures, firing: &[FiringAlert], config: &MixinConfig) ->
         } else {
             Verdict::Degraded
         };
-        flag(v, format!("alert {} firing ({}) {}", alert.name, alert.severity, alert.labels.join(" ")));
+        flag(
+            v,
+            format!(
+                "alert {} firing ({}) {}",
+                alert.name,
+                alert.severity,
+                alert.labels.join(" ")
+            ),
+        );
     }
     match figures.rps {
         Some(rps) if rps > 0.0 => {}
@@ -118,24 +130,53 @@ pub fn judge(figures: &Figures, firing: &[FiringAlert], config: &MixinConfig) ->
     let budget = 1.0 - config.slo.availability_target;
     if let Some(e) = figures.error_ratio {
         if e > 14.4 * budget {
-            flag(Verdict::Unhealthy, format!("error ratio {:.2}% burns the error budget over 14x too fast", e * 100.0));
+            flag(
+                Verdict::Unhealthy,
+                format!(
+                    "error ratio {:.2}% burns the error budget over 14x too fast",
+                    e * 100.0
+                ),
+            );
         } else if e > budget {
-            flag(Verdict::Degraded, format!("error ratio {:.2}% is above the SLO's {:.2}%", e * 100.0, budget * 100.0));
+            flag(
+                Verdict::Degraded,
+                format!(
+                    "error ratio {:.2}% is above the SLO's {:.2}%",
+                    e * 100.0,
+                    budget * 100.0
+                ),
+            );
         }
     }
     if let Some(p99) = figures.p99_seconds {
         if p99 > config.slo.latency_threshold_seconds {
             flag(
                 Verdict::Degraded,
-                format!("p99 {:.1} ms is above the {:.0} ms latency SLO threshold", p99 * 1e3, config.slo.latency_threshold_seconds * 1e3),
+                format!(
+                    "p99 {:.1} ms is above the {:.0} ms latency SLO threshold",
+                    p99 * 1e3,
+                    config.slo.latency_threshold_seconds * 1e3
+                ),
             );
         }
     }
     let psi = |what: &str, value: f64, flag: &mut dyn FnMut(Verdict, String)| {
         if value >= config.drift.psi_critical {
-            flag(Verdict::Unhealthy, format!("{what} PSI {value:.3} is at or above {}", config.drift.psi_critical));
+            flag(
+                Verdict::Unhealthy,
+                format!(
+                    "{what} PSI {value:.3} is at or above {}",
+                    config.drift.psi_critical
+                ),
+            );
         } else if value >= config.drift.psi_warning {
-            flag(Verdict::Degraded, format!("{what} PSI {value:.3} is at or above {}", config.drift.psi_warning));
+            flag(
+                Verdict::Degraded,
+                format!(
+                    "{what} PSI {value:.3} is at or above {}",
+                    config.drift.psi_warning
+                ),
+            );
         }
     };
     if let Some(v) = figures.score_psi {
@@ -146,7 +187,13 @@ pub fn judge(figures: &Figures, firing: &[FiringAlert], config: &MixinConfig) ->
     }
     if let Some(d) = figures.approval_delta {
         if d.abs() > config.serving.approval_delta_max {
-            flag(Verdict::Degraded, format!("approval ratio moved {:+.1} points against a week ago", d * 100.0));
+            flag(
+                Verdict::Degraded,
+                format!(
+                    "approval ratio moved {:+.1} points against a week ago",
+                    d * 100.0
+                ),
+            );
         }
     }
     if let Some((group, age)) = &figures.worst_feature_age {
@@ -157,12 +204,21 @@ pub fn judge(figures: &Figures, firing: &[FiringAlert], config: &MixinConfig) ->
             .unwrap_or(&config.features.max_age_default)
             .as_secs() as f64;
         if *age > max {
-            flag(Verdict::Degraded, format!("feature group {group} is {age:.0} s old (limit {max:.0} s)"));
+            flag(
+                Verdict::Degraded,
+                format!("feature group {group} is {age:.0} s old (limit {max:.0} s)"),
+            );
         }
     }
     if let Some(h) = figures.cache_hit_ratio {
         if h < config.serving.cache_hit_ratio_min {
-            flag(Verdict::Degraded, format!("feature cache hit ratio {:.2} is below {}", h, config.serving.cache_hit_ratio_min));
+            flag(
+                Verdict::Degraded,
+                format!(
+                    "feature cache hit ratio {:.2} is below {}",
+                    h, config.serving.cache_hit_ratio_min
+                ),
+            );
         }
     }
     (verdict, reasons)
@@ -178,22 +234,45 @@ impl Report {
         use std::fmt::Write as _;
         let f = &self.figures;
         let mut out = String::new();
-        let _ = writeln!(out, "modelwatch status: {}   ({})", self.verdict.as_str(), self.source);
+        let _ = writeln!(
+            out,
+            "modelwatch status: {}   ({})",
+            self.verdict.as_str(),
+            self.source
+        );
         let rows = [
             ("requests/s", fmt_opt(f.rps, |v| format!("{v:.1}"))),
-            ("error ratio", fmt_opt(f.error_ratio, |v| format!("{:.3} %", v * 100.0))),
-            ("p99 latency", fmt_opt(f.p99_seconds, |v| format!("{:.2} ms", v * 1e3))),
+            (
+                "error ratio",
+                fmt_opt(f.error_ratio, |v| format!("{:.3} %", v * 100.0)),
+            ),
+            (
+                "p99 latency",
+                fmt_opt(f.p99_seconds, |v| format!("{:.2} ms", v * 1e3)),
+            ),
             ("score PSI", fmt_opt(f.score_psi, |v| format!("{v:.4}"))),
             (
                 "worst feature PSI",
-                f.worst_feature_psi.as_ref().map(|(n, v)| format!("{v:.4} ({n})")).unwrap_or_else(|| "-".into()),
+                f.worst_feature_psi
+                    .as_ref()
+                    .map(|(n, v)| format!("{v:.4} ({n})"))
+                    .unwrap_or_else(|| "-".into()),
             ),
-            ("approval delta 7d", fmt_opt(f.approval_delta, |v| format!("{:+.2} pts", v * 100.0))),
+            (
+                "approval delta 7d",
+                fmt_opt(f.approval_delta, |v| format!("{:+.2} pts", v * 100.0)),
+            ),
             (
                 "worst feature age",
-                f.worst_feature_age.as_ref().map(|(g, v)| format!("{v:.0} s ({g})")).unwrap_or_else(|| "-".into()),
+                f.worst_feature_age
+                    .as_ref()
+                    .map(|(g, v)| format!("{v:.0} s ({g})"))
+                    .unwrap_or_else(|| "-".into()),
             ),
-            ("cache hit ratio", fmt_opt(f.cache_hit_ratio, |v| format!("{v:.3}"))),
+            (
+                "cache hit ratio",
+                fmt_opt(f.cache_hit_ratio, |v| format!("{v:.3}")),
+            ),
         ];
         for (name, value) in rows {
             let _ = writeln!(out, "  {name:<20} {value}");
@@ -257,8 +336,14 @@ mod tests {
             labels: vec![],
         };
         let config = MixinConfig::default();
-        assert_eq!(judge(&healthy(), &[alert("warning")], &config).0, Verdict::Degraded);
-        assert_eq!(judge(&healthy(), &[alert("critical")], &config).0, Verdict::Unhealthy);
+        assert_eq!(
+            judge(&healthy(), &[alert("warning")], &config).0,
+            Verdict::Degraded
+        );
+        assert_eq!(
+            judge(&healthy(), &[alert("critical")], &config).0,
+            Verdict::Unhealthy
+        );
         assert_eq!(Verdict::Unhealthy.exit_code(), 2);
     }
 }

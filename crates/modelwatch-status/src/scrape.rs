@@ -89,7 +89,11 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
                 return Some(previous.0);
             }
             let width = count - previous.1;
-            let fraction = if width > 0.0 { (rank - previous.1) / width } else { 1.0 };
+            let fraction = if width > 0.0 {
+                (rank - previous.1) / width
+            } else {
+                1.0
+            };
             return Some(previous.0 + (le - previous.0) * fraction);
         }
         previous = (le, count);
@@ -103,7 +107,9 @@ mod tests {
 
     #[test]
     fn parses_labels_with_escapes() {
-        let s = parse("# HELP x\nm_total{a=\"1\",b=\"q\\\"x\"} 3\nplain 2.5\nh_bucket{le=\"+Inf\"} 4\n");
+        let s = parse(
+            "# HELP x\nm_total{a=\"1\",b=\"q\\\"x\"} 3\nplain 2.5\nh_bucket{le=\"+Inf\"} 4\n",
+        );
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].label("b"), "q\"x");
         assert_eq!(s[1].value, 2.5);

@@ -2,7 +2,7 @@
 //! See [`from_prometheus`] and [`from_metrics`].
 
 use crate::scrape::{Sample, histogram_quantile, parse};
-use crate::{FiringAlert, Figures, Report, judge};
+use crate::{Figures, FiringAlert, Report, judge};
 use modelwatch::schema;
 use modelwatch_mixin::MixinConfig;
 use modelwatch_mixin::names::record;
@@ -37,7 +37,10 @@ async fn query(
     if body["status"] != "success" {
         anyhow::bail!("Prometheus refused {promql}: {}", body["error"]);
     }
-    let result = body["data"]["result"].as_array().cloned().unwrap_or_default();
+    let result = body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     Ok(result
         .into_iter()
         .filter_map(|r| {
@@ -49,14 +52,27 @@ async fn query(
 }
 
 fn label(labels: &serde_json::Map<String, serde_json::Value>, name: &str) -> String {
-    labels.get(name).and_then(|v| v.as_str()).unwrap_or("").to_string()
+    labels
+        .get(name)
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
-async fn scalar(client: &reqwest::Client, base: &str, promql: String) -> anyhow::Result<Option<f64>> {
+async fn scalar(
+    client: &reqwest::Client,
+    base: &str,
+    promql: String,
+) -> anyhow::Result<Option<f64>> {
     Ok(query(client, base, &promql).await?.first().map(|(_, v)| *v))
 }
 
-async fn labelled(client: &reqwest::Client, base: &str, promql: String, by: &str) -> anyhow::Result<Option<(String, f64)>> {
+async fn labelled(
+    client: &reqwest::Client,
+    base: &str,
+    promql: String,
+    by: &str,
+) -> anyhow::Result<Option<(String, f64)>> {
     Ok(query(client, base, &promql)
         .await?
         .first()
@@ -70,10 +86,17 @@ pub async fn from_prometheus(
     model: Option<&str>,
     config: &MixinConfig,
 ) -> anyhow::Result<Report> {
-    let sel = model.map(|m| format!("{{model=\"{m}\"}}")).unwrap_or_default();
+    let sel = model
+        .map(|m| format!("{{model=\"{m}\"}}"))
+        .unwrap_or_default();
     let errors_5m = record::BURN_WINDOWS[0].errors;
     let figures = Figures {
-        rps: scalar(client, base, format!("sum({}{sel})", record::REQUESTS_RATE5M)).await?,
+        rps: scalar(
+            client,
+            base,
+            format!("sum({}{sel})", record::REQUESTS_RATE5M),
+        )
+        .await?,
         error_ratio: scalar(client, base, format!("max({errors_5m}{sel})")).await?,
         p99_seconds: scalar(
             client,
@@ -86,25 +109,58 @@ pub async fn from_prometheus(
         )
         .await?,
         score_psi: scalar(client, base, format!("max({}{sel})", record::SCORE_PSI)).await?,
-        worst_feature_psi: labelled(client, base, format!("topk(1, {}{sel})", record::FEATURE_PSI), "feature").await?,
-        approval_delta: query(client, base, &format!("{}{sel}", record::APPROVAL_RATIO_DELTA))
-            .await?
-            .into_iter()
-            .map(|(_, v)| v)
-            .max_by(|a, b| a.abs().total_cmp(&b.abs())),
-        worst_feature_age: labelled(client, base, format!("topk(1, {}{sel})", record::FEATURE_AGE_MAX), "feature_group").await?,
-        cache_hit_ratio: scalar(client, base, format!("min({}{sel})", record::CACHE_HIT_RATIO)).await?,
+        worst_feature_psi: labelled(
+            client,
+            base,
+            format!("topk(1, {}{sel})", record::FEATURE_PSI),
+            "feature",
+        )
+        .await?,
+        approval_delta: query(
+            client,
+            base,
+            &format!("{}{sel}", record::APPROVAL_RATIO_DELTA),
+        )
+        .await?
+        .into_iter()
+        .map(|(_, v)| v)
+        .max_by(|a, b| a.abs().total_cmp(&b.abs())),
+        worst_feature_age: labelled(
+            client,
+            base,
+            format!("topk(1, {}{sel})", record::FEATURE_AGE_MAX),
+            "feature_group",
+        )
+        .await?,
+        cache_hit_ratio: scalar(
+            client,
+            base,
+            format!("min({}{sel})", record::CACHE_HIT_RATIO),
+        )
+        .await?,
     };
-    let alerts = query(client, base, "ALERTS{alertstate=\"firing\",alertname=~\"ModelWatch.*\"}").await?;
+    let alerts = query(
+        client,
+        base,
+        "ALERTS{alertstate=\"firing\",alertname=~\"ModelWatch.*\"}",
+    )
+    .await?;
     let firing: Vec<FiringAlert> = alerts
         .into_iter()
-        .filter(|(l, _)| model.is_none_or(|m| label(l, "model").is_empty() || label(l, "model") == m))
+        .filter(|(l, _)| {
+            model.is_none_or(|m| label(l, "model").is_empty() || label(l, "model") == m)
+        })
         .map(|(l, _)| FiringAlert {
             name: label(&l, "alertname"),
             severity: label(&l, "severity"),
             labels: l
                 .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "alertstate" | "severity" | "__name__"))
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "alertname" | "alertstate" | "severity" | "__name__"
+                    )
+                })
                 .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
                 .collect(),
         })
@@ -120,7 +176,11 @@ pub async fn from_prometheus(
 }
 
 fn total(samples: &[Sample], name: &str, filter: impl Fn(&Sample) -> bool) -> f64 {
-    samples.iter().filter(|s| s.name == name && filter(s)).map(|s| s.value).sum()
+    samples
+        .iter()
+        .filter(|s| s.name == name && filter(s))
+        .map(|s| s.value)
+        .sum()
 }
 
 async fn scrape(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<Sample>> {
@@ -149,12 +209,16 @@ pub async fn from_metrics(
     tokio::time::sleep(interval).await;
     let second = scrape(client, url).await?;
     let dt = started.elapsed().as_secs_f64();
-    let delta = |name: &str, filter: &dyn Fn(&Sample) -> bool| total(&second, name, filter) - total(&first, name, filter);
+    let delta = |name: &str, filter: &dyn Fn(&Sample) -> bool| {
+        total(&second, name, filter) - total(&first, name, filter)
+    };
 
     let requests = schema::REQUESTS_TOTAL.name;
     let all = delta(requests, &|_| true);
     let rejected = delta(requests, &|s| s.label("status") == "rejected");
-    let failed = delta(requests, &|s| matches!(s.label("status"), "error" | "timeout" | "overloaded"));
+    let failed = delta(requests, &|s| {
+        matches!(s.label("status"), "error" | "timeout" | "overloaded")
+    });
     let valid = all - rejected;
 
     let bucket = format!("{}_bucket", schema::REQUEST_DURATION_SECONDS.name);
@@ -174,7 +238,9 @@ pub async fn from_metrics(
             None => les.push((le, s.value - before)),
         }
     }
-    let hits = delta(schema::FEATURE_CACHE_OPERATIONS_TOTAL.name, &|s| s.label("operation") == "hit");
+    let hits = delta(schema::FEATURE_CACHE_OPERATIONS_TOTAL.name, &|s| {
+        s.label("operation") == "hit"
+    });
     let lookups = delta(schema::FEATURE_CACHE_OPERATIONS_TOTAL.name, &|_| true);
     let max_by = |name: &str, by: &str| {
         second

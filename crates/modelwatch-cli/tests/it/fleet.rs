@@ -22,7 +22,10 @@ fn psi_of(rates: &[QuerySample], reference: &[QuerySample]) -> f64 {
     let (mut p, mut q) = (Vec::new(), Vec::new());
     for rate in rates {
         let bin = &rate.labels["bin"];
-        let r = reference.iter().find(|s| &s.labels["bin"] == bin).expect("a reference ratio per bin");
+        let r = reference
+            .iter()
+            .find(|s| &s.labels["bin"] == bin)
+            .expect("a reference ratio per bin");
         p.push(rate.value / total);
         q.push(r.value);
     }
@@ -56,7 +59,9 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
     let mut labs = Vec::new();
     for _ in 0..REPLICAS {
         let opts = options.clone();
-        labs.push(tokio::task::spawn_blocking(move || Lab::start(&opts, |_| {})));
+        labs.push(tokio::task::spawn_blocking(move || {
+            Lab::start(&opts, |_| {})
+        }));
     }
     let mut replicas = Vec::new();
     for l in labs {
@@ -67,7 +72,10 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
     let files = modelwatch_mixin::generate(&mixin).expect("generate");
     modelwatch_mixin::write(&dir.path().join("mixin"), &files).expect("write");
     std::fs::create_dir_all(dir.path().join("prometheus")).expect("dir");
-    let targets: Vec<String> = replicas.iter().map(|r| r.metrics.trim_start_matches("http://").to_string()).collect();
+    let targets: Vec<String> = replicas
+        .iter()
+        .map(|r| r.metrics.trim_start_matches("http://").to_string())
+        .collect();
     let prometheus = modelwatch_stack::start_prometheus(&PrometheusConfig {
         dir: dir.path().join("prometheus"),
         scrape_jobs: vec![ScrapeJob::new("modelwatch", targets)],
@@ -95,24 +103,50 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
             stream: 40 + i as u64,
             progress: false,
         };
-        let traffic = modelwatch_loadgen::traffic_at(options.population.config(), config.stream, config.rps, modelwatch_demo::lab::LAB_SIM_SPEED).expect("traffic");
+        let traffic = modelwatch_loadgen::traffic_at(
+            options.population.config(),
+            config.stream,
+            config.rps,
+            modelwatch_demo::lab::LAB_SIM_SPEED,
+        )
+        .expect("traffic");
         loads.push(tokio::spawn(async move {
-            modelwatch_loadgen::run(&config, &Scenario::named("clean").expect("clean"), traffic, |_, _| {}).await
+            modelwatch_loadgen::run(
+                &config,
+                &Scenario::named("clean").expect("clean"),
+                traffic,
+                |_, _| {},
+            )
+            .await
         }));
     }
 
     // While the load runs: every recording rule and every panel query gets data.
     let version = {
-        let card = modelwatch_runtime::ModelCard::from_json_str(modelwatch_server::load::bundled::CARD).expect("card");
+        let card =
+            modelwatch_runtime::ModelCard::from_json_str(modelwatch_server::load::bundled::CARD)
+                .expect("card");
         card.version
     };
     let dashboard: serde_json::Value = serde_json::from_str(
-        &files.iter().find(|f| f.path == modelwatch_mixin::DASHBOARD_PATH).expect("dashboard").contents,
+        &files
+            .iter()
+            .find(|f| f.path == modelwatch_mixin::DASHBOARD_PATH)
+            .expect("dashboard")
+            .contents,
     )
     .expect("json");
     let mut queries = Vec::new();
-    dashboard_queries(dashboard["panels"].as_array().expect("panels"), &mut queries);
-    let absent_here = [external::DCGM_GPU_UTIL, external::DCGM_FB_USED, external::CONTAINER_CPU, external::CONTAINER_MEMORY];
+    dashboard_queries(
+        dashboard["panels"].as_array().expect("panels"),
+        &mut queries,
+    );
+    let absent_here = [
+        external::DCGM_GPU_UTIL,
+        external::DCGM_FB_USED,
+        external::CONTAINER_CPU,
+        external::CONTAINER_MEMORY,
+    ];
     let mut pending: Vec<(String, String)> = queries
         .into_iter()
         .filter(|(_, e)| !absent_here.iter().any(|m| e.contains(m)))
@@ -140,7 +174,9 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
     while !pending.is_empty() && started.elapsed() < RUN {
         let mut still = Vec::new();
         for (origin, expr) in pending {
-            let data = modelwatch_stack::query(&client, &prom, &expr).await.unwrap_or_default();
+            let data = modelwatch_stack::query(&client, &prom, &expr)
+                .await
+                .unwrap_or_default();
             if data.is_empty() {
                 still.push((origin, expr));
             }
@@ -148,18 +184,30 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
         pending = still;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    assert!(pending.is_empty(), "{} of {total} queries never returned data: {pending:#?}", pending.len());
+    assert!(
+        pending.is_empty(),
+        "{} of {total} queries never returned data: {pending:#?}",
+        pending.len()
+    );
 
     // Fleet PSI equals the PSI of the summed raw counters, at the rule's own time.
-    let at_samples = modelwatch_stack::query(&client, &prom, &format!("timestamp({})", record::SCORE_PSI)).await.expect("query");
+    let at_samples =
+        modelwatch_stack::query(&client, &prom, &format!("timestamp({})", record::SCORE_PSI))
+            .await
+            .expect("query");
     let at_seconds = at_samples.first().expect("the PSI rule has a value").value;
     let at = std::time::UNIX_EPOCH + Duration::from_secs_f64(at_seconds);
-    let psi = modelwatch_stack::query_at(&client, &prom, record::SCORE_PSI, at).await.expect("psi");
+    let psi = modelwatch_stack::query_at(&client, &prom, record::SCORE_PSI, at)
+        .await
+        .expect("psi");
     let window = mixin.scaled(mixin.drift.window);
     let rates = modelwatch_stack::query_at(
         &client,
         &prom,
-        &format!("sum by (bin) (rate({}{{job=\"modelwatch\"}}[{window}]))", schema::SCORE_BIN_TOTAL.name),
+        &format!(
+            "sum by (bin) (rate({}{{job=\"modelwatch\"}}[{window}]))",
+            schema::SCORE_BIN_TOTAL.name
+        ),
         at,
     )
     .await
@@ -167,7 +215,10 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
     let reference = modelwatch_stack::query_at(
         &client,
         &prom,
-        &format!("max by (bin) ({}{{job=\"modelwatch\"}})", schema::REFERENCE_SCORE_RATIO.name),
+        &format!(
+            "max by (bin) ({}{{job=\"modelwatch\"}})",
+            schema::REFERENCE_SCORE_RATIO.name
+        ),
         at,
     )
     .await
@@ -189,7 +240,9 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
         latencies.extend(report.latencies_us);
     }
     latencies.sort_unstable();
-    let client_p99 = f64::from(latencies[((latencies.len() as f64 * 0.99).ceil() as usize).clamp(1, latencies.len()) - 1]) / 1e6;
+    let client_p99 = f64::from(
+        latencies[((latencies.len() as f64 * 0.99).ceil() as usize).clamp(1, latencies.len()) - 1],
+    ) / 1e6;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let range = started.elapsed().as_secs() + 5;
     let fleet = modelwatch_stack::query(
@@ -208,7 +261,12 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
         server_bucket.abs_diff(client_bucket) <= 1,
         "fleet p99 {fleet_p99} s (bucket {server_bucket}) against the load generator's {client_p99} s (bucket {client_bucket})"
     );
-    eprintln!("fleet p99 {:.3} ms, load generator p99 {:.3} ms, fleet PSI {:.5}", fleet_p99 * 1e3, client_p99 * 1e3, psi[0].value);
+    eprintln!(
+        "fleet p99 {:.3} ms, load generator p99 {:.3} ms, fleet PSI {:.5}",
+        fleet_p99 * 1e3,
+        client_p99 * 1e3,
+        psi[0].value
+    );
     drop(prometheus);
     drop(replicas);
 }

@@ -36,14 +36,26 @@ fn shared() -> Shared {
     let layout = modelwatch_server::features::FeatureLayout::from_card(&card).expect("layout");
     let store_path = dir.path().join("features.sqlite");
     let store = modelwatch_server::store::SqliteStore::open(&store_path).expect("store");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime
-        .block_on(modelwatch_server::load::seed_if_empty(&store, &layout, population.clone()))
+        .block_on(modelwatch_server::load::seed_if_empty(
+            &store,
+            &layout,
+            population.clone(),
+        ))
         .expect("seed");
     drop(store);
     let simulator = modelwatch_sim::Simulator::new(population).expect("simulator");
     let history = simulator.generate();
-    Shared { simulator, history, store: store_path, _dir: dir }
+    Shared {
+        simulator,
+        history,
+        store: store_path,
+        _dir: dir,
+    }
 }
 
 #[derive(Debug)]
@@ -56,9 +68,16 @@ struct Drill {
     all_alerts: BTreeMap<String, Duration>,
 }
 
-async fn drill(name: &'static str, stream: u64, shared: std::sync::Arc<Shared>) -> anyhow::Result<Drill> {
+async fn drill(
+    name: &'static str,
+    stream: u64,
+    shared: std::sync::Arc<Shared>,
+) -> anyhow::Result<Drill> {
     let scenario = Scenario::named(name).map_err(anyhow::Error::msg)?;
-    let mut options = LabOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_modelwatch")), 1.0 / SPEEDUP);
+    let mut options = LabOptions::new(
+        PathBuf::from(env!("CARGO_BIN_EXE_modelwatch")),
+        1.0 / SPEEDUP,
+    );
     options.with_prometheus = false;
     options.store_template = Some(shared.store.clone());
     let opts = options.clone();
@@ -82,12 +101,16 @@ async fn drill(name: &'static str, stream: u64, shared: std::sync::Arc<Shared>) 
     let incident_at = RUN.mul_f64(INCIDENT_START);
     let load = {
         let scenario = scenario.clone();
-        tokio::spawn(async move { modelwatch_loadgen::run(&config, &scenario, traffic, |_, _| {}).await })
+        tokio::spawn(async move {
+            modelwatch_loadgen::run(&config, &scenario, traffic, |_, _| {}).await
+        })
     };
     // Prometheus joins once traffic flows, as it would on a server in production.
     tokio::time::sleep(Duration::from_secs(2)).await;
     lab.start_prometheus(false, &mut |_| {})?;
-    let prometheus = lab.prometheus_url().ok_or_else(|| anyhow::anyhow!("prometheus did not start"))?;
+    let prometheus = lab
+        .prometheus_url()
+        .ok_or_else(|| anyhow::anyhow!("prometheus did not start"))?;
     let client = modelwatch_stack::http_client()?;
     let status_args = modelwatch_status::cli::StatusArgs {
         prometheus: Some(prometheus.clone()),
@@ -119,14 +142,22 @@ async fn drill(name: &'static str, stream: u64, shared: std::sync::Arc<Shared>) 
             if Some(name.as_str()) == scenario.expected_alert && result.detection.is_none() {
                 result.detection = Some(elapsed.saturating_sub(incident_at));
                 // Read the board while the incident is on.
-                result.verdict = Some(modelwatch_status::cli::read(&status_args, &lab.mixin).await?.verdict);
+                result.verdict = Some(
+                    modelwatch_status::cli::read(&status_args, &lab.mixin)
+                        .await?
+                        .verdict,
+                );
             }
         }
     }
     let report = load.await??;
     anyhow::ensure!(report.ok() > 0, "{name}: no request succeeded");
     if scenario.expected_alert.is_none() {
-        result.verdict = Some(modelwatch_status::cli::read(&status_args, &lab.mixin).await?.verdict);
+        result.verdict = Some(
+            modelwatch_status::cli::read(&status_args, &lab.mixin)
+                .await?
+                .verdict,
+        );
     }
     drop(lab);
     Ok(result)
@@ -135,7 +166,11 @@ async fn drill(name: &'static str, stream: u64, shared: std::sync::Arc<Shared>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_scenario_fires_its_alert_and_clean_traffic_fires_nothing() {
     let names = modelwatch_loadgen::scenario::NAMES;
-    let shared = std::sync::Arc::new(tokio::task::spawn_blocking(shared).await.expect("shared setup"));
+    let shared = std::sync::Arc::new(
+        tokio::task::spawn_blocking(shared)
+            .await
+            .expect("shared setup"),
+    );
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PARALLEL));
     let mut tasks = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -168,26 +203,57 @@ async fn each_scenario_fires_its_alert_and_clean_traffic_fires_nothing() {
             "| {} | {} | {} | {} | {} |\n",
             d.scenario,
             d.expected.unwrap_or("none"),
-            d.detection.map(|t| format!("{:.0} s", t.as_secs_f64())).unwrap_or_else(|| "-".into()),
+            d.detection
+                .map(|t| format!("{:.0} s", t.as_secs_f64()))
+                .unwrap_or_else(|| "-".into()),
             d.verdict.map(Verdict::as_str).unwrap_or("-"),
-            if others.is_empty() { "-".into() } else { others.join(", ") },
+            if others.is_empty() {
+                "-".into()
+            } else {
+                others.join(", ")
+            },
         ));
     }
     eprintln!("\n{table}");
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/scenario-report.md");
     let _ = std::fs::write(&target, &table);
 
-    assert!(failures.is_empty(), "drills failed to run: {failures:#?}\n{table}");
+    assert!(
+        failures.is_empty(),
+        "drills failed to run: {failures:#?}\n{table}"
+    );
     for d in &drills {
-        assert!(d.baseline_alarms.is_empty(), "{}: alerts fired on clean baseline traffic: {:?}\n{table}", d.scenario, d.baseline_alarms);
+        assert!(
+            d.baseline_alarms.is_empty(),
+            "{}: alerts fired on clean baseline traffic: {:?}\n{table}",
+            d.scenario,
+            d.baseline_alarms
+        );
         match d.expected {
             Some(alert) => {
-                assert!(d.detection.is_some(), "{}: {alert} never fired\n{table}", d.scenario);
-                assert_ne!(d.verdict, Some(Verdict::Healthy), "{}: status said HEALTHY while {alert} fired\n{table}", d.scenario);
+                assert!(
+                    d.detection.is_some(),
+                    "{}: {alert} never fired\n{table}",
+                    d.scenario
+                );
+                assert_ne!(
+                    d.verdict,
+                    Some(Verdict::Healthy),
+                    "{}: status said HEALTHY while {alert} fired\n{table}",
+                    d.scenario
+                );
             }
             None => {
-                assert!(d.all_alerts.is_empty(), "clean traffic raised {:?}\n{table}", d.all_alerts);
-                assert_eq!(d.verdict, Some(Verdict::Healthy), "clean traffic: status disagrees\n{table}");
+                assert!(
+                    d.all_alerts.is_empty(),
+                    "clean traffic raised {:?}\n{table}",
+                    d.all_alerts
+                );
+                assert_eq!(
+                    d.verdict,
+                    Some(Verdict::Healthy),
+                    "clean traffic: status disagrees\n{table}"
+                );
             }
         }
     }

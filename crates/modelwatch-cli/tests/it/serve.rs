@@ -4,7 +4,14 @@ use crate::support::{CUSTOMER, Server, TERMINAL, samples, sum};
 
 fn body(i: usize) -> serde_json::Value {
     // Half known entities, half unknown; amounts spread over the reference range.
-    let (customer, terminal) = if i % 2 == 0 { (CUSTOMER.to_string(), TERMINAL.to_string()) } else { (format!("C{:06}", 900_000 + i), format!("T{:05}", 90_000 + i)) };
+    let (customer, terminal) = if i % 2 == 0 {
+        (CUSTOMER.to_string(), TERMINAL.to_string())
+    } else {
+        (
+            format!("C{:06}", 900_000 + i),
+            format!("T{:05}", 90_000 + i),
+        )
+    };
     serde_json::json!({"customer_id": customer, "terminal_id": terminal, "amount": 3.0 + (i as f64 * 7.3) % 400.0})
 }
 
@@ -22,7 +29,12 @@ async fn metrics_agree_with_what_was_sent() {
         let client = client.clone();
         let url = format!("{}/v1/predict", server.api);
         handles.push(tokio::spawn(async move {
-            let r = client.post(url).json(&body(i)).send().await.expect("answer");
+            let r = client
+                .post(url)
+                .json(&body(i))
+                .send()
+                .await
+                .expect("answer");
             assert_eq!(r.status(), 200);
             r.json::<serde_json::Value>().await.expect("json")
         }));
@@ -42,28 +54,62 @@ async fn metrics_agree_with_what_was_sent() {
     assert_eq!(r.status(), 200);
     let out: serde_json::Value = r.json().await.expect("json");
     assert_eq!(out["predictions"].as_array().map(Vec::len), Some(BATCH));
-    for bad in ["{", r#"{"customer_id":"C1","terminal_id":"T1","amount":-1}"#, r#"{"customer_id":"C1"}"#] {
-        let r = client.post(format!("{}/v1/predict", server.api)).body(bad).send().await.expect("answer");
+    for bad in [
+        "{",
+        r#"{"customer_id":"C1","terminal_id":"T1","amount":-1}"#,
+        r#"{"customer_id":"C1"}"#,
+    ] {
+        let r = client
+            .post(format!("{}/v1/predict", server.api))
+            .body(bad)
+            .send()
+            .await
+            .expect("answer");
         assert_eq!(r.status(), 400);
     }
 
-    let text = client.get(format!("{}/metrics", server.metrics)).send().await.expect("scrape").text().await.expect("text");
+    let text = client
+        .get(format!("{}/metrics", server.metrics))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
     let s = samples(&text);
     let scored = (SINGLE + BATCH) as f64;
     let success = sum(&s, "model_requests_total{", &[r#"status="success""#]);
     assert_eq!(success, scored, "successes");
-    assert_eq!(sum(&s, "model_requests_total{", &[r#"status="rejected""#]), BAD as f64);
-    assert_eq!(sum(&s, "model_requests_total{", &[r#"status="error""#]), 0.0);
+    assert_eq!(
+        sum(&s, "model_requests_total{", &[r#"status="rejected""#]),
+        BAD as f64
+    );
+    assert_eq!(
+        sum(&s, "model_requests_total{", &[r#"status="error""#]),
+        0.0
+    );
     let approved = sum(&s, "model_requests_total{", &[r#"decision="approved""#]);
     let declined = sum(&s, "model_requests_total{", &[r#"decision="declined""#]);
     assert_eq!(approved + declined, scored);
     for stage in ["queue", "feature_fetch", "inference", "postprocess"] {
-        let count = sum(&s, "model_stage_duration_seconds_count{", &[&format!(r#"stage="{stage}""#)]);
+        let count = sum(
+            &s,
+            "model_stage_duration_seconds_count{",
+            &[&format!(r#"stage="{stage}""#)],
+        );
         assert_eq!(count, scored, "stage {stage}");
-        let inf = sum(&s, "model_stage_duration_seconds_bucket{", &[&format!(r#"stage="{stage}""#), r#"le="+Inf""#]);
+        let inf = sum(
+            &s,
+            "model_stage_duration_seconds_bucket{",
+            &[&format!(r#"stage="{stage}""#), r#"le="+Inf""#],
+        );
         assert_eq!(inf, scored, "stage {stage} +Inf bucket");
     }
-    assert_eq!(sum(&s, "model_request_duration_seconds_count{", &[]), scored, "rejected requests are not in the latency SLO");
+    assert_eq!(
+        sum(&s, "model_request_duration_seconds_count{", &[]),
+        scored,
+        "rejected requests are not in the latency SLO"
+    );
     assert_eq!(sum(&s, "model_prediction_score_count{", &[]), scored);
     let score_sum = sum(&s, "model_prediction_score_sum{", &[]);
     assert!(score_sum >= 0.0 && score_sum <= scored);
@@ -111,7 +157,16 @@ fn help_explains_every_serve_flag() {
         .output()
         .expect("runs");
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "--metrics-listen", "--model", "--data-dir", "--max-batch", "--max-delay", "--config", "MODELWATCH_LISTEN"] {
+    for flag in [
+        "--listen",
+        "--metrics-listen",
+        "--model",
+        "--data-dir",
+        "--max-batch",
+        "--max-delay",
+        "--config",
+        "MODELWATCH_LISTEN",
+    ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }

@@ -32,9 +32,17 @@ pub fn small_store(dir: &std::path::Path) {
     for (_, group) in &layout.entity_groups {
         let names: Vec<&str> = group.features.iter().map(String::as_str).collect();
         let values: Vec<f32> = (0..names.len()).map(|i| (i + 1) as f32).collect();
-        let entity = if group.name == "customer" { CUSTOMER } else { TERMINAL };
+        let entity = if group.name == "customer" {
+            CUSTOMER
+        } else {
+            TERMINAL
+        };
         store
-            .upsert_group(&group.name, &names, [(entity.to_string(), values.as_slice(), 1_700_000_000)])
+            .upsert_group(
+                &group.name,
+                &names,
+                [(entity.to_string(), values.as_slice(), 1_700_000_000)],
+            )
             .expect("write");
     }
 }
@@ -67,12 +75,19 @@ impl Server {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no ready line from modelwatch serve within 60 s"));
+            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no ready line from modelwatch serve within 60 s");
+            };
             // "modelwatch serve: fraud 1.0.0 on http://127.0.0.1:PORT (metrics on http://127.0.0.1:PORT/metrics), ..."
             if let Some(rest) = line.strip_prefix("modelwatch serve: ") {
-                let urls: Vec<&str> = rest.split("http://").skip(1).map(|s| s.split([' ', ')', '/']).next().unwrap_or("")).collect();
+                let urls: Vec<&str> = rest
+                    .split("http://")
+                    .skip(1)
+                    .map(|s| s.split([' ', ')', '/']).next().unwrap_or(""))
+                    .collect();
                 return Server {
                     child,
                     api: format!("http://{}", urls[0]),
@@ -101,7 +116,6 @@ impl Server {
         let _ = self.child.kill();
         panic!("modelwatch serve did not exit within 30 s of SIGTERM");
     }
-
 }
 
 impl Drop for Server {

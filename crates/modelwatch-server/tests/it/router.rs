@@ -8,15 +8,25 @@ use std::time::Duration;
 #[tokio::test]
 async fn predict_scores_and_counts_one_success() {
     let app = TestApp::new(Options::default()).await;
-    let (status, body) = app.call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 42.0)).await;
+    let (status, body) = app
+        .call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 42.0))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let score = body["score"].as_f64().expect("score");
     assert!((0.0..=1.0).contains(&score));
-    let expected = if score < app.state.card.threshold { "approved" } else { "declined" };
+    let expected = if score < app.state.card.threshold {
+        "approved"
+    } else {
+        "declined"
+    };
     assert_eq!(body["decision"], expected);
     assert_eq!(body["model"], app.state.card.name.as_str());
     assert_eq!(body["transaction_id"], "tx-1");
-    assert!(body["prediction_id"].as_str().is_some_and(|id| id.len() > 10));
+    assert!(
+        body["prediction_id"]
+            .as_str()
+            .is_some_and(|id| id.len() > 10)
+    );
     assert_eq!(app.requests("success", expected), 1.0);
     // Known entities and a full request: no feature is missing.
     let text = app.scrape();
@@ -27,23 +37,46 @@ async fn predict_scores_and_counts_one_success() {
         .sum();
     assert_eq!(missing, 0.0, "no feature may be missing:\n{text}");
     for stage in ["queue", "feature_fetch", "inference", "postprocess"] {
-        assert!(text.contains(&format!(r#"stage="{stage}"}} 1"#)), "stage {stage} not counted once");
+        assert!(
+            text.contains(&format!(r#"stage="{stage}"}} 1"#)),
+            "stage {stage} not counted once"
+        );
     }
 }
 
 #[tokio::test]
 async fn unknown_entities_get_defaults_and_count_as_misses() {
     let app = TestApp::new(Options::default()).await;
-    let (status, _) = app.call("POST", "/v1/predict", transaction("C999999", "T999999", 10.0)).await;
+    let (status, _) = app
+        .call(
+            "POST",
+            "/v1/predict",
+            transaction("C999999", "T999999", 10.0),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = app.call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 10.0)).await;
+    let (status, _) = app
+        .call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 10.0))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = app.call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 11.0)).await;
+    let (status, _) = app
+        .call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 11.0))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let model = &app.state.card.name;
     // Two groups per request: 2 unknown misses, 2 first-time misses, then 2 hits.
-    assert_eq!(app.sample(&format!(r#"model_feature_cache_operations_total{{model="{model}",operation="miss"}}"#)), 4.0);
-    assert_eq!(app.sample(&format!(r#"model_feature_cache_operations_total{{model="{model}",operation="hit"}}"#)), 2.0);
+    assert_eq!(
+        app.sample(&format!(
+            r#"model_feature_cache_operations_total{{model="{model}",operation="miss"}}"#
+        )),
+        4.0
+    );
+    assert_eq!(
+        app.sample(&format!(
+            r#"model_feature_cache_operations_total{{model="{model}",operation="hit"}}"#
+        )),
+        2.0
+    );
 }
 
 #[tokio::test]
@@ -54,9 +87,16 @@ async fn batch_returns_predictions_in_order() {
         {"transaction_id": "b", "customer_id": CUSTOMER, "terminal_id": TERMINAL, "amount": 5000.0},
         {"transaction_id": "c", "customer_id": "C424242", "terminal_id": TERMINAL, "amount": 50.0},
     ]});
-    let (status, out) = app.call("POST", "/v1/predict/batch", body.to_string()).await;
+    let (status, out) = app
+        .call("POST", "/v1/predict/batch", body.to_string())
+        .await;
     assert_eq!(status, StatusCode::OK, "{out}");
-    let ids: Vec<_> = out["predictions"].as_array().expect("array").iter().map(|p| p["transaction_id"].clone()).collect();
+    let ids: Vec<_> = out["predictions"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|p| p["transaction_id"].clone())
+        .collect();
     assert_eq!(ids, ["a", "b", "c"]);
     let total = app.requests("success", "approved") + app.requests("success", "declined");
     assert_eq!(total, 3.0);
@@ -66,10 +106,18 @@ async fn batch_returns_predictions_in_order() {
 async fn health_and_readiness() {
     let app = TestApp::new(Options::default()).await;
     let (status, body) = app.call("GET", "/healthz", "").await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
     let (status, body) = app.call("GET", "/readyz", "").await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
-    app.state.accepting.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
+    app.state
+        .accepting
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let (status, _) = app.call("GET", "/readyz", "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
@@ -94,24 +142,126 @@ struct BadInput {
 }
 
 fn bad_inputs() -> Vec<BadInput> {
-    let row = |name, path, body: String, status, error_type| BadInput { name, path, body, status, error_type };
+    let row = |name, path, body: String, status, error_type| BadInput {
+        name,
+        path,
+        body,
+        status,
+        error_type,
+    };
     let tx = |v: serde_json::Value| v.to_string();
     vec![
-        row("malformed JSON", "/v1/predict", "{\"customer_id\": ".into(), StatusCode::BAD_REQUEST, "invalid_json"),
-        row("not an object", "/v1/predict", "[1, 2]".into(), StatusCode::BAD_REQUEST, "invalid_json"),
-        row("wrong type", "/v1/predict", tx(serde_json::json!({"customer_id": "C1", "terminal_id": "T1", "amount": "12"})), StatusCode::BAD_REQUEST, "invalid_json"),
-        row("missing field", "/v1/predict", tx(serde_json::json!({"terminal_id": "T1", "amount": 12.0})), StatusCode::BAD_REQUEST, "invalid_json"),
-        row("non-finite amount", "/v1/predict", "{\"customer_id\":\"C1\",\"terminal_id\":\"T1\",\"amount\":1e999}".into(), StatusCode::BAD_REQUEST, "invalid_json"),
-        row("NaN amount", "/v1/predict", "{\"customer_id\":\"C1\",\"terminal_id\":\"T1\",\"amount\":NaN}".into(), StatusCode::BAD_REQUEST, "invalid_json"),
-        row("negative amount", "/v1/predict", transaction("C1", "T1", -3.0), StatusCode::BAD_REQUEST, "invalid_field"),
-        row("amount too large", "/v1/predict", transaction("C1", "T1", 2e9), StatusCode::BAD_REQUEST, "invalid_field"),
-        row("empty id", "/v1/predict", transaction("", "T1", 3.0), StatusCode::BAD_REQUEST, "invalid_field"),
-        row("oversized id", "/v1/predict", transaction(&"C".repeat(65), "T1", 3.0), StatusCode::BAD_REQUEST, "invalid_field"),
-        row("bad timestamp", "/v1/predict", tx(serde_json::json!({"customer_id": "C1", "terminal_id": "T1", "amount": 1.0, "timestamp": "24/11/2026"})), StatusCode::BAD_REQUEST, "invalid_field"),
-        row("oversized body", "/v1/predict", format!("{{\"customer_id\":\"{}\"}}", "x".repeat(20 * 1024)), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        row("oversized batch", "/v1/predict/batch", tx(serde_json::json!({"transactions": vec![serde_json::json!({"customer_id": "C1", "terminal_id": "T1", "amount": 1.0}); 9]})), StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
-        row("empty batch", "/v1/predict/batch", "{\"transactions\": []}".into(), StatusCode::BAD_REQUEST, "invalid_field"),
-        row("invalid row in batch", "/v1/predict/batch", tx(serde_json::json!({"transactions": [{"customer_id": "C1", "terminal_id": "T1", "amount": 1.0}, {"customer_id": "C1", "terminal_id": "T1", "amount": -1.0}]})), StatusCode::BAD_REQUEST, "invalid_field"),
+        row(
+            "malformed JSON",
+            "/v1/predict",
+            "{\"customer_id\": ".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        row(
+            "not an object",
+            "/v1/predict",
+            "[1, 2]".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        row(
+            "wrong type",
+            "/v1/predict",
+            tx(serde_json::json!({"customer_id": "C1", "terminal_id": "T1", "amount": "12"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        row(
+            "missing field",
+            "/v1/predict",
+            tx(serde_json::json!({"terminal_id": "T1", "amount": 12.0})),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        row(
+            "non-finite amount",
+            "/v1/predict",
+            "{\"customer_id\":\"C1\",\"terminal_id\":\"T1\",\"amount\":1e999}".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        row(
+            "NaN amount",
+            "/v1/predict",
+            "{\"customer_id\":\"C1\",\"terminal_id\":\"T1\",\"amount\":NaN}".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        row(
+            "negative amount",
+            "/v1/predict",
+            transaction("C1", "T1", -3.0),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "amount too large",
+            "/v1/predict",
+            transaction("C1", "T1", 2e9),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "empty id",
+            "/v1/predict",
+            transaction("", "T1", 3.0),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "oversized id",
+            "/v1/predict",
+            transaction(&"C".repeat(65), "T1", 3.0),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "bad timestamp",
+            "/v1/predict",
+            tx(
+                serde_json::json!({"customer_id": "C1", "terminal_id": "T1", "amount": 1.0, "timestamp": "24/11/2026"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "oversized body",
+            "/v1/predict",
+            format!("{{\"customer_id\":\"{}\"}}", "x".repeat(20 * 1024)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        row(
+            "oversized batch",
+            "/v1/predict/batch",
+            tx(
+                serde_json::json!({"transactions": vec![serde_json::json!({"customer_id": "C1", "terminal_id": "T1", "amount": 1.0}); 9]}),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+        ),
+        row(
+            "empty batch",
+            "/v1/predict/batch",
+            "{\"transactions\": []}".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "invalid row in batch",
+            "/v1/predict/batch",
+            tx(
+                serde_json::json!({"transactions": [{"customer_id": "C1", "terminal_id": "T1", "amount": 1.0}, {"customer_id": "C1", "terminal_id": "T1", "amount": -1.0}]}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
     ]
 }
 
@@ -122,12 +272,29 @@ async fn every_bad_input_gets_a_4xx_json_error_and_is_counted_as_rejected() {
     for (i, case) in table.iter().enumerate() {
         let (status, body) = app.call("POST", case.path, case.body.clone()).await;
         assert_eq!(status, case.status, "{}: {body}", case.name);
-        assert_eq!(body["error"]["type"], case.error_type, "{}: {body}", case.name);
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", case.name);
-        assert_eq!(app.requests("rejected", "none"), (i + 1) as f64, "{} not counted", case.name);
+        assert_eq!(
+            body["error"]["type"], case.error_type,
+            "{}: {body}",
+            case.name
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}",
+            case.name
+        );
+        assert_eq!(
+            app.requests("rejected", "none"),
+            (i + 1) as f64,
+            "{} not counted",
+            case.name
+        );
     }
     // The server keeps serving.
-    let (status, _) = app.call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 3.0)).await;
+    let (status, _) = app
+        .call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 3.0))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(app.scrape().contains("model_requests_total"));
 }
@@ -139,17 +306,28 @@ async fn named_field_errors_say_where() {
         {"customer_id": "C1", "terminal_id": "T1", "amount": 1.0},
         {"customer_id": "C1", "terminal_id": "T1", "amount": -1.0},
     ]});
-    let (_, out) = app.call("POST", "/v1/predict/batch", body.to_string()).await;
-    assert_eq!(out["error"]["message"], "transactions[1].amount: must not be negative");
+    let (_, out) = app
+        .call("POST", "/v1/predict/batch", body.to_string())
+        .await;
+    assert_eq!(
+        out["error"]["message"],
+        "transactions[1].amount: must not be negative"
+    );
 }
 
 #[tokio::test]
 async fn unknown_path_and_method_get_json_errors() {
     let app = TestApp::new(Options::default()).await;
     let (status, body) = app.call("POST", "/v2/predict", "{}").await;
-    assert_eq!((status, body["error"]["type"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
     let (status, body) = app.call("GET", "/v1/predict", "").await;
-    assert_eq!((status, body["error"]["type"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
 }
 
 #[tokio::test]
@@ -159,9 +337,13 @@ async fn a_request_past_its_deadline_is_answered_and_counted_as_timeout() {
         ..Options::default()
     })
     .await;
-    let (status, _) = app.admin("POST", "/admin/faults", r#"{"store_delay_ms": 400}"#).await;
+    let (status, _) = app
+        .admin("POST", "/admin/faults", r#"{"store_delay_ms": 400}"#)
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = app.call("POST", "/v1/predict", transaction("C777", "T777", 3.0)).await;
+    let (status, body) = app
+        .call("POST", "/v1/predict", transaction("C777", "T777", 3.0))
+        .await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert_eq!(body["error"]["type"], "timeout");
     assert_eq!(app.requests("timeout", "none"), 1.0);
@@ -182,9 +364,14 @@ async fn a_full_queue_answers_429_and_counts_overloaded() {
             let request = axum::http::Request::builder()
                 .method("POST")
                 .uri("/v1/predict")
-                .body(axum::body::Body::from(transaction(CUSTOMER, TERMINAL, amount)))
+                .body(axum::body::Body::from(transaction(
+                    CUSTOMER, TERMINAL, amount,
+                )))
                 .expect("request");
-            tower::ServiceExt::oneshot(modelwatch_server::app(state), request).await.expect("answer").status()
+            tower::ServiceExt::oneshot(modelwatch_server::app(state), request)
+                .await
+                .expect("answer")
+                .status()
         }
     };
     // The first row occupies the model, the second fills the queue, the third is refused.
@@ -202,16 +389,37 @@ async fn a_full_queue_answers_429_and_counts_overloaded() {
 #[tokio::test]
 async fn fault_endpoint_exists_only_when_enabled_and_validates_names() {
     let app = TestApp::new(Options::default()).await;
-    let (status, body) = app.admin("POST", "/admin/faults", r#"{"paused_groups": ["merchant"]}"#).await;
+    let (status, body) = app
+        .admin(
+            "POST",
+            "/admin/faults",
+            r#"{"paused_groups": ["merchant"]}"#,
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = app.admin("POST", "/admin/faults", r#"{"missing_feature": "amount"}"#).await;
-    assert_eq!((status, body["missing_feature"].as_str()), (StatusCode::OK, Some("amount")));
-    let (status, _) = app.call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 3.0)).await;
+    let (status, body) = app
+        .admin("POST", "/admin/faults", r#"{"missing_feature": "amount"}"#)
+        .await;
+    assert_eq!(
+        (status, body["missing_feature"].as_str()),
+        (StatusCode::OK, Some("amount"))
+    );
+    let (status, _) = app
+        .call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 3.0))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let model = &app.state.card.name;
-    assert_eq!(app.sample(&format!(r#"model_feature_missing_total{{model="{model}",feature="amount"}}"#)), 1.0);
+    assert_eq!(
+        app.sample(&format!(
+            r#"model_feature_missing_total{{model="{model}",feature="amount"}}"#
+        )),
+        1.0
+    );
     let (status, body) = app.admin("DELETE", "/admin/faults", "").await;
-    assert_eq!((status, body["missing_feature"].clone()), (StatusCode::OK, serde_json::Value::Null));
+    assert_eq!(
+        (status, body["missing_feature"].clone()),
+        (StatusCode::OK, serde_json::Value::Null)
+    );
 
     let off = TestApp::new(Options {
         fault_injection: false,

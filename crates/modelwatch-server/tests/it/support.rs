@@ -83,9 +83,17 @@ impl TestApp {
         for (_, group) in &layout.entity_groups {
             let names: Vec<&str> = group.features.iter().map(String::as_str).collect();
             let values: Vec<f32> = (0..names.len()).map(|i| i as f32).collect();
-            let entity = if group.name == "customer" { CUSTOMER } else { TERMINAL };
+            let entity = if group.name == "customer" {
+                CUSTOMER
+            } else {
+                TERMINAL
+            };
             store
-                .upsert_group(&group.name, &names, [(entity.to_string(), values.as_slice(), 1_700_000_000)])
+                .upsert_group(
+                    &group.name,
+                    &names,
+                    [(entity.to_string(), values.as_slice(), 1_700_000_000)],
+                )
                 .expect("seed");
         }
         let mut registry = Registry::default();
@@ -100,8 +108,11 @@ impl TestApp {
             version: card.version.clone(),
             ..ModelSpec::default()
         });
-        let drift_metrics = DriftMetrics::register(&mut registry, &DriftConfig::default()).expect("drift");
-        let drift = drift_metrics.model(&handle, &loaded.reference).expect("reference");
+        let drift_metrics =
+            DriftMetrics::register(&mut registry, &DriftConfig::default()).expect("drift");
+        let drift = drift_metrics
+            .model(&handle, &loaded.reference)
+            .expect("reference");
         let faults = Arc::new(Faults::default());
         let store: Arc<dyn FeatureStore> = Arc::new(store);
         let fetcher = FeatureFetcher::new(
@@ -152,7 +163,12 @@ impl TestApp {
     }
 
     /// Sends a request to the API router.
-    pub async fn call(&self, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, serde_json::Value) {
         let request = Request::builder()
             .method(method)
             .uri(uri)
@@ -167,8 +183,17 @@ impl TestApp {
     }
 
     /// Sends a request to the metrics router.
-    pub async fn admin(&self, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
-        let request = Request::builder().method(method).uri(uri).body(body.into()).expect("request");
+    pub async fn admin(
+        &self,
+        method: &str,
+        uri: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body.into())
+            .expect("request");
         let response = modelwatch_server::metrics_app(self.state.clone())
             .oneshot(request)
             .await
@@ -179,7 +204,9 @@ impl TestApp {
     /// The current exposition, as text.
     pub fn scrape(&self) -> String {
         let mut out = String::new();
-        Format::PrometheusText.encode(&self.state.registry, &mut out).expect("encode");
+        Format::PrometheusText
+            .encode(&self.state.registry, &mut out)
+            .expect("encode");
         out
     }
 
@@ -187,7 +214,10 @@ impl TestApp {
     pub fn sample(&self, series: &str) -> f64 {
         let text = self.scrape();
         text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
             .map(|v| v.trim().parse().expect("numeric sample"))
             .unwrap_or(0.0)
     }
@@ -202,8 +232,15 @@ impl TestApp {
 
 async fn split(response: axum::response::Response) -> (StatusCode, serde_json::Value) {
     let status = response.status();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
     (status, json)
 }
 
