@@ -145,14 +145,16 @@ def main():
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--rate", type=float, default=200, help="fixed rate in req/s (default 200)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument("--no-build", action="store_true", help="use the release binaries already built")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("error: wrk not found\nhint: apt-get install -y wrk")
 
-    log("building release binaries...")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli",
-                    "-p", "modelwatch-server", "--example", "echo"], check=True, cwd=ROOT)
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
+    if not args.no_build:
+        log("building release binaries...")
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-server", "--example", "echo"],
+                       check=True, cwd=ROOT)
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
     binary = os.path.join(ROOT, "target", "release", "modelwatch")
     echo = os.path.join(ROOT, "target", "release", "examples", "echo")
 
