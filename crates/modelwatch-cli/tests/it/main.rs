@@ -1,6 +1,6 @@
-//! Integration tests of the `modelwatch` binary, one module per area.
+//! Integration tests of the `modelwatch` binary, one module per area. The two
+//! heavy drills (`tests/scenarios.rs`, `tests/fleet.rs`) are test binaries of their own,
+//! so cargo runs them one after the other instead of sharing two cores.
 
-mod fleet;
-mod scenarios;
 mod serve;
 mod support;
