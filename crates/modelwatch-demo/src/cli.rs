@@ -7,21 +7,6 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (n, mult) = if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        return Err(format!("{s:?} has no unit; write it like 90s or 6m"));
-    };
-    let n: f64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} does not start with a number"))?;
-    Ok(Duration::from_secs_f64(n * mult))
-}
-
 /// One command, the whole point: serve the bundled model, send it traffic, break
 /// things on a timeline (a fraud wave, then a slow feature store), and watch the
 /// status board and the alerts say so. Prometheus and Alertmanager join in when
@@ -29,7 +14,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// How long the timeline runs (clean, fraud wave, recovery, slow store, recovery).
-    #[arg(long, default_value = "6m", value_parser = parse_duration)]
+    #[arg(long, default_value = "6m", value_parser = modelwatch_loadgen::cli::parse_duration)]
     pub duration: Duration,
 
     /// Requests per second.

@@ -3,7 +3,8 @@
 use crate::{LoadConfig, Scenario};
 use std::time::Duration;
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Parses `500ms`, `30s`, `5m` or `1h` (the flag syntax of loadgen and demo).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')

@@ -8,19 +8,6 @@ use modelwatch_mixin::MixinConfig;
 use modelwatch_mixin::names::record;
 use std::time::Duration;
 
-/// Percent-encodes a query parameter value (RFC 3986 unreserved characters pass).
-pub fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() * 3);
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Runs an instant query and returns (labels, value) pairs.
 async fn query(
     client: &reqwest::Client,
@@ -29,7 +16,7 @@ async fn query(
 ) -> anyhow::Result<Vec<(serde_json::Map<String, serde_json::Value>, f64)>> {
     let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
     let response = client
-        .get(format!("{url}?query={}", percent_encode(promql)))
+        .get(format!("{url}?query={}", modelwatch_stack::percent_encode(promql)))
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Prometheus at {base}: {e}\nhint: check --prometheus, or use --metrics URL to read a server directly"))?;

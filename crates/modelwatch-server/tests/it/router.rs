@@ -125,11 +125,38 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn metrics_endpoint_negotiates_the_format() {
     let app = TestApp::new(Options::default()).await;
+    // Without an Accept header: the classic text format, which promtool and curl read.
     let (status, body) = app.admin("GET", "/metrics", "").await;
     assert_eq!(status, StatusCode::OK);
     let text = body.as_str().expect("text body");
     assert!(text.contains("# TYPE model_requests_total counter"));
-    assert!(text.contains("model_info{"));
+    assert!(text.contains("model_info{") && !text.contains("# EOF"));
+    // Prometheus asks for OpenMetrics and gets it, `# EOF` and all.
+    let request = axum::http::Request::builder()
+        .uri("/metrics")
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let response =
+        tower::ServiceExt::oneshot(modelwatch_server::metrics_app(app.state.clone()), request)
+            .await
+            .expect("answer");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    assert!(String::from_utf8_lossy(&bytes).ends_with("# EOF\n"));
 }
 
 /// One row of the bad-input table: what is sent, the status and error type expected.
