@@ -55,11 +55,12 @@ impl Default for MixinConfig {
     }
 }
 
-/// The two SLOs: availability and latency, both over non-rejected requests.
+/// The two SLOs: availability and latency, both over valid requests (neither
+/// rejected nor cancelled).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SloConfig {
-    /// Fraction of valid requests (every status but `rejected`) that must succeed,
+    /// Fraction of valid requests (every status but `rejected` and `cancelled`) that must succeed,
     /// default 0.999. `error`, `timeout` and `overloaded` spend the error budget.
     pub availability_target: f64,
     /// The latency SLO threshold in seconds, default 0.025; must be one of
@@ -427,7 +428,7 @@ const FIELD_DOCS: &[(&str, &str)] = &[
     ),
     (
         "slo",
-        "SLOs over valid requests (every status but rejected).",
+        "SLOs over valid requests (every status but rejected and cancelled).",
     ),
     (
         "slo.availability_target",

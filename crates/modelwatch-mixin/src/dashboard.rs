@@ -224,7 +224,7 @@ fn rows(config: &MixinConfig) -> Vec<Row> {
             ),
             series(
                 "Requests by status",
-                "Requests per second by outcome. Rejected (bad input) does not count against the SLO.",
+                "Requests per second by outcome. Rejected (bad input) and cancelled (the client hung up) do not count against the SLO.",
                 "reqps",
                 vec![target(
                     format!(

@@ -62,11 +62,6 @@ pub(crate) fn eq(label: &str, value: &str) -> String {
     format!("{label}={}", quote(value))
 }
 
-/// `label!="value"`.
-pub(crate) fn ne(label: &str, value: &str) -> String {
-    format!("{label}!={}", quote(value))
-}
-
 /// `label=~"a|b"` matching exactly one of `values`.
 pub(crate) fn one_of(label: &str, values: &[&str]) -> String {
     let alternatives: Vec<String> = values.iter().map(|v| regex_escape(v)).collect();

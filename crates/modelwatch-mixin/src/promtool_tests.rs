@@ -481,9 +481,10 @@ fn burn_scenario(
             };
             series.push(requests(Status::Success, Decision::Approved, VALID - bad));
             series.push(requests(Status::Error, Decision::None, bad));
-            // Rejected requests are the client's fault: however many, they must not
-            // dilute the error ratio.
+            // Rejected and cancelled requests are the client's doing: however many,
+            // they must not dilute the error ratio.
             series.push(requests(Status::Rejected, Decision::None, VALID));
+            series.push(requests(Status::Cancelled, Decision::None, VALID));
             if index == 0 {
                 exprs.push(close_to(
                     record::burn_window(300).errors,

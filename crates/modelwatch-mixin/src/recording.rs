@@ -3,12 +3,13 @@
 //!
 //! # Choices
 //!
-//! - **Valid requests** are every status but `rejected`: invalid input is the
-//!   client's fault and spends no error budget. `error`, `timeout` and `overloaded`
+//! - **Valid requests** are every status but `rejected` and `cancelled`: invalid
+//!   input and a client that hangs up are the client's doing and spend no error
+//!   budget. `error`, `timeout` and `overloaded`
 //!   are bad events: a shed request is a prediction the caller did not get.
 //! - **Latency SLO**: the fraction of valid requests slower than the threshold is
 //!   `1 - bucket{le=threshold} / count` of `model_request_duration_seconds`, which
-//!   the library observes for every status but `rejected`.
+//!   the library observes for every status but `rejected` and `cancelled`.
 //! - **Approval ratio** is read from the decision the server took,
 //!   `model_requests_total{status="success", decision}`, not from the score
 //!   histogram at the threshold bucket: the decision is what callers saw, and it
@@ -29,7 +30,7 @@
 
 use crate::config::{MixinConfig, PromDuration};
 use crate::names::record::{self, BURN_WINDOWS};
-use crate::promql::{Promql, eq, ne, num, one_of};
+use crate::promql::{Promql, eq, none_of, num, one_of};
 use crate::rules::{RecordingRule, Rule, RuleGroup};
 use modelwatch::schema::{self, label};
 use modelwatch::{CacheOperation, Decision, Status};
@@ -161,6 +162,7 @@ fn serving(q: &Promql<'_>) -> Vec<Rule> {
 fn slo(q: &Promql<'_>, config: &MixinConfig) -> Vec<Rule> {
     let mv = by(&[label::MODEL, label::VERSION]);
     let bad: Vec<&str> = BAD_STATUSES.iter().map(|s| s.as_str()).collect();
+    let outside: Vec<&str> = Status::OUTSIDE_SLO.iter().map(|s| s.as_str()).collect();
     let mut rules = Vec::new();
     for window in BURN_WINDOWS {
         let w = q.range(PromDuration::from_secs(window.seconds));
@@ -169,10 +171,7 @@ fn slo(q: &Promql<'_>, config: &MixinConfig) -> Vec<Rule> {
             format!(
                 "sum by ({mv}) (rate({}{w}))\n/\nsum by ({mv}) (rate({}{w}))",
                 q.metric(&schema::REQUESTS_TOTAL, &[one_of(label::STATUS, &bad)]),
-                q.metric(
-                    &schema::REQUESTS_TOTAL,
-                    &[ne(label::STATUS, Status::Rejected.as_str())]
-                ),
+                q.metric(&schema::REQUESTS_TOTAL, &[none_of(label::STATUS, &outside)]),
             ),
         ));
     }

@@ -26,7 +26,7 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
     Some(match name {
         alert::ERROR_BUDGET_BURN => Entry {
             meaning: format!(
-                "Valid requests (every status but `rejected`) fail (`error`, `timeout` or `overloaded`) fast enough to spend the {} availability SLO's {budget} error budget too soon. Critical variants page: at 14.4x the budget is gone in about two days. Warning variants are tickets for a slow burn. The `long_window` and `short_window` labels say which variant fired.",
+                "Valid requests (every status but `rejected` and `cancelled`) fail (`error`, `timeout` or `overloaded`) fast enough to spend the {} availability SLO's {budget} error budget too soon. Critical variants page: at 14.4x the budget is gone in about two days. Warning variants are tickets for a slow burn. The `long_window` and `short_window` labels say which variant fired.",
                 percent_text(config.slo.availability_target)
             ),
             checks: [

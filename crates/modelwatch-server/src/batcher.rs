@@ -6,14 +6,40 @@
 //! and scores the batch in one model call. Under load, batches form by themselves
 //! while the previous batch runs. A full queue refuses at once (429, `overloaded`)
 //! instead of growing latency without bound.
+//!
+//! # Row alignment
+//!
+//! Each job's fate is decided once per batch, just before the model call: a job whose
+//! deadline has passed is answered `Expired`, a job whose caller has gone is dropped,
+//! and every other job is *placed*: it is given the index of its row in the model's
+//! input, and that index is the only thing used to pick its score from the output.
+//! A caller that goes away during the model call therefore changes nothing for the
+//! others: its answer is sent to nobody, and every other row keeps its own score.
+//!
+//! # Panics in the model
+//!
+//! The model call runs under `catch_unwind`. A panic answers every row of that batch
+//! with [`BatchError::Panicked`] (a 500), is logged with its message, and the loop
+//! starts again with fresh buffers: that is the restart. While it restarts,
+//! [`InferenceHealth::ready`] is false, so `/readyz` answers 503. After
+//! [`MAX_CONSECUTIVE_PANICS`] panicking batches with no successful batch between
+//! them, the thread gives up: every waiting and later row gets
+//! [`BatchError::Stopped`] (a 503), `/readyz` stays 503 with the reason, and
+//! [`InferenceHealth::stopped`] resolves so the server can stop with a clear message
+//! instead of staying up as a replica that answers nothing.
 
 use crate::features::MAX_FEATURES;
 use modelwatch::ModelHandle;
 use modelwatch_runtime::Model;
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
+
+/// Panicking batches in a row after which the inference thread gives up.
+pub const MAX_CONSECUTIVE_PANICS: u32 = 3;
 
 /// Batcher settings.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +71,7 @@ pub enum BatchError {
     /// The queue is full.
     #[error("queue full")]
     Overloaded,
-    /// The inference thread is gone (shutdown).
+    /// The inference thread is gone (shutdown, or it gave up after repeated panics).
     #[error("inference thread stopped")]
     Stopped,
     /// The row's deadline passed before its batch ran.
@@ -54,6 +80,9 @@ pub enum BatchError {
     /// The model failed.
     #[error("model failed: {0}")]
     Model(String),
+    /// The model panicked while scoring this row's batch.
+    #[error("model panicked: {0}")]
+    Panicked(String),
 }
 
 struct Job {
@@ -63,19 +92,109 @@ struct Job {
     reply: oneshot::Sender<Result<Scored, BatchError>>,
 }
 
-/// The sending side of the queue; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Batcher {
-    tx: SyncSender<Job>,
-    n_features: usize,
-}
-
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
             .field("enqueued", &self.enqueued)
             .finish()
     }
+}
+
+/// A job given its row in the batch input: `row` is its index there, fixed once.
+struct Placed {
+    row: usize,
+    job: Job,
+}
+
+const RUNNING: u8 = 0;
+const RESTARTING: u8 = 1;
+const STOPPED: u8 = 2;
+
+/// The inference thread's health, read by `/readyz`.
+#[derive(Debug)]
+pub struct InferenceHealth {
+    state: AtomicU8,
+    restarts: AtomicU64,
+    last_panic: Mutex<Option<String>>,
+    stopped: watch::Sender<bool>,
+}
+
+impl InferenceHealth {
+    fn new() -> Self {
+        Self {
+            state: AtomicU8::new(RUNNING),
+            restarts: AtomicU64::new(0),
+            last_panic: Mutex::new(None),
+            stopped: watch::Sender::new(false),
+        }
+    }
+
+    /// True while the thread is scoring (not restarting, not stopped).
+    pub fn ready(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RUNNING
+    }
+
+    /// True once the thread has given up (or exited).
+    pub fn is_stopped(&self) -> bool {
+        self.state.load(Ordering::Acquire) == STOPPED
+    }
+
+    /// Times the loop restarted after a panic.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// The message of the latest panic, if any.
+    pub fn last_panic(&self) -> Option<String> {
+        self.last_panic
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Why the thread is not ready, in words for `/readyz`; `None` when ready.
+    pub fn reason(&self) -> Option<String> {
+        let panic = self.last_panic().unwrap_or_default();
+        match self.state.load(Ordering::Acquire) {
+            RUNNING => None,
+            RESTARTING => Some(format!(
+                "inference thread restarting after a panic: {panic}"
+            )),
+            _ if panic.is_empty() => Some("inference thread stopped".into()),
+            _ => Some(format!(
+                "inference thread stopped after {MAX_CONSECUTIVE_PANICS} panicking batches in a row: {panic}"
+            )),
+        }
+    }
+
+    /// Resolves once the thread has given up; never resolves while it runs.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopped.subscribe();
+        // The sender lives in `self`, so `wait_for` only ends when the value is true.
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        if state == STOPPED {
+            self.stopped.send_replace(true);
+        }
+    }
+
+    fn record_panic(&self, message: String) {
+        match self.last_panic.lock() {
+            Ok(mut p) => *p = Some(message),
+            Err(p) => *p.into_inner() = Some(message),
+        }
+    }
+}
+
+/// The sending side of the queue; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    tx: SyncSender<Job>,
+    n_features: usize,
+    health: Arc<InferenceHealth>,
 }
 
 impl Batcher {
@@ -87,14 +206,32 @@ impl Batcher {
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(config.queue_capacity.max(1));
         let n_features = model.n_features();
+        let health = Arc::new(InferenceHealth::new());
+        let thread_health = health.clone();
         std::thread::Builder::new()
             .name("modelwatch-inference".into())
-            .spawn(move || run(rx, model, metrics, config))?;
-        Ok(Self { tx, n_features })
+            .spawn(move || supervise(rx, model, metrics, config, thread_health))?;
+        Ok(Self {
+            tx,
+            n_features,
+            health,
+        })
+    }
+
+    /// The inference thread's health.
+    pub fn health(&self) -> &Arc<InferenceHealth> {
+        &self.health
     }
 
     /// Queues one row and waits for its score. `row` must be the model's width.
+    ///
+    /// Dropping the returned future (the caller went away) is safe at any point: the
+    /// row is skipped if its batch has not started, and its score goes nowhere if it
+    /// has; no other row's answer changes.
     pub async fn score(&self, row: &[f32], deadline: Instant) -> Result<Scored, BatchError> {
+        if self.health.is_stopped() {
+            return Err(BatchError::Stopped);
+        }
         let mut fixed = [0f32; MAX_FEATURES];
         fixed[..self.n_features].copy_from_slice(&row[..self.n_features]);
         let (reply, answer) = oneshot::channel();
@@ -113,12 +250,91 @@ impl Batcher {
     }
 }
 
-fn run(rx: Receiver<Job>, model: Arc<dyn Model>, metrics: ModelHandle, config: BatcherConfig) {
+/// Why [`run`] returned.
+enum Exit {
+    /// Every sender is gone: shutdown.
+    Disconnected,
+    /// The model panicked; the loop restarts.
+    Panicked,
+}
+
+fn supervise(
+    rx: Receiver<Job>,
+    model: Arc<dyn Model>,
+    metrics: ModelHandle,
+    config: BatcherConfig,
+    health: Arc<InferenceHealth>,
+) {
+    let mut consecutive_panics = 0u32;
+    loop {
+        // A panic in the loop's own code (not the model) is caught here too; the rows
+        // of that batch then see their reply dropped and get `Stopped`.
+        let exit = catch_unwind(AssertUnwindSafe(|| {
+            run(
+                &rx,
+                &*model,
+                &metrics,
+                config,
+                &health,
+                &mut consecutive_panics,
+            )
+        }));
+        match exit {
+            Ok(Exit::Disconnected) => break,
+            Ok(Exit::Panicked) => {}
+            Err(payload) => {
+                consecutive_panics += 1;
+                health.record_panic(panic_message(payload.as_ref()));
+            }
+        }
+        if consecutive_panics >= MAX_CONSECUTIVE_PANICS {
+            tracing::error!(
+                panics = consecutive_panics,
+                last = health.last_panic().unwrap_or_default(),
+                "the model panicked in every recent batch; the inference thread stops"
+            );
+            health.set(STOPPED);
+            // Answer what is queued, and whatever arrives until the senders are gone.
+            while let Ok(job) = rx.recv() {
+                let _ = job.reply.send(Err(BatchError::Stopped));
+            }
+            return;
+        }
+        health.set(RESTARTING);
+        health.restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            restarts = health.restarts(),
+            "inference loop restarting after a panic"
+        );
+    }
+    health.set(STOPPED);
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+fn run(
+    rx: &Receiver<Job>,
+    model: &dyn Model,
+    metrics: &ModelHandle,
+    config: BatcherConfig,
+    health: &InferenceHealth,
+    consecutive_panics: &mut u32,
+) -> Exit {
     let width = model.n_features();
     let max_batch = config.max_batch.max(1);
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut placed: Vec<Placed> = Vec::with_capacity(max_batch);
     let mut input = vec![0f32; max_batch * width];
     let mut output = vec![0f32; max_batch];
+    health.set(RUNNING);
     while let Ok(first) = rx.recv() {
         let flush_at = first.enqueued + config.max_delay;
         batch.push(first);
@@ -134,42 +350,404 @@ fn run(rx: Receiver<Job>, model: Arc<dyn Model>, metrics: ModelHandle, config: B
                 Err(_) => break,
             }
         }
+
+        // Each job's fate is decided here, once: expired, gone, or placed at a row.
         let started = Instant::now();
-        // Rows whose caller has given up are answered without running the model.
-        let mut live = 0;
-        for job in &batch {
-            if job.deadline > started && !job.reply.is_closed() {
-                input[live * width..(live + 1) * width].copy_from_slice(&job.row[..width]);
-                live += 1;
+        for job in batch.drain(..) {
+            if job.deadline <= started {
+                let _ = job.reply.send(Err(BatchError::Expired));
+            } else if job.reply.is_closed() {
+                // The caller went away: nobody to answer, no row to spend.
+            } else {
+                let row = placed.len();
+                input[row * width..(row + 1) * width].copy_from_slice(&job.row[..width]);
+                placed.push(Placed { row, job });
             }
         }
-        let result = if live > 0 {
-            model.predict(&input[..live * width], &mut output[..live])
-        } else {
-            Ok(())
-        };
+        let rows = placed.len();
+        if rows == 0 {
+            continue;
+        }
+
+        let called = catch_unwind(AssertUnwindSafe(|| {
+            model.predict(&input[..rows * width], &mut output[..rows])
+        }));
         let inference_seconds = started.elapsed().as_secs_f64();
-        if live > 0 {
-            metrics.observe_batch_size(live);
+        metrics.observe_batch_size(rows);
+        match called {
+            Ok(result) => {
+                *consecutive_panics = 0;
+                for Placed { row, job } in placed.drain(..) {
+                    let answer = match &result {
+                        Ok(()) => Ok(Scored {
+                            score: output[row],
+                            queue_seconds: started.duration_since(job.enqueued).as_secs_f64(),
+                            inference_seconds,
+                            batch_size: rows,
+                        }),
+                        Err(e) => Err(BatchError::Model(e.to_string())),
+                    };
+                    // A caller that left during the model call is simply not there.
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                tracing::error!(panic = %message, rows, "the model panicked");
+                *consecutive_panics += 1;
+                health.record_panic(message.clone());
+                for Placed { job, .. } in placed.drain(..) {
+                    let _ = job.reply.send(Err(BatchError::Panicked(message.clone())));
+                }
+                return Exit::Panicked;
+            }
         }
-        let mut i = 0;
-        for job in batch.drain(..) {
-            let answer = if job.deadline > started && !job.reply.is_closed() {
-                let answer = match &result {
-                    Ok(()) => Ok(Scored {
-                        score: output[i],
-                        queue_seconds: started.duration_since(job.enqueued).as_secs_f64(),
-                        inference_seconds,
-                        batch_size: live,
-                    }),
-                    Err(e) => Err(BatchError::Model(e.to_string())),
-                };
-                i += 1;
-                answer
+    }
+    Exit::Disconnected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modelwatch::ModelSpec;
+    use modelwatch_runtime::{Backend, RuntimeError};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+    /// Scores each row as `row[0] * 10 + row[1]`, so every answer says which row it
+    /// was. It can be held inside the model call, fail, or panic, on demand.
+    #[derive(Debug, Default)]
+    struct TestModel {
+        /// When set, each call reports its row count here and waits for a token.
+        gate: Option<(UnboundedSender<usize>, Mutex<mpsc::Receiver<()>>)>,
+        /// Calls that fail (counted down) before calls succeed again.
+        fail: AtomicUsize,
+        /// Calls that panic (counted down).
+        panic: AtomicUsize,
+        /// Rows seen per call.
+        calls: Mutex<Vec<usize>>,
+    }
+
+    impl Model for TestModel {
+        fn n_features(&self) -> usize {
+            2
+        }
+        fn predict(&self, input: &[f32], out: &mut [f32]) -> Result<(), RuntimeError> {
+            self.calls.lock().unwrap().push(out.len());
+            if let Some((entered, release)) = &self.gate {
+                entered.send(out.len()).unwrap();
+                release.lock().unwrap().recv().unwrap();
+            }
+            if self
+                .panic
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                panic!("injected panic in the test model");
+            }
+            if self
+                .fail
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(RuntimeError::BatchShape {
+                    len: input.len(),
+                    rows: out.len(),
+                    n_features: 2,
+                });
+            }
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = input[i * 2] * 10.0 + input[i * 2 + 1];
+            }
+            Ok(())
+        }
+        fn backend(&self) -> Backend {
+            Backend::Tract
+        }
+    }
+
+    fn handle() -> ModelHandle {
+        ModelHandle::disabled(&ModelSpec {
+            name: "test".into(),
+            version: "1".into(),
+            ..ModelSpec::default()
+        })
+    }
+
+    fn config(max_batch: usize, max_delay: Duration) -> BatcherConfig {
+        BatcherConfig {
+            max_batch,
+            max_delay,
+            queue_capacity: 64,
+        }
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    type Gate = (UnboundedReceiver<usize>, mpsc::Sender<()>);
+
+    /// A model held inside each call: the test learns each call's row count from the
+    /// first channel and lets it finish through the second.
+    fn gated() -> (TestModel, Gate) {
+        let (entered_tx, entered_rx) = unbounded_channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let model = TestModel {
+            gate: Some((entered_tx, Mutex::new(release_rx))),
+            ..TestModel::default()
+        };
+        (model, (entered_rx, release_tx))
+    }
+
+    fn row(i: usize) -> [f32; 2] {
+        [(i / 10) as f32, (i % 10) as f32]
+    }
+
+    /// Spawns `n` scoring tasks (row i scores exactly i) and returns their handles.
+    fn spawn_rows(
+        batcher: &Batcher,
+        rows: std::ops::Range<usize>,
+    ) -> Vec<(usize, tokio::task::JoinHandle<Result<Scored, BatchError>>)> {
+        rows.map(|i| {
+            let b = batcher.clone();
+            (
+                i,
+                tokio::spawn(async move { b.score(&row(i), far()).await }),
+            )
+        })
+        .collect()
+    }
+
+    /// Lets every spawned task run up to its first wait. The test runtime has one
+    /// thread, so after this each spawned `score` call has queued its row.
+    async fn settle() {
+        for _ in 0..16 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn every_row_gets_its_own_score() {
+        let model: Arc<dyn Model> = Arc::new(TestModel::default());
+        let b = Batcher::start(model, handle(), config(8, Duration::from_millis(5))).unwrap();
+        for (i, task) in spawn_rows(&b, 0..50) {
+            let scored = task.await.unwrap().unwrap();
+            assert_eq!(scored.score, i as f32, "row {i}");
+        }
+    }
+
+    /// The defect of issue 11: a caller that left between the two liveness checks
+    /// shifted every later row of the batch by one.
+    #[tokio::test]
+    async fn a_caller_leaving_during_the_model_call_shifts_no_other_row() {
+        let (model, (mut entered, release)) = gated();
+        let model = Arc::new(model);
+        let b =
+            Batcher::start(model.clone(), handle(), config(16, Duration::from_secs(5))).unwrap();
+        // Hold the first batch (one row) in the model while 16 more queue up.
+        let first = spawn_rows(&b, 99..100);
+        assert_eq!(entered.recv().await.unwrap(), 1);
+        let tasks = spawn_rows(&b, 0..16);
+        settle().await;
+        release.send(()).unwrap();
+        // The second batch now holds the 16 rows, inside the model.
+        assert_eq!(entered.recv().await.unwrap(), 16);
+        // Half the callers hang up while the model runs, every other row; awaiting
+        // the aborted task makes sure its future (and its reply slot) is gone.
+        let mut kept = Vec::new();
+        for (i, task) in tasks {
+            if i % 2 == 0 {
+                task.abort();
+                assert!(task.await.unwrap_err().is_cancelled());
             } else {
-                Err(BatchError::Expired)
-            };
-            let _ = job.reply.send(answer);
+                kept.push((i, task));
+            }
         }
+        release.send(()).unwrap();
+        for (i, task) in kept {
+            let scored = task.await.unwrap().unwrap();
+            assert_eq!(scored.score, i as f32, "row {i} got another row's score");
+            assert_eq!(scored.batch_size, 16);
+        }
+        assert_eq!(
+            first
+                .into_iter()
+                .next()
+                .unwrap()
+                .1
+                .await
+                .unwrap()
+                .unwrap()
+                .score,
+            99.0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_caller_gone_before_the_batch_runs_is_skipped() {
+        let (model, (mut entered, release)) = gated();
+        let model = Arc::new(model);
+        let b =
+            Batcher::start(model.clone(), handle(), config(16, Duration::from_secs(5))).unwrap();
+        let first = spawn_rows(&b, 99..100);
+        assert_eq!(entered.recv().await.unwrap(), 1);
+        let tasks = spawn_rows(&b, 0..10);
+        settle().await;
+        // Rows 0..5 leave while still queued.
+        let mut kept = Vec::new();
+        for (i, task) in tasks {
+            if i < 5 {
+                task.abort();
+                let _ = task.await;
+            } else {
+                kept.push((i, task));
+            }
+        }
+        release.send(()).unwrap();
+        // The next batch holds only the five callers still waiting.
+        assert_eq!(entered.recv().await.unwrap(), 5);
+        release.send(()).unwrap();
+        for (i, task) in kept {
+            assert_eq!(task.await.unwrap().unwrap().score, i as f32);
+        }
+        let _ = first.into_iter().next().unwrap().1.await;
+        assert_eq!(*model.calls.lock().unwrap(), vec![1, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_caller_leaving_after_its_answer_was_sent_disturbs_nothing() {
+        let (model, (mut entered, release)) = gated();
+        let b =
+            Batcher::start(Arc::new(model), handle(), config(8, Duration::from_secs(5))).unwrap();
+        let first = spawn_rows(&b, 99..100);
+        assert_eq!(entered.recv().await.unwrap(), 1);
+        let tasks = spawn_rows(&b, 0..8);
+        settle().await;
+        release.send(()).unwrap();
+        assert_eq!(entered.recv().await.unwrap(), 8);
+        release.send(()).unwrap();
+        // The thread answers a batch before it takes the next one: once the probe is
+        // inside the model, all eight answers have been sent, and none read yet.
+        let probe = spawn_rows(&b, 50..51);
+        assert_eq!(entered.recv().await.unwrap(), 1);
+        let mut kept = Vec::new();
+        for (i, task) in tasks {
+            if i % 2 == 1 {
+                task.abort();
+                let _ = task.await;
+            } else {
+                kept.push((i, task));
+            }
+        }
+        release.send(()).unwrap();
+        for (i, task) in kept.into_iter().chain(probe).chain(first) {
+            assert_eq!(task.await.unwrap().unwrap().score, i as f32);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_row_is_answered_without_the_model() {
+        let model = Arc::new(TestModel::default());
+        let b =
+            Batcher::start(model.clone(), handle(), config(4, Duration::from_millis(1))).unwrap();
+        let past = Instant::now();
+        assert_eq!(
+            b.score(&row(1), past).await.unwrap_err(),
+            BatchError::Expired
+        );
+        assert!(model.calls.lock().unwrap().is_empty());
+        assert_eq!(b.score(&row(7), far()).await.unwrap().score, 7.0);
+    }
+
+    #[tokio::test]
+    async fn a_lone_row_is_not_held_for_company_and_a_full_batch_goes_at_once() {
+        let model = Arc::new(TestModel::default());
+        // A small max_delay: a lone row is answered with a batch of one.
+        let b = Batcher::start(
+            model.clone(),
+            handle(),
+            config(32, Duration::from_millis(2)),
+        )
+        .unwrap();
+        assert_eq!(b.score(&row(3), far()).await.unwrap().batch_size, 1);
+        // A max_delay of an hour: the batch still goes as soon as it is full.
+        let model = Arc::new(TestModel::default());
+        let b = Batcher::start(
+            model.clone(),
+            handle(),
+            config(4, Duration::from_secs(3600)),
+        )
+        .unwrap();
+        for (i, task) in spawn_rows(&b, 0..4) {
+            let scored = task.await.unwrap().unwrap();
+            assert_eq!((scored.score, scored.batch_size), (i as f32, 4));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_model_error_fails_its_batch_only() {
+        let model = TestModel::default();
+        model.fail.store(1, Ordering::SeqCst);
+        let b = Batcher::start(
+            Arc::new(model),
+            handle(),
+            config(4, Duration::from_millis(1)),
+        )
+        .unwrap();
+        assert!(matches!(
+            b.score(&row(1), far()).await,
+            Err(BatchError::Model(_))
+        ));
+        assert_eq!(b.score(&row(2), far()).await.unwrap().score, 2.0);
+        assert!(b.health().ready());
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_model_fails_its_batch_and_the_thread_restarts() {
+        let model = TestModel::default();
+        model.panic.store(1, Ordering::SeqCst);
+        let b = Batcher::start(
+            Arc::new(model),
+            handle(),
+            config(4, Duration::from_millis(1)),
+        )
+        .unwrap();
+        match b.score(&row(1), far()).await {
+            Err(BatchError::Panicked(m)) => assert!(m.contains("injected panic"), "{m}"),
+            other => panic!("expected a panic error, got {other:?}"),
+        }
+        assert_eq!(b.score(&row(2), far()).await.unwrap().score, 2.0);
+        assert_eq!(b.health().restarts(), 1);
+        assert!(b.health().ready());
+        assert!(!b.health().is_stopped());
+    }
+
+    #[tokio::test]
+    async fn repeated_panics_stop_the_thread_and_say_why() {
+        let model = TestModel::default();
+        model.panic.store(usize::MAX, Ordering::SeqCst);
+        let b = Batcher::start(
+            Arc::new(model),
+            handle(),
+            config(4, Duration::from_millis(1)),
+        )
+        .unwrap();
+        for _ in 0..MAX_CONSECUTIVE_PANICS {
+            assert!(matches!(
+                b.score(&row(1), far()).await,
+                Err(BatchError::Panicked(_))
+            ));
+        }
+        // `stopped()` resolves; it must, or this test hangs and the harness reports it.
+        b.health().stopped().await;
+        assert!(!b.health().ready());
+        assert_eq!(
+            b.score(&row(1), far()).await.unwrap_err(),
+            BatchError::Stopped
+        );
+        let reason = b.health().reason().unwrap();
+        assert!(reason.contains("injected panic"), "{reason}");
     }
 }

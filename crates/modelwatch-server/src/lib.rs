@@ -356,6 +356,7 @@ async fn score(
                 deadline_ms: state.limits.request_timeout.as_millis() as u64,
             },
             BatchError::Model(m) => ApiError::Internal(m),
+            BatchError::Panicked(m) => ApiError::Internal(format!("the model panicked: {m}")),
         })?;
     state
         .metrics
@@ -401,6 +402,10 @@ async fn healthz() -> Response {
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if !state.accepting.load(Ordering::Relaxed) {
         let body = serde_json::json!({"status": "not_ready", "reason": "shutting down"});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    if let Some(reason) = state.batcher.health().reason() {
+        let body = serde_json::json!({"status": "not_ready", "reason": reason});
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     let ping = tokio::time::timeout(Duration::from_secs(1), state.fetcher.store().ping()).await;

@@ -202,11 +202,16 @@ pub async fn from_metrics(
 
     let requests = schema::REQUESTS_TOTAL.name;
     let all = delta(requests, &|_| true);
-    let rejected = delta(requests, &|s| s.label("status") == "rejected");
+    // Outside the SLOs, as in the mixin's rules: bad input and client hang-ups.
+    let outside = delta(requests, &|s| {
+        s.label("status")
+            .parse::<modelwatch::Status>()
+            .is_ok_and(|st| !st.in_slo())
+    });
     let failed = delta(requests, &|s| {
         matches!(s.label("status"), "error" | "timeout" | "overloaded")
     });
-    let valid = all - rejected;
+    let valid = all - outside;
 
     let bucket = format!("{}_bucket", schema::REQUEST_DURATION_SECONDS.name);
     let mut les: Vec<(f64, f64)> = Vec::new();

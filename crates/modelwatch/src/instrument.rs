@@ -10,10 +10,12 @@ use std::time::Instant;
 /// alive, and on [`RequestGuard::finish`] counts the outcome and observes the
 /// end-to-end latency.
 ///
-/// A guard dropped without `finish` (a panic, a cancelled future) counts as
-/// `status="error"`, so a lost request is never invisible. Latency is observed for
-/// every outcome except `rejected`: invalid input is answered in microseconds and
-/// would flatter the latency SLO.
+/// A guard dropped without `finish` counts as `status="cancelled"`: in an async
+/// server that is a future dropped because its client went away, so a lost request
+/// is never invisible and a hang-up spends no error budget. Latency is observed for
+/// every outcome inside the SLOs ([`Status::in_slo`]): invalid input is answered in
+/// microseconds and would flatter the latency SLO, and a hang-up's duration is the
+/// client's choice.
 #[derive(Debug)]
 #[must_use = "a request guard measures until it is finished or dropped"]
 pub struct RequestGuard<'a> {
@@ -75,7 +77,7 @@ impl<'a> RequestGuard<'a> {
         }
         inner.active.dec();
         inner.requests[crate::metrics::outcome_index(status, decision)].inc();
-        if status != Status::Rejected {
+        if status.in_slo() {
             inner
                 .request_duration
                 .observe(Instant::now().duration_since(self.start).as_secs_f64());
@@ -86,7 +88,7 @@ impl<'a> RequestGuard<'a> {
 impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.record(Status::Error, Decision::None);
+            self.record(Status::Cancelled, Decision::None);
         }
     }
 }
@@ -208,12 +210,31 @@ mod tests {
         assert!(!model.enabled());
     }
 
+    /// Regression test for issue 11: a client hang-up (the handler's future dropped)
+    /// was counted as `error` and burned the error budget.
     #[test]
-    fn dropped_guard_counts_as_error() {
-        let (_registry, model) = model();
+    fn dropped_guard_counts_as_cancelled_outside_the_latency_slo() {
+        let (registry, model) = model();
         drop(model.start_request());
-        assert_eq!(model.requests(Status::Error, Decision::None), 1);
+        assert_eq!(model.requests(Status::Cancelled, Decision::None), 1);
+        assert_eq!(model.requests(Status::Error, Decision::None), 0);
         assert_eq!(model.active_requests(), 0);
+        assert!(
+            scrape(&registry)
+                .contains(r#"model_request_duration_seconds_count{model="m",version="1"} 0"#)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_future_dropped_mid_request_counts_as_cancelled() {
+        let (_registry, model) = model();
+        let pending = async {
+            let _request = model.start_request();
+            std::future::pending::<()>().await;
+        };
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(1), pending).await;
+        assert!(timed_out.is_err());
+        assert_eq!(model.requests(Status::Cancelled, Decision::None), 1);
     }
 
     #[test]

@@ -99,7 +99,21 @@ closed_set! {
         Rejected => "rejected",
         /// Refused because the queue was full (a 429).
         Overloaded => "overloaded",
+        /// The client went away before the answer. Like `rejected`, outside the SLOs:
+        /// a hang-up is the client's behaviour, not the server's failure.
+        Cancelled => "cancelled",
     }
+}
+
+impl Status {
+    /// The outcomes that count in the availability and latency SLOs: every status
+    /// but `rejected` (bad input) and `cancelled` (the client hung up).
+    pub const fn in_slo(self) -> bool {
+        !matches!(self, Status::Rejected | Status::Cancelled)
+    }
+
+    /// The statuses left out of the SLOs (see [`Status::in_slo`]).
+    pub const OUTSIDE_SLO: [Status; 2] = [Status::Rejected, Status::Cancelled];
 }
 
 closed_set! {
@@ -154,7 +168,14 @@ pub const CLOSED_SETS: &[(&str, &[&str])] = &[
     ),
     (
         crate::schema::label::STATUS,
-        &["success", "error", "timeout", "rejected", "overloaded"],
+        &[
+            "success",
+            "error",
+            "timeout",
+            "rejected",
+            "overloaded",
+            "cancelled",
+        ],
     ),
     (
         crate::schema::label::DECISION,

@@ -282,7 +282,7 @@ impl Metrics {
 
 /// The (status, decision) pairs that can occur: only a success carries a decision.
 /// These are the series created at zero for each model version.
-pub const REQUEST_OUTCOMES: [(Status, Decision); 7] = [
+pub const REQUEST_OUTCOMES: [(Status, Decision); 8] = [
     (Status::Success, Decision::Approved),
     (Status::Success, Decision::Declined),
     (Status::Success, Decision::None),
@@ -290,6 +290,7 @@ pub const REQUEST_OUTCOMES: [(Status, Decision); 7] = [
     (Status::Timeout, Decision::None),
     (Status::Rejected, Decision::None),
     (Status::Overloaded, Decision::None),
+    (Status::Cancelled, Decision::None),
 ];
 
 /// Index into [`REQUEST_OUTCOMES`]; a decision on a failed request is dropped, since
@@ -303,6 +304,7 @@ pub(crate) const fn outcome_index(status: Status, decision: Decision) -> usize {
         (Status::Timeout, _) => 4,
         (Status::Rejected, _) => 5,
         (Status::Overloaded, _) => 6,
+        (Status::Cancelled, _) => 7,
     }
 }
 

@@ -112,7 +112,7 @@ pub const REQUESTS_TOTAL: MetricDef = MetricDef {
     name: "model_requests_total",
     kind: Kind::Counter,
     labels: &[MODEL, VERSION, STATUS, DECISION],
-    help: "Prediction requests by outcome (success, error, timeout, rejected, overloaded) and decision.",
+    help: "Prediction requests by outcome (success, error, timeout, rejected, overloaded, cancelled) and decision.",
 };
 
 /// Requests in flight.
