@@ -190,7 +190,14 @@ impl Bound {
             .with_graceful_shutdown(wait(stop_rx.clone()));
         let api = tokio::spawn(async move { api.await });
         let metrics = tokio::spawn(async move { metrics.await });
-        shutdown.await;
+        // A model that panics in batch after batch stops the inference thread; the
+        // replica then stops too, with the reason, instead of staying up answering
+        // nothing (its supervisor restarts it).
+        let health = state.batcher.health().clone();
+        let failed = tokio::select! {
+            () = shutdown => None,
+            () = health.stopped() => health.reason(),
+        };
         tracing::info!("shutting down: no new connections, draining in-flight requests");
         state.accepting.store(false, Ordering::Relaxed);
         let _ = stop_tx.send(true);
@@ -204,7 +211,12 @@ impl Bound {
             tracing::warn!(timeout = ?self.drain_timeout, "drain timed out; exiting with requests in flight");
         }
         tracing::info!("stopped");
-        Ok(())
+        match failed {
+            None => Ok(()),
+            Some(reason) => Err(anyhow::anyhow!(
+                "{reason}\nhint: the model panics on the inputs it gets; check the model file and the server log above, then restart"
+            )),
+        }
     }
 }
 

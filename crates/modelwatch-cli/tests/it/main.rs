@@ -2,5 +2,7 @@
 //! heavy drills (`tests/scenarios.rs`, `tests/fleet.rs`) are test binaries of their own,
 //! so cargo runs them one after the other instead of sharing two cores.
 
+mod cancellation;
 mod serve;
 mod support;
+mod wide_mlp;
