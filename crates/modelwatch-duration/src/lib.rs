@@ -24,9 +24,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// The closing line of the `--help` of every command with a duration flag.
+pub const HELP: &str =
+    "Durations are a number and a unit (250us, 50ms, 2s, 1m30s, 1h); a bare number is seconds.";
+
 /// The `hint:` line of every grammar error.
-pub const GRAMMAR_HINT: &str =
-    "hint: write a number and a unit, such as 250us, 50ms, 2s, 1m30s or 1h (a bare number is seconds)";
+pub const GRAMMAR_HINT: &str = "hint: write a number and a unit, such as 250us, 50ms, 2s, 1m30s or 1h (a bare number is seconds)";
 
 /// Parses a duration in the grammar above. The error says what is wrong and ends in a
 /// `hint:` line.
@@ -168,7 +171,11 @@ impl serde::de::Visitor<'_> for Visitor {
     fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<Self::Value, E> {
         u64::try_from(seconds)
             .map(|s| HumanDuration(Duration::from_secs(s)))
-            .map_err(|_| E::custom(format!("{seconds} is not a duration: a duration cannot be negative\n{GRAMMAR_HINT}")))
+            .map_err(|_| {
+                E::custom(format!(
+                    "{seconds} is not a duration: a duration cannot be negative\n{GRAMMAR_HINT}"
+                ))
+            })
     }
 
     fn visit_f64<E: serde::de::Error>(self, seconds: f64) -> Result<Self::Value, E> {
@@ -234,7 +241,10 @@ mod tests {
         ] {
             let err = parse(text).expect_err(text);
             assert!(err.contains(says), "{text:?}: {err}");
-            assert!(err.contains(&format!("{:?}", text.trim())), "{text:?}: {err}");
+            assert!(
+                err.contains(&format!("{:?}", text.trim())),
+                "{text:?}: {err}"
+            );
             let last = err.lines().last().unwrap_or_default();
             assert!(last.starts_with("hint: ") && !last.ends_with('.'), "{err}");
         }
@@ -255,7 +265,10 @@ mod tests {
             "must be from 500ms to 8s, got 20s\nhint: both scrapes fit"
         );
         let err = parse_between("100ms", min, max, "why").unwrap_err();
-        assert!(err.starts_with("must be from 500ms to 8s, got 100ms"), "{err}");
+        assert!(
+            err.starts_with("must be from 500ms to 8s, got 100ms"),
+            "{err}"
+        );
         let err = parse_at_least("1", Duration::from_secs(2), "boards take 2s").unwrap_err();
         assert_eq!(err, "must be at least 2s, got 1s\nhint: boards take 2s");
         assert_eq!(
@@ -264,7 +277,10 @@ mod tests {
         );
         // A grammar error keeps its own hint.
         let err = parse_between("3x", min, max, "why").unwrap_err();
-        assert!(err.contains("unknown unit") && err.ends_with(GRAMMAR_HINT), "{err}");
+        assert!(
+            err.contains("unknown unit") && err.ends_with(GRAMMAR_HINT),
+            "{err}"
+        );
     }
 
     #[test]
@@ -280,7 +296,10 @@ mod tests {
             let text = HumanDuration(d).to_string();
             assert_eq!(ok(&text), d, "{text}");
         }
-        assert_eq!(HumanDuration(Duration::from_micros(250)).to_string(), "250us");
+        assert_eq!(
+            HumanDuration(Duration::from_micros(250)).to_string(),
+            "250us"
+        );
         assert_eq!(HumanDuration(Duration::from_secs(90)).to_string(), "1m 30s");
     }
 
@@ -298,7 +317,10 @@ mod tests {
         assert_eq!(read("timeout = 10"), Ok(Duration::from_secs(10)));
         assert_eq!(read("timeout = 0.25"), Ok(Duration::from_millis(250)));
         let err = read("timeout = \"10x\"").unwrap_err().to_string();
-        assert!(err.contains("unknown unit") && err.contains("hint:"), "{err}");
+        assert!(
+            err.contains("unknown unit") && err.contains("hint:"),
+            "{err}"
+        );
         let err = read("timeout = -3").unwrap_err().to_string();
         assert!(err.contains("negative"), "{err}");
         let written = toml::to_string(&File {
