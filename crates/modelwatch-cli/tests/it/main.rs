@@ -3,4 +3,5 @@
 //! so cargo runs them one after the other instead of sharing two cores.
 
 mod serve;
+mod status;
 mod support;
