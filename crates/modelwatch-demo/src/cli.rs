@@ -239,4 +239,22 @@ mod tests {
         assert_eq!(t.phase_at_fraction(0.99).unwrap().1.name, "recovery");
         assert!(t.injects_faults());
     }
+
+    #[test]
+    fn every_and_speedup_below_their_floor_are_refused() {
+        assert_eq!(parse_every("20"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_every("2s"), Ok(MIN_EVERY));
+        let err = parse_every("1500ms").unwrap_err();
+        assert!(
+            err.contains("at least 2s, got 1s 500ms") && err.contains("\nhint: "),
+            "{err}"
+        );
+        assert_eq!(parse_speedup("1"), Ok(1.0));
+        for bad in ["0.5", "NaN", "inf", "x"] {
+            assert!(
+                parse_speedup(bad).unwrap_err().contains("\nhint: "),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -167,3 +167,35 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_takes_units_and_bare_seconds_but_not_zero() {
+        assert_eq!(parse_run_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_run_duration("15"), Ok(Duration::from_secs(15)));
+        let err = parse_run_duration("0s").unwrap_err();
+        assert!(
+            err.contains("at least 1ms") && err.contains("\nhint: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rps_and_concurrency_out_of_range_are_refused() {
+        assert_eq!(parse_rps("0.5"), Ok(0.5));
+        for bad in ["0", "-3", "NaN", "inf", "2000000", "fast"] {
+            let err = parse_rps(bad).unwrap_err();
+            assert!(err.contains("\nhint: "), "{bad}: {err}");
+        }
+        assert_eq!(parse_concurrency("1"), Ok(1));
+        assert!(parse_concurrency("0").unwrap_err().contains("at least 1"));
+        assert!(
+            parse_concurrency("-1")
+                .unwrap_err()
+                .contains("whole number")
+        );
+    }
+}
