@@ -25,7 +25,8 @@ enum Command {
     /// Generate the Prometheus rules, alerts, Grafana dashboard, runbook and promtool
     /// tests (mixin/), or check that they are up to date
     Mixin(modelwatch_mixin::MixinArgs),
-    /// The 10-second verdict: HEALTHY (exit 0), DEGRADED (1) or UNHEALTHY (2)
+    /// The 10-second verdict: HEALTHY (exit 0), DEGRADED (1) or UNHEALTHY (2); 3 when
+    /// it cannot judge
     Status(modelwatch_status::cli::StatusArgs),
     /// Build a model's reference distributions from holdout data
     Reference(modelwatch_runtime::cli::ReferenceArgs),
@@ -39,10 +40,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => return usage_error(e),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(e),
     };
     let result = match cli.command {
         Command::Serve(args) => {
@@ -52,7 +56,15 @@ fn main() -> ExitCode {
         Command::Demo(args) => block_on(modelwatch_demo::cli::run(&args)),
         Command::Loadgen(args) => block_on(modelwatch_loadgen::cli::run(&args)),
         Command::Mixin(args) => modelwatch_mixin::run(&args),
-        Command::Status(args) => block_on(modelwatch_status::cli::run(&args)),
+        Command::Status(args) => {
+            return match block_on(modelwatch_status::cli::run(&args)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(modelwatch_status::CANNOT_JUDGE)
+                }
+            };
+        }
         Command::Reference(args) => {
             modelwatch_runtime::cli::run_reference(&args).map(|()| ExitCode::SUCCESS)
         }
@@ -64,6 +76,30 @@ fn main() -> ExitCode {
         Command::Stack(args) => modelwatch_stack::cli::run(&args),
     };
     report(result)
+}
+
+/// Help and version go to stdout with exit 0. Any other parse failure is clap's usage
+/// error (exit 2), except under `status`, whose exit 2 means UNHEALTHY: there a usage
+/// error is "cannot judge" (3), with a `hint:` line like every failure of status.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !is_status() {
+        e.exit()
+    }
+    let _ = e.print();
+    if !e.to_string().contains("\nhint: ") {
+        eprintln!("hint: `modelwatch status --help` lists its flags");
+    }
+    ExitCode::from(modelwatch_status::CANNOT_JUDGE)
+}
+
+/// Whether the command line names the `status` subcommand. `modelwatch` itself takes
+/// no option with a value, so the subcommand is the first word that is not an option.
+fn is_status() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .find(|a| !a.to_string_lossy().starts_with('-'))
+        .is_some_and(|a| a == "status")
 }
 
 /// Prints an error (and its causes) to stderr; `hint:` lines travel in the message.

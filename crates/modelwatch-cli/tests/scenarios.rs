@@ -115,7 +115,7 @@ async fn drill(
     let status_args = modelwatch_status::cli::StatusArgs {
         prometheus: Some(prometheus.clone()),
         metrics: None,
-        interval: 2.0,
+        interval: Duration::from_secs(2),
         model: None,
         config: None,
         json: false,

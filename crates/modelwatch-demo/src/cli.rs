@@ -12,27 +12,59 @@ use std::time::{Duration, Instant};
 /// status board and the alerts say so. Prometheus and Alertmanager join in when
 /// Debian's packages are installed. Ctrl-C stops everything it started.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = modelwatch_duration::HELP)]
 pub struct DemoArgs {
     /// How long the timeline runs (clean, fraud wave, recovery, slow store, recovery).
-    #[arg(long, default_value = "6m", value_parser = modelwatch_loadgen::cli::parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "6m",
+        value_parser = modelwatch_loadgen::cli::parse_run_duration
+    )]
     pub duration: Duration,
 
-    /// Requests per second.
-    #[arg(long, default_value_t = 200.0)]
+    /// Requests per second (more than 0, at most 1000000).
+    #[arg(long, default_value = "200", value_parser = modelwatch_loadgen::cli::parse_rps)]
     pub rps: f64,
 
     /// Time compression of the rules' windows and `for:` durations (60: an hour of
-    /// drift window becomes a minute).
-    #[arg(long, default_value_t = 60.0)]
+    /// drift window becomes a minute); at least 1.
+    #[arg(long, default_value = "60", value_parser = parse_speedup)]
     pub speedup: f64,
 
     /// Do not start Prometheus and Alertmanager even if installed.
     #[arg(long)]
     pub no_prometheus: bool,
 
-    /// Seconds between status boards.
-    #[arg(long, default_value_t = 10.0)]
-    pub every: f64,
+    /// Time between status boards, at least 2s.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_every)]
+    pub every: Duration,
+}
+
+/// Without Prometheus, a board reads the server twice, this far apart.
+const SCRAPE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The shortest `--every`: one board takes [`SCRAPE_INTERVAL`] to read.
+const MIN_EVERY: Duration = SCRAPE_INTERVAL;
+
+fn parse_every(text: &str) -> Result<Duration, String> {
+    modelwatch_duration::parse_at_least(
+        text,
+        MIN_EVERY,
+        "one board reads the server twice, 2s apart, when Prometheus is not running",
+    )
+}
+
+fn parse_speedup(text: &str) -> Result<f64, String> {
+    let hint = "hint: 1 runs the rules at their real windows, 60 turns an hour into a minute";
+    let speedup: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number\n{hint}"))?;
+    if !(speedup >= 1.0 && speedup.is_finite()) {
+        return Err(format!("must be at least 1, got {speedup}\n{hint}"));
+    }
+    Ok(speedup)
 }
 
 /// The demo's timeline, as fractions of the run.
@@ -73,7 +105,6 @@ pub fn timeline() -> anyhow::Result<Scenario> {
 
 /// Runs `modelwatch demo`.
 pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.speedup >= 1.0, "--speedup must be at least 1");
     let binary = std::env::current_exe()?;
     let mut options = LabOptions::new(binary, 1.0 / args.speedup);
     options.with_prometheus = !args.no_prometheus;
@@ -128,7 +159,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .prometheus_url()
             .is_none()
             .then(|| format!("{}/metrics", lab.metrics)),
-        interval: 2.0,
+        interval: SCRAPE_INTERVAL,
         model: None,
         config: None,
         json: false,
@@ -136,7 +167,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let mut first_fired: BTreeMap<String, Duration> = BTreeMap::new();
     let tty = std::io::stdout().is_terminal();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(args.every.max(2.0)));
+    let mut ticker = tokio::time::interval(args.every);
     let outcome = loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {
@@ -207,5 +238,23 @@ mod tests {
         assert_eq!(t.phase_at_fraction(0.7).unwrap().1.name, "slow_store");
         assert_eq!(t.phase_at_fraction(0.99).unwrap().1.name, "recovery");
         assert!(t.injects_faults());
+    }
+
+    #[test]
+    fn every_and_speedup_below_their_floor_are_refused() {
+        assert_eq!(parse_every("20"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_every("2s"), Ok(MIN_EVERY));
+        let err = parse_every("1500ms").unwrap_err();
+        assert!(
+            err.contains("at least 2s, got 1s 500ms") && err.contains("\nhint: "),
+            "{err}"
+        );
+        assert_eq!(parse_speedup("1"), Ok(1.0));
+        for bad in ["0.5", "NaN", "inf", "x"] {
+            assert!(
+                parse_speedup(bad).unwrap_err().contains("\nhint: "),
+                "{bad}"
+            );
+        }
     }
 }

@@ -3,29 +3,44 @@
 use crate::{LoadConfig, Scenario};
 use std::time::Duration;
 
-/// Parses `500ms`, `30s`, `5m` or `1h` (the flag syntax of loadgen and demo).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| format!("{s:?} has no unit; write it like 500ms, 30s, 5m or 1h"))?;
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} does not start with a number"))?;
-    let secs = match unit {
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?}; use ms, s, m or h")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+/// `--duration` (loadgen's and demo's): any duration above zero.
+pub fn parse_run_duration(text: &str) -> Result<Duration, String> {
+    modelwatch_duration::parse_at_least(
+        text,
+        Duration::from_millis(1),
+        "a run sends for a while, such as 30s, 5m or 1h",
+    )
+}
+
+/// The most requests per second a generator is asked for.
+pub const MAX_RPS: f64 = 1_000_000.0;
+
+/// `--rps` (loadgen's and demo's): more than zero, at most [`MAX_RPS`].
+pub fn parse_rps(text: &str) -> Result<f64, String> {
+    let rps: f64 = text.trim().parse().map_err(|_| {
+        format!("{text:?} is not a number\nhint: requests per second, such as 200 or 0.5")
+    })?;
+    if !(rps > 0.0 && rps <= MAX_RPS) {
+        return Err(format!(
+            "must be more than 0 and at most {MAX_RPS}, got {rps}\nhint: requests per second, such as 200 or 0.5"
+        ));
+    }
+    Ok(rps)
+}
+
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    let hint = "hint: the most requests in flight at once, such as 256";
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err(format!("must be at least 1, got 0\n{hint}")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number\n{hint}")),
+    }
 }
 
 /// Send simulator transactions to a server at a steady rate, optionally playing an
 /// incident scenario, and print a summary table.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = modelwatch_duration::HELP)]
 pub struct LoadgenArgs {
     /// Base URL of the prediction API.
     #[arg(
@@ -44,20 +59,31 @@ pub struct LoadgenArgs {
     )]
     pub admin: String,
 
-    /// Requests per second.
-    #[arg(long, env = "MODELWATCH_RPS", default_value_t = 200.0)]
+    /// Requests per second (more than 0, at most 1000000).
+    #[arg(long, env = "MODELWATCH_RPS", default_value = "200", value_parser = parse_rps)]
     pub rps: f64,
 
-    /// How long to send (500ms, 30s, 5m, 1h).
-    #[arg(long, env = "MODELWATCH_DURATION", default_value = "30s", value_parser = parse_duration)]
+    /// How long to send (500ms, 30s, 5m, 1h30m).
+    #[arg(
+        long,
+        env = "MODELWATCH_DURATION",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_run_duration
+    )]
     pub duration: Duration,
 
     /// Stop after this many requests, if sooner.
     #[arg(long, env = "MODELWATCH_REQUESTS")]
     pub requests: Option<u64>,
 
-    /// Most requests in flight; past it, requests are skipped and counted.
-    #[arg(long, env = "MODELWATCH_CONCURRENCY", default_value_t = 256)]
+    /// Most requests in flight (at least 1); past it, requests are skipped and counted.
+    #[arg(
+        long,
+        env = "MODELWATCH_CONCURRENCY",
+        default_value_t = 256,
+        value_parser = parse_concurrency
+    )]
     pub concurrency: usize,
 
     /// Incident scenario: clean, score_drift, feature_drift, stale_features,
@@ -90,15 +116,6 @@ pub struct LoadgenArgs {
 /// Runs `modelwatch loadgen`.
 pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
     let scenario = Scenario::named(&args.scenario).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(
-        args.rps > 0.0 && args.rps <= 1_000_000.0,
-        "--rps must be in (0, 1000000], got {}",
-        args.rps
-    );
-    anyhow::ensure!(
-        !args.duration.is_zero(),
-        "--duration must be more than zero"
-    );
     let config = LoadConfig {
         target: args.target.clone(),
         admin_target: scenario.injects_faults().then(|| args.admin.clone()),
@@ -149,4 +166,36 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
         return Ok(std::process::ExitCode::FAILURE);
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_takes_units_and_bare_seconds_but_not_zero() {
+        assert_eq!(parse_run_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_run_duration("15"), Ok(Duration::from_secs(15)));
+        let err = parse_run_duration("0s").unwrap_err();
+        assert!(
+            err.contains("at least 1ms") && err.contains("\nhint: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rps_and_concurrency_out_of_range_are_refused() {
+        assert_eq!(parse_rps("0.5"), Ok(0.5));
+        for bad in ["0", "-3", "NaN", "inf", "2000000", "fast"] {
+            let err = parse_rps(bad).unwrap_err();
+            assert!(err.contains("\nhint: "), "{bad}: {err}");
+        }
+        assert_eq!(parse_concurrency("1"), Ok(1));
+        assert!(parse_concurrency("0").unwrap_err().contains("at least 1"));
+        assert!(
+            parse_concurrency("-1")
+                .unwrap_err()
+                .contains("whole number")
+        );
+    }
 }

@@ -8,65 +8,11 @@ use clap::parser::ValueSource;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-/// A duration written with a unit: `250us`, `50ms`, `2s`, `5m`, `1h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl FromStr for HumanDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(|| format!("{s:?} has no unit; write it like 250us, 50ms, 2s, 5m or 1h"))?;
-        let (number, unit) = s.split_at(split);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("{s:?} does not start with a number"))?;
-        let seconds = match unit {
-            "us" | "µs" => value / 1e6,
-            "ms" => value / 1e3,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => {
-                return Err(format!(
-                    "unknown unit {unit:?} in {s:?}; use us, ms, s, m or h"
-                ));
-            }
-        };
-        Ok(HumanDuration(Duration::from_secs_f64(seconds)))
-    }
-}
-
-impl std::fmt::Display for HumanDuration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let us = self.0.as_micros();
-        if us % 1_000_000 == 0 {
-            write!(f, "{}s", us / 1_000_000)
-        } else if us % 1000 == 0 {
-            write!(f, "{}ms", us / 1000)
-        } else {
-            write!(f, "{us}us")
-        }
-    }
-}
-
-impl Serialize for HumanDuration {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+/// Every duration setting below is read by the one grammar of all modelwatch commands
+/// (`250us`, `50ms`, `1m30s`; a bare number is seconds), in flags and in the file alike.
+pub use modelwatch_duration::HumanDuration;
 
 /// Where the feature store lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -81,6 +27,7 @@ pub enum StoreKind {
 // Unknown keys are refused by `resolve` (serde's deny_unknown_fields cannot be
 // combined with the flattened population flags).
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[command(after_help = modelwatch_duration::HELP)]
 pub struct ServeArgs {
     /// TOML file with any of these settings (keys as the long flags, with
     /// underscores). Flags and environment variables win over the file.
@@ -122,7 +69,12 @@ pub struct ServeArgs {
     pub max_batch: usize,
 
     /// Longest the first row of a batch waits for more rows.
-    #[arg(long, env = "MODELWATCH_MAX_DELAY", default_value = "250us")]
+    #[arg(
+        long,
+        env = "MODELWATCH_MAX_DELAY",
+        value_name = "DURATION",
+        default_value = "250us"
+    )]
     pub max_delay: HumanDuration,
 
     /// Rows that may wait for the model; past this, requests get 429.
@@ -131,7 +83,12 @@ pub struct ServeArgs {
 
     /// Deadline of one prediction; past it the request is answered 504 and counted as
     /// a timeout.
-    #[arg(long, env = "MODELWATCH_REQUEST_TIMEOUT", default_value = "500ms")]
+    #[arg(
+        long,
+        env = "MODELWATCH_REQUEST_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "500ms"
+    )]
     pub request_timeout: HumanDuration,
 
     /// Largest accepted request body, in bytes.
@@ -143,7 +100,12 @@ pub struct ServeArgs {
     pub max_batch_request: usize,
 
     /// How long a cached feature group stays valid.
-    #[arg(long, env = "MODELWATCH_CACHE_TTL", default_value = "60s")]
+    #[arg(
+        long,
+        env = "MODELWATCH_CACHE_TTL",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
     pub cache_ttl: HumanDuration,
 
     /// Entities cached per feature group.
@@ -151,16 +113,31 @@ pub struct ServeArgs {
     pub cache_capacity: u64,
 
     /// Deadline of one feature store call; past it the group is served as missing.
-    #[arg(long, env = "MODELWATCH_STORE_TIMEOUT", default_value = "50ms")]
+    #[arg(
+        long,
+        env = "MODELWATCH_STORE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "50ms"
+    )]
     pub store_timeout: HumanDuration,
 
     /// How often the built-in refresher (standing in for the batch feature pipeline)
     /// updates each feature group.
-    #[arg(long, env = "MODELWATCH_REFRESH_INTERVAL", default_value = "30s")]
+    #[arg(
+        long,
+        env = "MODELWATCH_REFRESH_INTERVAL",
+        value_name = "DURATION",
+        default_value = "30s"
+    )]
     pub refresh_interval: HumanDuration,
 
     /// Length of the per-replica drift windows (model_score_psi{window}).
-    #[arg(long, env = "MODELWATCH_DRIFT_WINDOW", default_value = "1h")]
+    #[arg(
+        long,
+        env = "MODELWATCH_DRIFT_WINDOW",
+        value_name = "DURATION",
+        default_value = "1h"
+    )]
     pub drift_window: HumanDuration,
 
     /// Enable POST /admin/faults on the metrics listener, for incident scenarios.
@@ -181,7 +158,12 @@ pub struct ServeArgs {
     pub population: modelwatch_sim::population::PopulationArgs,
 
     /// How long shutdown waits for in-flight requests.
-    #[arg(long, env = "MODELWATCH_DRAIN_TIMEOUT", default_value = "10s")]
+    #[arg(
+        long,
+        env = "MODELWATCH_DRAIN_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
     pub drain_timeout: HumanDuration,
 }
 
@@ -244,6 +226,16 @@ impl ServeArgs {
             "request_timeout must be more than zero"
         );
         anyhow::ensure!(
+            !self.store_timeout.0.is_zero(),
+            "store_timeout must be more than zero\nhint: a store call needs time to answer; 50ms is the default"
+        );
+        anyhow::ensure!(
+            self.refresh_interval.0 >= MIN_REFRESH_INTERVAL,
+            "refresh_interval must be at least {}, got {}\nhint: the refresher rewrites every feature group each time; 30s is the default",
+            HumanDuration(MIN_REFRESH_INTERVAL),
+            self.refresh_interval
+        );
+        anyhow::ensure!(
             self.listen != self.metrics_listen || self.listen.port() == 0,
             "--listen and --metrics-listen must differ ({})",
             self.listen
@@ -259,6 +251,10 @@ impl ServeArgs {
         default_data_dir()
     }
 }
+
+/// The refresher's floor (below it, refreshing would take the store's writer all the
+/// time).
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
 fn is_optional_key(key: &str) -> bool {
     matches!(key, "model" | "data_dir")
@@ -294,27 +290,20 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(
-            "250us".parse::<HumanDuration>().unwrap().0,
-            Duration::from_micros(250)
-        );
-        assert_eq!(
-            "1.5s".parse::<HumanDuration>().unwrap().0,
-            Duration::from_millis(1500)
-        );
+    fn duration_flags_take_units_and_bare_seconds() {
+        let args = parse(&["x", "--max-delay", "250us", "--drain-timeout", "1m30s"]).unwrap();
+        assert_eq!(args.max_delay.0, Duration::from_micros(250));
+        assert_eq!(args.drain_timeout.0, Duration::from_secs(90));
+        let args = parse(&["x", "--store-timeout", "0.05", "--cache-ttl", "90"]).unwrap();
+        assert_eq!(args.store_timeout.0, Duration::from_millis(50));
+        assert_eq!(args.cache_ttl.0, Duration::from_secs(90));
+        let err = parse(&["x", "--request-timeout", "5 parsecs"])
+            .unwrap_err()
+            .to_string();
         assert!(
-            "10".parse::<HumanDuration>()
-                .unwrap_err()
-                .contains("no unit")
+            err.contains("unknown unit") && err.contains("hint:"),
+            "{err}"
         );
-        assert!(
-            "10d"
-                .parse::<HumanDuration>()
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert_eq!(HumanDuration(Duration::from_millis(50)).to_string(), "50ms");
     }
 
     #[test]
@@ -323,13 +312,15 @@ mod tests {
         let path = dir.path().join("serve.toml");
         std::fs::write(
             &path,
-            "max_batch = 8\nlisten = \"127.0.0.1:7000\"\nmax_delay = \"1ms\"\n",
+            "max_batch = 8\nlisten = \"127.0.0.1:7000\"\nmax_delay = \"1ms\"\ndrain_timeout = 20\ncache_ttl = \"1m30s\"\n",
         )
         .unwrap();
         let p = path.to_str().unwrap();
         let args = parse(&["x", "--config", p, "--listen", "127.0.0.1:7001"]).unwrap();
         assert_eq!(args.max_batch, 8);
         assert_eq!(args.max_delay.0, Duration::from_millis(1));
+        assert_eq!(args.drain_timeout.0, Duration::from_secs(20));
+        assert_eq!(args.cache_ttl.0, Duration::from_secs(90));
         assert_eq!(args.listen.to_string(), "127.0.0.1:7001");
     }
 
@@ -348,5 +339,19 @@ mod tests {
     fn invalid_values_are_refused() {
         let err = parse(&["x", "--max-batch", "0"]).unwrap_err().to_string();
         assert!(err.contains("max_batch"), "{err}");
+        let err = parse(&["x", "--refresh-interval", "10ms"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at least 100ms, got 10ms") && err.contains("hint:"),
+            "{err}"
+        );
+        let err = parse(&["x", "--store-timeout", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("store_timeout") && err.contains("hint:"),
+            "{err}"
+        );
     }
 }

@@ -2,9 +2,11 @@
 //! key numbers and the reasons, from Prometheus (the recording rules and the firing
 //! alerts) or, without Prometheus, from two scrapes of a server's `/metrics`.
 //!
-//! Verdicts and exit codes: `HEALTHY` 0, `DEGRADED` 1, `UNHEALTHY` 2; 3 when the
-//! source could not be read. Thresholds are the mixin's (`--config mixin.toml`), so
-//! the terminal and the alerts agree.
+//! Verdicts and exit codes: `HEALTHY` 0, `DEGRADED` 1, `UNHEALTHY` 2, and
+//! [`CANNOT_JUDGE`] (3) for every failure to judge: a usage error, an unreadable or
+//! invalid config, a source that cannot be read. A script can tell "the model is
+//! unhealthy" from "status could not look". Thresholds are the mixin's (`--config
+//! mixin.toml`), so the terminal and the alerts agree.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -14,6 +16,9 @@ pub mod source;
 
 use modelwatch_mixin::MixinConfig;
 use serde::Serialize;
+
+/// The exit code when no verdict could be reached (never a [`Verdict`]'s).
+pub const CANNOT_JUDGE: u8 = 3;
 
 /// The overall verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -345,5 +350,8 @@ mod tests {
             Verdict::Unhealthy
         );
         assert_eq!(Verdict::Unhealthy.exit_code(), 2);
+        for v in [Verdict::Healthy, Verdict::Degraded, Verdict::Unhealthy] {
+            assert_ne!(v.exit_code(), CANNOT_JUDGE);
+        }
     }
 }

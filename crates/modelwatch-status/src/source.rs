@@ -19,10 +19,16 @@ async fn query(
         .get(format!("{url}?query={}", modelwatch_stack::percent_encode(promql)))
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach Prometheus at {base}: {e}\nhint: check --prometheus, or use --metrics URL to read a server directly"))?;
-    let body: serde_json::Value = response.json().await?;
+        .map_err(|e| anyhow::anyhow!("cannot reach Prometheus at {base}: {}\nhint: check --prometheus, or use --metrics URL to read a server directly", why(&e)))?;
+    let http_status = response.status();
+    let body: serde_json::Value = response.json().await.map_err(|e| {
+        anyhow::anyhow!("{base} answered {http_status} without Prometheus' JSON: {e}\nhint: --prometheus takes Prometheus' base URL, such as http://127.0.0.1:9090, without /api/v1")
+    })?;
     if body["status"] != "success" {
-        anyhow::bail!("Prometheus refused {promql}: {}", body["error"]);
+        anyhow::bail!(
+            "Prometheus refused {promql}: {}\nhint: check --model, and that {base} is Prometheus 2.x or later",
+            body["error"]
+        );
     }
     let result = body["data"]["result"]
         .as_array()
@@ -36,6 +42,38 @@ async fn query(
         })
         .filter(|(_, v)| v.is_finite())
         .collect())
+}
+
+/// Why a request failed, in the words of its root cause ("Connection refused (os error
+/// 111)"), which reqwest's own message leaves out.
+fn why(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "no answer within 5 s".into();
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// `text` as a PromQL string literal: a model name with a quote or a backslash
+/// selects that model instead of breaking the query.
+fn promql_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' | '"' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn label(labels: &serde_json::Map<String, serde_json::Value>, name: &str) -> String {
@@ -73,8 +111,11 @@ pub async fn from_prometheus(
     model: Option<&str>,
     config: &MixinConfig,
 ) -> anyhow::Result<Report> {
-    let sel = model
-        .map(|m| format!("{{model=\"{m}\"}}"))
+    // The model name as a PromQL string literal, quoted and escaped.
+    let quoted = model.map(promql_string);
+    let sel = quoted
+        .as_deref()
+        .map(|m| format!("{{model={m}}}"))
         .unwrap_or_default();
     let errors_5m = record::BURN_WINDOWS[0].errors;
     let figures = Figures {
@@ -91,7 +132,10 @@ pub async fn from_prometheus(
             format!(
                 "max({}{{quantile=\"0.99\"{}}})",
                 record::REQUEST_DURATION_QUANTILE,
-                model.map(|m| format!(",model=\"{m}\"")).unwrap_or_default()
+                quoted
+                    .as_deref()
+                    .map(|m| format!(",model={m}"))
+                    .unwrap_or_default()
             ),
         )
         .await?,
@@ -170,31 +214,65 @@ fn total(samples: &[Sample], name: &str, filter: impl Fn(&Sample) -> bool) -> f6
         .sum()
 }
 
-async fn scrape(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<Sample>> {
-    let text = client
+const METRICS_HINT: &str = "hint: --metrics takes the server's metrics URL, such as http://127.0.0.1:9464/metrics (the metrics listener, not the API port)";
+
+/// One scrape, restricted to `model` when given. A page without modelwatch's request
+/// counter (another exporter, a model name that is not there) cannot be judged.
+async fn scrape(
+    client: &reqwest::Client,
+    url: &str,
+    model: Option<&str>,
+) -> anyhow::Result<Vec<Sample>> {
+    let response = client
         .get(url)
         .header("accept", "text/plain")
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot scrape {url}: {e}\nhint: --metrics takes the server's metrics URL, such as http://127.0.0.1:9464/metrics"))?
-        .error_for_status()?
+        .map_err(|e| anyhow::anyhow!("cannot scrape {url}: {}\n{METRICS_HINT}", why(&e)))?;
+    let http_status = response.status();
+    if !http_status.is_success() {
+        anyhow::bail!("{url} answered {http_status}\n{METRICS_HINT}");
+    }
+    let text = response
         .text()
-        .await?;
-    Ok(parse(&text))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the page at {url}: {e}\n{METRICS_HINT}"))?;
+    let mut samples = parse(&text);
+    let requests = schema::REQUESTS_TOTAL.name;
+    let models: std::collections::BTreeSet<String> = samples
+        .iter()
+        .filter(|s| s.name == requests)
+        .map(|s| s.label("model").to_string())
+        .collect();
+    if models.is_empty() {
+        anyhow::bail!("{url} has no modelwatch metrics (no {requests} series)\n{METRICS_HINT}");
+    }
+    if let Some(model) = model {
+        if !models.contains(model) {
+            let known: Vec<&str> = models.iter().map(String::as_str).collect();
+            anyhow::bail!(
+                "{url} has no model {model:?}\nhint: its models are {}; pass one to --model, or leave it out",
+                known.join(", ")
+            );
+        }
+        samples.retain(|s| s.labels.get("model").is_none_or(|m| m == model));
+    }
+    Ok(samples)
 }
 
 /// Reads a server directly: two scrapes `interval` apart give rates; the per-replica
-/// gauges give drift and freshness.
+/// gauges give drift and freshness. With `model`, only that model's series count.
 pub async fn from_metrics(
     client: &reqwest::Client,
     url: &str,
+    model: Option<&str>,
     interval: Duration,
     config: &MixinConfig,
 ) -> anyhow::Result<Report> {
-    let first = scrape(client, url).await?;
+    let first = scrape(client, url, model).await?;
     let started = std::time::Instant::now();
     tokio::time::sleep(interval).await;
-    let second = scrape(client, url).await?;
+    let second = scrape(client, url, model).await?;
     let dt = started.elapsed().as_secs_f64();
     let delta = |name: &str, filter: &dyn Fn(&Sample) -> bool| {
         total(&second, name, filter) - total(&first, name, filter)
@@ -260,4 +338,31 @@ pub async fn from_metrics(
         reasons,
         firing: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_are_quoted_as_promql_strings() {
+        assert_eq!(promql_string("fraud"), r#""fraud""#);
+        assert_eq!(promql_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        // Unescaped, this name would end the selector and add `or vector(1)`.
+        let name = r#"x"} or vector(1) #"#;
+        let selector = format!("up{{model={}}}", promql_string(name));
+        match promql_parser::parser::parse(&selector) {
+            Ok(promql_parser::parser::Expr::VectorSelector(v)) => {
+                let model: Vec<&str> = v
+                    .matchers
+                    .matchers
+                    .iter()
+                    .filter(|m| m.name == "model")
+                    .map(|m| m.value.as_str())
+                    .collect();
+                assert_eq!(model, [name]);
+            }
+            other => panic!("{selector} is not one selector: {other:?}"),
+        }
+    }
 }

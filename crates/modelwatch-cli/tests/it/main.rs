@@ -4,5 +4,6 @@
 
 mod cancellation;
 mod serve;
+mod status;
 mod support;
 mod wide_mlp;

@@ -130,12 +130,15 @@ async fn metrics_agree_with_what_was_sent() {
 #[test]
 fn bad_flags_get_a_clear_error_with_a_hint() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelwatch"))
-        .args(["serve", "--max-delay", "10"])
+        .args(["serve", "--max-delay", "10x"])
         .output()
         .expect("runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no unit"), "{stderr}");
+    assert!(
+        stderr.contains("unknown unit \"x\"") && stderr.contains("\nhint: "),
+        "{stderr}"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("serve.toml");
