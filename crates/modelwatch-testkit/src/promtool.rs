@@ -7,10 +7,14 @@ use std::process::{Command, Stdio};
 
 const HINT: &str = "hint: `apt-get install -y prometheus` (bash scripts/test.sh does it)";
 
-/// Runs `promtool args` in `dir` with `stdin` as its input; returns whether it
-/// succeeded and its stdout and stderr together. Panics with a hint when promtool
-/// cannot be started.
-pub fn run(dir: &Path, args: &[&str], stdin: &str) -> (bool, String) {
+/// Runs `promtool args` in `dir`; returns whether it succeeded and its stdout and
+/// stderr together. Panics with a hint when promtool cannot be started.
+pub fn run(dir: &Path, args: &[&str]) -> (bool, String) {
+    run_with_input(dir, args, "")
+}
+
+/// [`run`] with `stdin` as promtool's input.
+pub fn run_with_input(dir: &Path, args: &[&str], stdin: &str) -> (bool, String) {
     let binary = modelwatch_stack::env::promtool_bin();
     let mut child = Command::new(&binary)
         .args(args)
@@ -38,5 +42,5 @@ pub fn run(dir: &Path, args: &[&str], stdin: &str) -> (bool, String) {
 /// `promtool check metrics` on `exposition`: whether it passed, and its findings
 /// (empty when there are none).
 pub fn check_metrics(exposition: &str) -> (bool, String) {
-    run(&std::env::temp_dir(), &["check", "metrics"], exposition)
+    run_with_input(&std::env::temp_dir(), &["check", "metrics"], exposition)
 }
