@@ -32,6 +32,20 @@ pub enum MetricType {
 }
 
 impl MetricType {
+    /// The name a `TYPE` line gives it (`untyped` for [`MetricType::Untyped`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+            Self::GaugeHistogram => "gaugehistogram",
+            Self::Summary => "summary",
+            Self::Info => "info",
+            Self::StateSet => "stateset",
+            Self::Untyped => "untyped",
+        }
+    }
+
     fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "counter" => Self::Counter,
@@ -66,6 +80,8 @@ pub struct Sample {
     pub name: String,
     /// Its labels, unescaped (`le` included for buckets).
     pub labels: BTreeMap<String, String>,
+    /// The label names in the order the line wrote them.
+    pub label_order: Vec<String>,
     /// Its value (`NaN` and infinities included).
     pub value: f64,
     /// Its timestamp as written (milliseconds in 0.0.4, seconds in OpenMetrics).
@@ -292,8 +308,9 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     }
     let mut rest = &line[name_end..];
     let mut labels = BTreeMap::new();
+    let mut label_order = Vec::new();
     if let Some(after) = rest.strip_prefix('{') {
-        rest = parse_labels(after, &mut labels)?;
+        rest = parse_labels(after, &mut labels, &mut label_order)?;
     }
     // An OpenMetrics exemplar (` # {labels} value`) follows the value; tests do not
     // read it.
@@ -316,6 +333,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     Ok(Sample {
         name: name.to_string(),
         labels,
+        label_order,
         value,
         timestamp,
     })
@@ -325,6 +343,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
 fn parse_labels<'a>(
     mut text: &'a str,
     labels: &mut BTreeMap<String, String>,
+    order: &mut Vec<String>,
 ) -> Result<&'a str, String> {
     loop {
         text = text.trim_start();
@@ -367,6 +386,7 @@ fn parse_labels<'a>(
         if labels.insert(name.to_string(), value).is_some() {
             return Err(format!("label {name} appears twice"));
         }
+        order.push(name.to_string());
         text = after[end + 1..].trim_start();
         if let Some(after) = text.strip_prefix(',') {
             text = after;
@@ -592,6 +612,9 @@ model_active_requests{model="other"} NaN
         assert_eq!(e.families[0].kind, MetricType::Untyped);
         assert_eq!(e.families[0].samples[0].timestamp, Some(1.7e12));
         assert_eq!(e.families[1].samples[0].label("a"), "b");
+        let ordered = parse("x{b=\"1\",a=\"2\"} 1\n").expect("valid");
+        assert_eq!(ordered.families[0].samples[0].label_order, ["b", "a"]);
+        assert_eq!(ordered.families[0].kind.as_str(), "untyped");
     }
 
     #[test]
