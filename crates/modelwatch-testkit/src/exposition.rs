@@ -401,7 +401,10 @@ fn parse_value(text: &str) -> Result<f64, String> {
         "+Inf" | "Inf" => Ok(f64::INFINITY),
         "-Inf" => Ok(f64::NEG_INFINITY),
         "NaN" => Ok(f64::NAN),
-        _ if text.chars().any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') => {
+        _ if text
+            .chars()
+            .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') =>
+        {
             Err(format!("invalid value {text:?}"))
         }
         _ => text.parse().map_err(|_| format!("invalid value {text:?}")),
@@ -438,10 +441,7 @@ impl Exposition {
         match self.select(name, labels).as_slice() {
             [] => None,
             [one] => Some(one.value),
-            many => panic!(
-                "{name} {labels:?} matches {} series: {many:?}",
-                many.len()
-            ),
+            many => panic!("{name} {labels:?} matches {} series: {many:?}", many.len()),
         }
     }
 
@@ -554,7 +554,10 @@ model_active_requests{model="other"} NaN
             e.value("model_requests_total", &[("status", "rejected")]),
             Some(2.0)
         );
-        assert_eq!(e.value("model_requests_total", &[("status", "error")]), None);
+        assert_eq!(
+            e.value("model_requests_total", &[("status", "error")]),
+            None
+        );
         assert!(
             e.value("model_active_requests", &[("model", "other")])
                 .is_some_and(f64::is_nan)

@@ -97,7 +97,10 @@ impl Serve {
             if let Ok(rest) = ready_rx.recv_timeout(Duration::from_millis(100)) {
                 break rest;
             }
-            if let Some(status) = serve.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+            if let Some(status) = serve
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
             {
                 panic!(
                     "modelwatch serve exited during start-up ({status}):\n{}",

@@ -84,17 +84,17 @@ async fn metrics_agree_with_what_was_sent() {
         s.sum("model_requests_total", &[("status", "rejected")]),
         BAD as f64
     );
-    assert_eq!(
-        s.sum("model_requests_total", &[("status", "error")]),
-        0.0
-    );
+    assert_eq!(s.sum("model_requests_total", &[("status", "error")]), 0.0);
     let approved = s.sum("model_requests_total", &[("decision", "approved")]);
     let declined = s.sum("model_requests_total", &[("decision", "declined")]);
     assert_eq!(approved + declined, scored);
     for stage in ["queue", "feature_fetch", "inference", "postprocess"] {
         let count = s.sum("model_stage_duration_seconds_count", &[("stage", stage)]);
         assert_eq!(count, scored, "stage {stage}");
-        let inf = s.sum("model_stage_duration_seconds_bucket", &[("stage", stage), ("le", "+Inf")]);
+        let inf = s.sum(
+            "model_stage_duration_seconds_bucket",
+            &[("stage", stage), ("le", "+Inf")],
+        );
         assert_eq!(inf, scored, "stage {stage} +Inf bucket");
     }
     assert_eq!(
@@ -114,7 +114,8 @@ async fn metrics_agree_with_what_was_sent() {
     assert_eq!(lookups, 2.0 * scored);
     assert_eq!(s.sum("model_active_requests", &[]), 0.0);
     assert!(
-        s.family("model_info").is_some_and(|f| !f.samples.is_empty()),
+        s.family("model_info")
+            .is_some_and(|f| !f.samples.is_empty()),
         "model_info missing"
     );
     assert_eq!(s.sum("model_score_bin_total", &[]), scored);

@@ -1,8 +1,8 @@
 //! The committed `mixin/` is what the generator produces, and promtool accepts it.
 
 use crate::support::mixin_dir;
-use modelwatch_testkit::promtool;
 use modelwatch_mixin::{MixinConfig, check, generate, write};
+use modelwatch_testkit::promtool;
 
 /// `MODELWATCH_BLESS=1` rewrites `mixin/` instead of comparing.
 #[test]

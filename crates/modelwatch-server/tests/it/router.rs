@@ -2,8 +2,8 @@
 //! bad-input table in docs/api.md.
 
 use crate::support::{CUSTOMER, Options, TERMINAL, TestApp, transaction};
-use modelwatch_testkit::store::{customer_id, terminal_id};
 use axum::http::StatusCode;
+use modelwatch_testkit::store::{customer_id, terminal_id};
 use std::time::Duration;
 
 #[tokio::test]

@@ -2,15 +2,15 @@
 //! and checked by `promtool check metrics`.
 
 use crate::support::assert_matches_file;
-use modelwatch_testkit::exposition::{self, Exposition};
-use modelwatch_testkit::promtool::check_metrics as promtool_check_metrics;
-use modelwatch_testkit::workspace_root;
 use modelwatch::prometheus_client::registry::Registry;
 use modelwatch::schema;
 use modelwatch::{
     CacheOperation, Decision, Format, Metrics, MetricsConfig, ModelSpec, Stage, Status,
     StoreErrorKind,
 };
+use modelwatch_testkit::exposition::{self, Exposition};
+use modelwatch_testkit::promtool::check_metrics as promtool_check_metrics;
+use modelwatch_testkit::workspace_root;
 
 fn spec(version: &str) -> ModelSpec {
     ModelSpec {
