@@ -32,18 +32,6 @@ fn psi_of(rates: &[QuerySample], reference: &[QuerySample]) -> f64 {
     modelwatch::drift::psi(&p, &q)
 }
 
-fn dashboard_queries(panels: &[serde_json::Value], out: &mut Vec<(String, String)>) {
-    for panel in panels {
-        let title = panel["title"].as_str().unwrap_or_default().to_string();
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            if let Some(expr) = target["expr"].as_str() {
-                out.push((title.clone(), expr.to_string()));
-            }
-        }
-        dashboard_queries(panel["panels"].as_array().map_or(&[], Vec::as_slice), out);
-    }
-}
-
 /// The latency bucket that holds `seconds` (index of the first bound >= it).
 fn bucket(seconds: f64) -> usize {
     modelwatch::buckets::LATENCY_SECONDS.partition_point(|b| *b < seconds)
@@ -136,11 +124,15 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
             .contents,
     )
     .expect("json");
-    let mut queries = Vec::new();
-    dashboard_queries(
-        dashboard["panels"].as_array().expect("panels"),
-        &mut queries,
-    );
+    let queries = modelwatch_testkit::dashboard::queries(&dashboard);
+    let variables = [
+        ("datasource", ""),
+        ("__rate_interval", "20s"),
+        ("__interval", "5s"),
+        ("__range", "1m"),
+        ("model", "fraud"),
+        ("version", version.as_str()),
+    ];
     let absent_here = [
         external::DCGM_GPU_UTIL,
         external::DCGM_FB_USED,
@@ -151,16 +143,10 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
         .into_iter()
         .filter(|(_, e)| !absent_here.iter().any(|m| e.contains(m)))
         .map(|(t, e)| {
-            let e = e
-                .replace("${datasource}", "")
-                .replace("$__rate_interval", "20s")
-                .replace("$__interval", "5s")
-                .replace("$__range", "1m")
-                .replace("${model}", "fraud")
-                .replace("$model", "fraud")
-                .replace("${version}", &version)
-                .replace("$version", &version);
-            (format!("panel {t}"), e)
+            (
+                format!("panel {t}"),
+                modelwatch_testkit::dashboard::substitute(&e, &variables),
+            )
         })
         .collect();
     for group in recording_rules(&mixin) {

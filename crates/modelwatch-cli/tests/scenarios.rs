@@ -31,23 +31,7 @@ struct Shared {
 fn shared() -> Shared {
     let population = modelwatch_sim::population::PopulationArgs::default().config();
     let dir = tempfile::tempdir().expect("tempdir");
-    let card_path = modelwatch_server::load::unpack_bundled(dir.path()).expect("bundled model");
-    let card = modelwatch_runtime::ModelCard::load(&card_path).expect("card");
-    let layout = modelwatch_server::features::FeatureLayout::from_card(&card).expect("layout");
-    let store_path = dir.path().join("features.sqlite");
-    let store = modelwatch_server::store::SqliteStore::open(&store_path).expect("store");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime
-        .block_on(modelwatch_server::load::seed_if_empty(
-            &store,
-            &layout,
-            population.clone(),
-        ))
-        .expect("seed");
-    drop(store);
+    let store_path = modelwatch_testkit::store::population_store(dir.path(), population.clone());
     let simulator = modelwatch_sim::Simulator::new(population).expect("simulator");
     let history = simulator.generate();
     Shared {

@@ -52,7 +52,7 @@ pub use api::{
     query_at, wait_for, wait_for_samples,
 };
 pub use cli::{StackArgs, run};
-pub use process::{Process, resolve_listen};
+pub use process::{Process, resolve_listen, signal};
 pub use prometheus::{PrometheusConfig, ScrapeJob, prom_duration, start_prometheus};
 
 /// Whether Debian's Prometheus and Alertmanager binaries (or the ones the

@@ -2,7 +2,9 @@
 //! [`Process`] for details.
 
 use anyhow::Context as _;
-use rustix::process::{Pid, Signal};
+use rustix::process::Pid;
+/// The signals [`signal`] sends (`Signal::TERM`, `Signal::KILL`).
+pub use rustix::process::Signal;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -182,8 +184,9 @@ impl Drop for Process {
     }
 }
 
-/// Sends `sig` to `pid`.
-pub(crate) fn signal(pid: u32, sig: Signal) -> std::io::Result<()> {
+/// Sends `sig` to the process `pid` through the `kill(2)` system call (no `kill`
+/// command is run). Pass only the id of a process you started.
+pub fn signal(pid: u32, sig: Signal) -> std::io::Result<()> {
     let pid = i32::try_from(pid)
         .ok()
         .and_then(Pid::from_raw)

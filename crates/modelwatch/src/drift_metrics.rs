@@ -617,42 +617,17 @@ mod tests {
     use crate::drift::{fractions, psi};
     use crate::window::ManualClock;
     use crate::{Format, Metrics, MetricsConfig, ModelSpec};
-    use std::collections::BTreeMap;
+    use modelwatch_testkit::exposition::Sample;
 
     const START: i64 = 1_800_000_000;
 
-    /// One sample of the text exposition.
-    #[derive(Debug, Clone, PartialEq)]
-    struct Sample {
-        name: String,
-        labels: BTreeMap<String, String>,
-        value: f64,
-    }
-
-    /// A deliberately small parser of the Prometheus text format: enough for the
-    /// label values this module writes (no escapes, no timestamps).
+    /// The samples of a text exposition, by the workspace's one parser.
     fn parse(text: &str) -> Vec<Sample> {
-        text.lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .map(|line| {
-                let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
-                let (name, labels) = match series.split_once('{') {
-                    Some((name, rest)) => (name, rest.strip_suffix('}').expect("labels close")),
-                    None => (series, ""),
-                };
-                let mut map = BTreeMap::new();
-                let mut rest = labels;
-                while let Some((key, after)) = rest.split_once("=\"") {
-                    let (value, after) = after.split_once('"').expect("a label value closes");
-                    map.insert(key.to_string(), value.to_string());
-                    rest = after.strip_prefix(',').unwrap_or(after);
-                }
-                Sample {
-                    name: name.to_string(),
-                    labels: map,
-                    value: value.parse().expect("a numeric value"),
-                }
-            })
+        modelwatch_testkit::exposition::parse(text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+            .families
+            .into_iter()
+            .flat_map(|f| f.samples)
             .collect()
     }
 

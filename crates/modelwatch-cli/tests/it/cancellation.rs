@@ -3,8 +3,10 @@
 //! 620 in the reported run). Every answered prediction must equal the score the same
 //! transaction gets when sent alone, and every hang-up must count as `cancelled`.
 
-use crate::support::{CUSTOMER, Server, TERMINAL, samples, sum};
+use crate::support::{CUSTOMER, Server, TERMINAL};
 use crate::wide_mlp;
+use modelwatch_testkit::exposition::{self, Exposition};
+use modelwatch_testkit::store::{customer_id, terminal_id};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -139,7 +141,7 @@ async fn answered_predictions_keep_their_own_score_when_clients_hang_up_mid_batc
 
     // Hang-ups are `cancelled`, never `error`; every request is accounted for once
     // the server has seen every closed connection (bounded wait for quiescence).
-    let mut s = Vec::new();
+    let mut s = Exposition::default();
     for _ in 0..200 {
         let text = client
             .get(format!("{}/metrics", server.metrics))
@@ -149,19 +151,13 @@ async fn answered_predictions_keep_their_own_score_when_clients_hang_up_mid_batc
             .text()
             .await
             .expect("text");
-        s = samples(&text);
-        if sum(&s, "model_active_requests{", &[]) == 0.0 {
+        s = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        if s.sum("model_active_requests", &[]) == 0.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let requests = |status: &str| {
-        sum(
-            &s,
-            "model_requests_total{",
-            &[&format!(r#"status="{status}""#)],
-        )
-    };
+    let requests = |status: &str| s.sum("model_requests_total", &[("status", status)]);
     assert_eq!(requests("error"), 0.0, "hang-ups counted as errors");
     let success = requests("success");
     let cancelled = requests("cancelled");
@@ -173,17 +169,13 @@ async fn answered_predictions_keep_their_own_score_when_clients_hang_up_mid_batc
     );
     assert!(success >= (TRANSACTIONS + answered) as f64);
     assert_eq!(requests("timeout"), 0.0);
-    let batches = sum(&s, "model_batch_size_count{", &[]);
-    let rows = sum(&s, "model_batch_size_sum{", &[]);
-    let inference = sum(
-        &s,
-        "model_stage_duration_seconds_sum{",
-        &[r#"stage="inference""#],
-    ) / success;
+    let batches = s.sum("model_batch_size_count", &[]);
+    let rows = s.sum("model_batch_size_sum", &[]);
+    let inference = s.sum("model_stage_duration_seconds_sum", &[("stage", "inference")]) / success;
     eprintln!(
         "answered {answered}, hung up {hung_up}, cancelled {cancelled}, {rows} rows in {batches} batches, mean inference {:.2} ms per row's batch",
         inference * 1e3
     );
-    assert_eq!(sum(&s, "model_active_requests{", &[]), 0.0);
+    assert_eq!(s.sum("model_active_requests", &[]), 0.0);
     assert_eq!(server.terminate(), Some(0));
 }

@@ -1,16 +1,16 @@
 //! The real binary: a known number of requests in, consistent metrics out.
 
-use crate::support::{CUSTOMER, Server, TERMINAL, samples, sum};
+use crate::support::{CUSTOMER, Server, TERMINAL};
+use modelwatch_testkit::exposition;
+use modelwatch_testkit::store::{customer_id, terminal_id};
 
 fn body(i: usize) -> serde_json::Value {
     // Half known entities, half unknown; amounts spread over the reference range.
     let (customer, terminal) = if i % 2 == 0 {
         (CUSTOMER.to_string(), TERMINAL.to_string())
     } else {
-        (
-            format!("C{:06}", 900_000 + i),
-            format!("T{:05}", 90_000 + i),
-        )
+        let i = u32::try_from(i).expect("a small index");
+        (customer_id(900_000 + i), terminal_id(90_000 + i))
     };
     serde_json::json!({"customer_id": customer, "terminal_id": terminal, "amount": 3.0 + (i as f64 * 7.3) % 400.0})
 }
@@ -76,53 +76,49 @@ async fn metrics_agree_with_what_was_sent() {
         .text()
         .await
         .expect("text");
-    let s = samples(&text);
+    let s = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let scored = (SINGLE + BATCH) as f64;
-    let success = sum(&s, "model_requests_total{", &[r#"status="success""#]);
+    let success = s.sum("model_requests_total", &[("status", "success")]);
     assert_eq!(success, scored, "successes");
     assert_eq!(
-        sum(&s, "model_requests_total{", &[r#"status="rejected""#]),
+        s.sum("model_requests_total", &[("status", "rejected")]),
         BAD as f64
     );
-    assert_eq!(
-        sum(&s, "model_requests_total{", &[r#"status="error""#]),
-        0.0
-    );
-    let approved = sum(&s, "model_requests_total{", &[r#"decision="approved""#]);
-    let declined = sum(&s, "model_requests_total{", &[r#"decision="declined""#]);
+    assert_eq!(s.sum("model_requests_total", &[("status", "error")]), 0.0);
+    let approved = s.sum("model_requests_total", &[("decision", "approved")]);
+    let declined = s.sum("model_requests_total", &[("decision", "declined")]);
     assert_eq!(approved + declined, scored);
     for stage in ["queue", "feature_fetch", "inference", "postprocess"] {
-        let count = sum(
-            &s,
-            "model_stage_duration_seconds_count{",
-            &[&format!(r#"stage="{stage}""#)],
-        );
+        let count = s.sum("model_stage_duration_seconds_count", &[("stage", stage)]);
         assert_eq!(count, scored, "stage {stage}");
-        let inf = sum(
-            &s,
-            "model_stage_duration_seconds_bucket{",
-            &[&format!(r#"stage="{stage}""#), r#"le="+Inf""#],
+        let inf = s.sum(
+            "model_stage_duration_seconds_bucket",
+            &[("stage", stage), ("le", "+Inf")],
         );
         assert_eq!(inf, scored, "stage {stage} +Inf bucket");
     }
     assert_eq!(
-        sum(&s, "model_request_duration_seconds_count{", &[]),
+        s.sum("model_request_duration_seconds_count", &[]),
         scored,
         "rejected requests are not in the latency SLO"
     );
-    assert_eq!(sum(&s, "model_prediction_score_count{", &[]), scored);
-    let score_sum = sum(&s, "model_prediction_score_sum{", &[]);
+    assert_eq!(s.sum("model_prediction_score_count", &[]), scored);
+    let score_sum = s.sum("model_prediction_score_sum", &[]);
     assert!(score_sum >= 0.0 && score_sum <= scored);
     // Every scored row went through exactly one batch.
-    assert_eq!(sum(&s, "model_batch_size_sum{", &[]), scored);
-    let batches = sum(&s, "model_batch_size_count{", &[]);
+    assert_eq!(s.sum("model_batch_size_sum", &[]), scored);
+    let batches = s.sum("model_batch_size_count", &[]);
     assert!(batches >= 1.0 && batches <= scored, "{batches} batches");
     // Two entity groups per prediction: one cache lookup each.
-    let lookups = sum(&s, "model_feature_cache_operations_total{", &[]);
+    let lookups = s.sum("model_feature_cache_operations_total", &[]);
     assert_eq!(lookups, 2.0 * scored);
-    assert_eq!(sum(&s, "model_active_requests{", &[]), 0.0);
-    assert!(text.contains("model_info{"), "model_info missing");
-    assert_eq!(sum(&s, "model_score_bin_total{", &[]), scored);
+    assert_eq!(s.sum("model_active_requests", &[]), 0.0);
+    assert!(
+        s.family("model_info")
+            .is_some_and(|f| !f.samples.is_empty()),
+        "model_info missing"
+    );
+    assert_eq!(s.sum("model_score_bin_total", &[]), scored);
 
     assert_eq!(server.terminate(), Some(0), "SIGTERM drains and exits 0");
 }

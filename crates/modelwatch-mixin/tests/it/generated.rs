@@ -1,7 +1,8 @@
 //! The committed `mixin/` is what the generator produces, and promtool accepts it.
 
-use crate::support::{mixin_dir, promtool};
+use crate::support::mixin_dir;
 use modelwatch_mixin::{MixinConfig, check, generate, write};
+use modelwatch_testkit::promtool;
 
 /// `MODELWATCH_BLESS=1` rewrites `mixin/` instead of comparing.
 #[test]
@@ -22,7 +23,7 @@ fn committed_mixin_is_up_to_date() {
 #[test]
 fn promtool_checks_the_rule_files() {
     let dir = mixin_dir();
-    let (ok, out) = promtool(
+    let (ok, out) = promtool::run(
         &dir,
         &[
             "check",
@@ -46,7 +47,7 @@ fn promtool_unit_tests_pass() {
     assert!(files.len() >= 5, "{files:?}");
     let mut args = vec!["test", "rules"];
     args.extend(files.iter().map(String::as_str));
-    let (ok, out) = promtool(&dir, &args);
+    let (ok, out) = promtool::run(&dir, &args);
     assert!(ok, "promtool test rules failed:\n{out}");
 }
 
@@ -62,7 +63,7 @@ fn a_time_scaled_mixin_passes_promtool() {
         .expect("rules");
     assert!(rules.contents.contains("[5s]"), "5m scales to 5s");
     assert!(rules.contents.contains("offset 168m"), "7d scales to 168m");
-    let (ok, out) = promtool(
+    let (ok, out) = promtool::run(
         dir.path(),
         &[
             "check",
@@ -79,6 +80,6 @@ fn a_time_scaled_mixin_passes_promtool() {
         .collect();
     let mut args = vec!["test", "rules"];
     args.extend(tests);
-    let (ok, out) = promtool(dir.path(), &args);
+    let (ok, out) = promtool::run(dir.path(), &args);
     assert!(ok, "promtool test rules failed on the scaled mixin:\n{out}");
 }

@@ -7,8 +7,7 @@
 //! shrunk 60 times (`time_scale`), so the 1 h drift window is 1 m and rules have
 //! data within seconds.
 
-use crate::prometheus::{MetricsEndpoint, Prometheus, Sample};
-use crate::queries::{dashboard_queries, substitute_variables};
+use crate::queries::VARIABLES;
 use modelwatch::drift::{FeatureReference, ModelReference, ReferenceBins};
 use modelwatch::prometheus_client::registry::Registry;
 use modelwatch::schema;
@@ -18,6 +17,9 @@ use modelwatch::{
 };
 use modelwatch_mixin::names::{external, record};
 use modelwatch_mixin::{MixinConfig, PromDuration, generate, write};
+use modelwatch_stack::{PrometheusConfig, QuerySample, ScrapeJob};
+use modelwatch_testkit::dashboard::{queries as dashboard_queries, substitute};
+use modelwatch_testkit::http::Stub;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -61,7 +63,7 @@ fn reference() -> ModelReference {
 /// One instrumented replica: its metrics endpoint and a thread recording about 100
 /// predictions a second until dropped.
 pub struct FixtureReplica {
-    pub endpoint: MetricsEndpoint,
+    pub endpoint: Stub,
     stop: Arc<AtomicBool>,
     recorder: Option<std::thread::JoinHandle<()>>,
 }
@@ -91,7 +93,7 @@ pub fn fixture_replica(seed: u64) -> FixtureReplica {
         .expect("a valid reference");
     let registry = Arc::new(registry);
     let scraped = registry.clone();
-    let endpoint = MetricsEndpoint::serve(move || {
+    let endpoint = Stub::serve_with(move || {
         let mut body = String::new();
         Format::PrometheusText
             .encode(&scraped, &mut body)
@@ -166,7 +168,7 @@ fn live_mixin() -> (
 }
 
 /// PSI from per-bin rates and reference ratios, as `modelwatch::drift::psi` does.
-fn psi_of(rates: &[Sample], reference: &[Sample]) -> f64 {
+fn psi_of(rates: &[QuerySample], reference: &[QuerySample]) -> f64 {
     let total: f64 = rates.iter().map(|s| s.value).sum();
     let mut p = Vec::new();
     let mut q = Vec::new();
@@ -182,16 +184,68 @@ fn psi_of(rates: &[Sample], reference: &[Sample]) -> f64 {
     modelwatch::drift::psi(&p, &q)
 }
 
-#[test]
-fn prometheus_scrapes_a_library_endpoint_and_every_panel_has_data() {
+/// A real Prometheus (modelwatch-stack's launcher) scraping `targets` as job `JOB`
+/// and evaluating `rules`, with instant queries that fail the test on error.
+struct Live {
+    prometheus: modelwatch_stack::Process,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Live {
+    fn start(targets: &[String], rules: &[std::path::PathBuf]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prometheus = modelwatch_stack::start_prometheus(&PrometheusConfig {
+            dir: dir.path().to_path_buf(),
+            scrape_jobs: vec![ScrapeJob::new(JOB, targets)],
+            rule_files: rules.to_vec(),
+            ..PrometheusConfig::default()
+        })
+        .unwrap_or_else(|e| {
+            panic!("{e:#}\nhint: run `bash scripts/test.sh`, which installs it (Debian package prometheus)")
+        });
+        Self {
+            prometheus,
+            client: modelwatch_stack::http_client().expect("an HTTP client"),
+            _dir: dir,
+        }
+    }
+
+    async fn query(&self, promql: &str) -> Vec<QuerySample> {
+        modelwatch_stack::query(&self.client, &self.prometheus.url(), promql)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// The query evaluated at `time` (Unix seconds).
+    async fn query_at(&self, promql: &str, time: f64) -> Vec<QuerySample> {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs_f64(time);
+        modelwatch_stack::query_at(&self.client, &self.prometheus.url(), promql, at)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    async fn wait_for(&self, promql: &str, timeout: Duration) -> Vec<QuerySample> {
+        modelwatch_stack::wait_for_samples(&self.client, &self.prometheus.url(), promql, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.prometheus.log_tail(40)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_a_library_endpoint_and_every_panel_has_data() {
     let replica = fixture_replica(0x5eed);
     let (_dir, rules, dashboard) = live_mixin();
-    let prometheus = Prometheus::start(JOB, &[replica.endpoint.target()], &rules);
+    let prometheus = Live::start(&[replica.endpoint.target()], &rules);
     let wait = Duration::from_secs(60);
-    let up = prometheus.wait_for(&format!("{}{{job=\"{JOB}\"}} == 1", external::UP), wait);
+    let up = prometheus
+        .wait_for(&format!("{}{{job=\"{JOB}\"}} == 1", external::UP), wait)
+        .await;
     assert_eq!(up.len(), 1);
 
-    let rate = prometheus.wait_for(&format!("{} > 0", record::REQUESTS_RATE5M), wait);
+    let rate = prometheus
+        .wait_for(&format!("{} > 0", record::REQUESTS_RATE5M), wait)
+        .await;
     assert_eq!(rate[0].labels["model"], MODEL);
     assert_eq!(rate[0].labels["version"], VERSION);
     for query in [
@@ -202,41 +256,50 @@ fn prometheus_scrapes_a_library_endpoint_and_every_panel_has_data() {
         record::FEATURE_AGE_MAX.to_string(),
         record::burn_window(300).errors.to_string(),
     ] {
-        prometheus.wait_for(&query, wait);
+        prometheus.wait_for(&query, wait).await;
     }
-    let hit = prometheus.query(record::CACHE_HIT_RATIO);
+    let hit = prometheus.query(record::CACHE_HIT_RATIO).await;
     assert!(
         (hit[0].value - 0.9).abs() < 0.05,
         "about 9 lookups in 10 hit: {hit:?}"
     );
-    let ages = prometheus.query(&format!(
-        "{}{{feature_group=\"customer\"}}",
-        record::FEATURE_AGE_MAX
-    ));
+    let ages = prometheus
+        .query(&format!(
+            "{}{{feature_group=\"customer\"}}",
+            record::FEATURE_AGE_MAX
+        ))
+        .await;
     assert_eq!(ages[0].value, 90.0, "customer features are 90 s old");
 
     // The fleet PSI rule equals PSI computed here from the raw counters and the
     // reference gauges, at the same evaluation time.
-    prometheus.wait_for(record::SCORE_PSI, wait);
+    prometheus.wait_for(record::SCORE_PSI, wait).await;
     // An instant query stamps its result with the query time: ask for the time the
     // rule was evaluated at, and recompute there.
-    let at = prometheus.query(&format!("timestamp({})", record::SCORE_PSI))[0].value;
-    let psi = prometheus.query_at(record::SCORE_PSI, at);
+    let at = prometheus
+        .query(&format!("timestamp({})", record::SCORE_PSI))
+        .await[0]
+        .value;
+    let psi = prometheus.query_at(record::SCORE_PSI, at).await;
     let window = live_config().scaled(live_config().drift.window);
-    let rates = prometheus.query_at(
-        &format!(
-            "sum by (bin) (rate({}{{job=\"{JOB}\"}}[{window}]))",
-            schema::SCORE_BIN_TOTAL.name
-        ),
-        at,
-    );
-    let reference = prometheus.query_at(
-        &format!(
-            "max by (bin) ({}{{job=\"{JOB}\"}})",
-            schema::REFERENCE_SCORE_RATIO.name
-        ),
-        at,
-    );
+    let rates = prometheus
+        .query_at(
+            &format!(
+                "sum by (bin) (rate({}{{job=\"{JOB}\"}}[{window}]))",
+                schema::SCORE_BIN_TOTAL.name
+            ),
+            at,
+        )
+        .await;
+    let reference = prometheus
+        .query_at(
+            &format!(
+                "max by (bin) ({}{{job=\"{JOB}\"}})",
+                schema::REFERENCE_SCORE_RATIO.name
+            ),
+            at,
+        )
+        .await;
     assert_eq!(rates.len(), 4, "{rates:?}");
     let expected = psi_of(&rates, &reference);
     assert!(
@@ -260,27 +323,21 @@ fn prometheus_scrapes_a_library_endpoint_and_every_panel_has_data() {
     let deadline = std::time::Instant::now() + wait;
     let mut empty: Vec<&(String, String)> = queries.iter().collect();
     while !empty.is_empty() && std::time::Instant::now() < deadline {
-        empty.retain(|(_, expr)| prometheus.query(&substitute_variables(expr)).is_empty());
-        std::thread::sleep(Duration::from_millis(500));
+        let mut still = Vec::new();
+        for query in empty {
+            if prometheus
+                .query(&substitute(&query.1, VARIABLES))
+                .await
+                .is_empty()
+            {
+                still.push(query);
+            }
+        }
+        empty = still;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(empty.is_empty(), "panels without data: {empty:#?}");
 }
 
-// ---------------------------------------------------------------------------
-// SPOT FOR THE 3-REPLICA `modelwatch serve` TEST (issue 4, pending `serve`)
-//
-// When `modelwatch serve` exists, add here a test that:
-// 1. starts three `modelwatch serve` processes (the binary from
-//    `env!("CARGO_BIN_EXE_modelwatch")` is not visible from this crate: build it
-//    with `cargo build -p modelwatch-cli` in scripts/test.sh, or move the test to
-//    the cli crate) on free loopback ports, each with `--metrics-listen`;
-// 2. starts `Prometheus::start(JOB, &[three metrics targets], &rules)` with
-//    `live_mixin()`;
-// 3. drives a fixed-rate load through the loadgen, which reports its own p99 and
-//    the per-bin score counts it sent;
-// 4. asserts: every panel query has data (as above); fleet PSI
-//    (`record::SCORE_PSI`) equals the PSI of the summed raw counters within 1e-6
-//    relative (as above, with three replicas); the fleet p99
-//    (`record::REQUEST_DURATION_QUANTILE{quantile="0.99"}`) is within one latency
-//    bucket of the loadgen's p99.
-// ---------------------------------------------------------------------------
+// The same checks against three real `modelwatch serve` replicas under load are
+// crates/modelwatch-cli/tests/fleet.rs (the binary is built in that crate).

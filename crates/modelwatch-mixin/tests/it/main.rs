@@ -4,6 +4,5 @@ mod cli;
 mod dashboard;
 mod generated;
 mod live;
-mod prometheus;
 mod queries;
 mod support;

@@ -6,20 +6,18 @@ use modelwatch_mixin::names::external;
 use modelwatch_mixin::recording::recording_rules;
 use modelwatch_mixin::rules::Rule;
 use modelwatch_mixin::{MixinConfig, alerts::alerting_rules};
+use modelwatch_testkit::dashboard::{queries as dashboard_queries, substitute};
 use promql_parser::parser::{self, Expr};
 use std::collections::BTreeSet;
 
-/// Grafana's variables, replaced the way Grafana would before the query is sent.
-pub fn substitute_variables(query: &str) -> String {
-    query
-        .replace("$__rate_interval", "1m")
-        .replace("$__interval", "1m")
-        .replace("$__range", "1h")
-        .replace("${model}", "fraud")
-        .replace("$model", "fraud")
-        .replace("${version}", "3")
-        .replace("$version", "3")
-}
+/// Grafana's variables and the values the tests give them.
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("__rate_interval", "1m"),
+    ("__interval", "1m"),
+    ("__range", "1h"),
+    ("model", "fraud"),
+    ("version", "3"),
+];
 
 /// Metric names a parsed query selects.
 fn metric_names(expr: &Expr, out: &mut BTreeSet<String>) {
@@ -68,7 +66,7 @@ fn declared(config: &MixinConfig) -> BTreeSet<String> {
 /// Parses `query` and checks its metric names; returns the names.
 #[track_caller]
 pub fn check_query(origin: &str, query: &str, declared: &BTreeSet<String>) -> BTreeSet<String> {
-    let text = substitute_variables(query);
+    let text = substitute(query, VARIABLES);
     let expr =
         parser::parse(&text).unwrap_or_else(|e| panic!("{origin}: does not parse: {e}\n{text}"));
     let mut names = BTreeSet::new();
@@ -80,24 +78,6 @@ pub fn check_query(origin: &str, query: &str, declared: &BTreeSet<String>) -> BT
         );
     }
     names
-}
-
-/// Every `expr` of the dashboard's panels (collapsed rows included), with the
-/// panel title.
-pub fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<(String, String)> {
-    fn walk(panels: &[serde_json::Value], out: &mut Vec<(String, String)>) {
-        for panel in panels {
-            let title = panel["title"].as_str().unwrap_or_default().to_string();
-            for target in panel["targets"].as_array().into_iter().flatten() {
-                let expr = target["expr"].as_str().expect("a target has an expr");
-                out.push((title.clone(), expr.to_string()));
-            }
-            walk(panel["panels"].as_array().map_or(&[], Vec::as_slice), out);
-        }
-    }
-    let mut out = Vec::new();
-    walk(dashboard["panels"].as_array().expect("panels"), &mut out);
-    out
 }
 
 pub fn committed_dashboard() -> serde_json::Value {

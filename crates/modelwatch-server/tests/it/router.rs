@@ -3,6 +3,7 @@
 
 use crate::support::{CUSTOMER, Options, TERMINAL, TestApp, transaction};
 use axum::http::StatusCode;
+use modelwatch_testkit::store::{customer_id, terminal_id};
 use std::time::Duration;
 
 #[tokio::test]
@@ -29,16 +30,13 @@ async fn predict_scores_and_counts_one_success() {
     );
     assert_eq!(app.requests("success", expected), 1.0);
     // Known entities and a full request: no feature is missing.
-    let text = app.scrape();
-    let missing: f64 = text
-        .lines()
-        .filter(|l| l.starts_with("model_feature_missing_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum();
-    assert_eq!(missing, 0.0, "no feature may be missing:\n{text}");
+    let metrics = app.metrics();
+    let missing = metrics.sum("model_feature_missing_total", &[]);
+    assert_eq!(missing, 0.0, "no feature may be missing:\n{metrics:#?}");
     for stage in ["queue", "feature_fetch", "inference", "postprocess"] {
-        assert!(
-            text.contains(&format!(r#"stage="{stage}"}} 1"#)),
+        assert_eq!(
+            metrics.value("model_stage_duration_seconds_count", &[("stage", stage)]),
+            Some(1.0),
             "stage {stage} not counted once"
         );
     }
@@ -51,7 +49,7 @@ async fn unknown_entities_get_defaults_and_count_as_misses() {
         .call(
             "POST",
             "/v1/predict",
-            transaction("C999999", "T999999", 10.0),
+            transaction(&customer_id(999_999), &terminal_id(99_999), 10.0),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -66,15 +64,17 @@ async fn unknown_entities_get_defaults_and_count_as_misses() {
     let model = &app.state.card.name;
     // Two groups per request: 2 unknown misses, 2 first-time misses, then 2 hits.
     assert_eq!(
-        app.sample(&format!(
-            r#"model_feature_cache_operations_total{{model="{model}",operation="miss"}}"#
-        )),
+        app.value(
+            "model_feature_cache_operations_total",
+            &[("model", model), ("operation", "miss")]
+        ),
         4.0
     );
     assert_eq!(
-        app.sample(&format!(
-            r#"model_feature_cache_operations_total{{model="{model}",operation="hit"}}"#
-        )),
+        app.value(
+            "model_feature_cache_operations_total",
+            &[("model", model), ("operation", "hit")]
+        ),
         2.0
     );
 }
@@ -323,7 +323,7 @@ async fn every_bad_input_gets_a_4xx_json_error_and_is_counted_as_rejected() {
         .call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 3.0))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(app.scrape().contains("model_requests_total"));
+    assert!(app.metrics().family("model_requests_total").is_some());
 }
 
 #[tokio::test]
@@ -437,9 +437,10 @@ async fn fault_endpoint_exists_only_when_enabled_and_validates_names() {
     assert_eq!(status, StatusCode::OK);
     let model = &app.state.card.name;
     assert_eq!(
-        app.sample(&format!(
-            r#"model_feature_missing_total{{model="{model}",feature="amount"}}"#
-        )),
+        app.value(
+            "model_feature_missing_total",
+            &[("model", model), ("feature", "amount")]
+        ),
         1.0
     );
     let (status, body) = app.admin("DELETE", "/admin/faults", "").await;

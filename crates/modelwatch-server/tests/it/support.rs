@@ -11,6 +11,7 @@ use modelwatch_server::faults::Faults;
 use modelwatch_server::features::{FeatureFetcher, FeatureLayout, FetchConfig};
 use modelwatch_server::store::{FeatureStore, SqliteStore};
 use modelwatch_server::{AppState, Limits, load};
+use modelwatch_testkit::exposition::{self, Exposition};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt as _;
@@ -69,9 +70,7 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
-/// Known entities in the test store.
-pub const CUSTOMER: &str = "C000001";
-pub const TERMINAL: &str = "T000001";
+pub use modelwatch_testkit::store::{CUSTOMER, TERMINAL};
 
 impl TestApp {
     pub async fn new(options: Options) -> Self {
@@ -80,22 +79,7 @@ impl TestApp {
         let card = loaded.card.clone();
         let layout = FeatureLayout::from_card(&card).expect("layout");
         let store = SqliteStore::open(&dir.path().join("features.sqlite")).expect("store");
-        for (_, group) in &layout.entity_groups {
-            let names: Vec<&str> = group.features.iter().map(String::as_str).collect();
-            let values: Vec<f32> = (0..names.len()).map(|i| i as f32).collect();
-            let entity = if group.name == "customer" {
-                CUSTOMER
-            } else {
-                TERMINAL
-            };
-            store
-                .upsert_group(
-                    &group.name,
-                    &names,
-                    [(entity.to_string(), values.as_slice(), 1_700_000_000)],
-                )
-                .expect("seed");
-        }
+        modelwatch_testkit::store::seed(&store, &layout);
         let mut registry = Registry::default();
         let config = MetricsConfig {
             buckets: Buckets::default().with_score_threshold(card.threshold),
@@ -210,23 +194,29 @@ impl TestApp {
         out
     }
 
-    /// The value of one sample (exact series text before the value), or 0.
-    pub fn sample(&self, series: &str) -> f64 {
+    /// The current exposition, parsed.
+    pub fn metrics(&self) -> Exposition {
         let text = self.scrape();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
-            .map(|v| v.trim().parse().expect("numeric sample"))
-            .unwrap_or(0.0)
+        exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
 
+    /// The value of the one series `name` with `labels`, or 0 when there is none.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.metrics().value(name, labels).unwrap_or(0.0)
+    }
+
+    /// `model_requests_total` of this app's model and version.
     pub fn requests(&self, status: &str, decision: &str) -> f64 {
-        self.sample(&format!(
-            r#"model_requests_total{{model="{}",version="{}",status="{status}",decision="{decision}"}}"#,
-            self.state.card.name, self.state.card.version
-        ))
+        let card = &self.state.card;
+        self.value(
+            "model_requests_total",
+            &[
+                ("model", &card.name),
+                ("version", &card.version),
+                ("status", status),
+                ("decision", decision),
+            ],
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 //! docs/metrics.md is generated from the schema and must not go stale.
 
-use crate::support::{assert_matches_file, workspace_root};
+use crate::support::assert_matches_file;
+use modelwatch_testkit::workspace_root;
 
 #[test]
 fn metrics_doc_is_up_to_date() {

@@ -1,13 +1,16 @@
 //! A deterministic registry encoded to text, compared with a committed golden file
 //! and checked by `promtool check metrics`.
 
-use crate::support::{assert_matches_file, promtool_check_metrics, workspace_root};
+use crate::support::assert_matches_file;
 use modelwatch::prometheus_client::registry::Registry;
 use modelwatch::schema;
 use modelwatch::{
     CacheOperation, Decision, Format, Metrics, MetricsConfig, ModelSpec, Stage, Status,
     StoreErrorKind,
 };
+use modelwatch_testkit::exposition::{self, Exposition};
+use modelwatch_testkit::promtool::check_metrics as promtool_check_metrics;
+use modelwatch_testkit::workspace_root;
 
 fn spec(version: &str) -> ModelSpec {
     ModelSpec {
@@ -135,41 +138,36 @@ fn live_registry_with_process_metrics_passes_promtool() {
     assert!(ok && output.trim().is_empty(), "promtool:\n{output}");
 }
 
+fn parsed(format: Format) -> Exposition {
+    let text = encoded(format);
+    exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
 #[test]
 fn every_exposed_family_is_declared_in_the_schema() {
-    let text = encoded(Format::PrometheusText);
-    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
-        let name = line
-            .split_whitespace()
-            .nth(2)
-            .expect("TYPE line has a name");
+    for family in parsed(Format::PrometheusText).families {
+        let name = &family.name;
         let def = schema::find(name).unwrap_or_else(|| panic!("{name} is not in the schema"));
-        let kind = line
-            .split_whitespace()
-            .nth(3)
-            .expect("TYPE line has a type");
         let expected = match def.kind {
             schema::Kind::Info => "gauge",
             k => k.as_str(),
         };
-        assert_eq!(kind, expected, "{name}");
+        assert_eq!(family.kind.as_str(), expected, "{name}");
     }
 }
 
 #[test]
 fn every_series_carries_exactly_the_schema_labels() {
-    let text = encoded(Format::PrometheusText);
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let (name, rest) = line
-            .split_once('{')
-            .unwrap_or((line.split(' ').next().unwrap_or(line), ""));
+    for sample in parsed(Format::PrometheusText).samples() {
+        let name = &sample.name;
         let def = schema::find(name).unwrap_or_else(|| panic!("{name} is not in the schema"));
-        let labels: Vec<&str> = rest
-            .split("\",")
-            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
-            .filter(|k| *k != "le" && !k.is_empty())
+        let labels: Vec<&str> = sample
+            .label_order
+            .iter()
+            .map(String::as_str)
+            .filter(|k| *k != "le")
             .collect();
-        assert_eq!(labels, def.labels, "{line}");
+        assert_eq!(labels, def.labels, "{sample:?}");
     }
 }
 

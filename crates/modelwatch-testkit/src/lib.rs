@@ -1,0 +1,39 @@
+//! Test support shared by the modelwatch crates, so that each thing a test needs is
+//! written once:
+//!
+//! - [`serve::Serve`]: the real `modelwatch serve` binary on loopback ephemeral
+//!   ports with a temporary data directory and a small seeded store, stopped by its
+//!   own process id;
+//! - [`store`]: seeding a feature store with the store's id formats;
+//! - [`exposition`]: a parser of the Prometheus text exposition (and OpenMetrics);
+//! - [`dashboard`]: the dashboard's queries, with Grafana's variables replaced;
+//! - [`promtool`]: `promtool` from Debian's `prometheus` package;
+//! - [`http::Stub`]: a loopback HTTP endpoint (a metrics target, a webhook).
+//!
+//! Prometheus itself is started by `modelwatch_stack::start_prometheus`, the one
+//! launcher of the workspace.
+//!
+//! ```
+//! let text = "# TYPE requests_total counter\nrequests_total{status=\"ok\"} 3\n";
+//! let exposition = modelwatch_testkit::exposition::parse(text).expect("valid");
+//! assert_eq!(exposition.sum("requests_total", &[("status", "ok")]), 3.0);
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod dashboard;
+pub mod exposition;
+pub mod http;
+pub mod promtool;
+pub mod serve;
+pub mod store;
+
+pub use serve::Serve;
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists")
+}
