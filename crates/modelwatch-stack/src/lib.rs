@@ -53,7 +53,9 @@ pub use api::{
 };
 pub use cli::{StackArgs, run};
 pub use process::{Process, resolve_listen};
-pub use prometheus::{PrometheusConfig, ScrapeJob, prom_duration, start_prometheus};
+pub use prometheus::{
+    PrometheusConfig, ScrapeAuth, ScrapeJob, ScrapeTls, prom_duration, start_prometheus,
+};
 
 /// Whether Debian's Prometheus and Alertmanager binaries (or the ones the
 /// `MODELWATCH_*_BIN` variables name) are installed.
