@@ -48,8 +48,8 @@ pub mod prometheus;
 
 pub use alertmanager::{AlertmanagerConfig, start_alertmanager};
 pub use api::{
-    Alert, QuerySample, alertmanager_alerts, firing_alerts, http_client, percent_encode, query,
-    query_at, wait_for, wait_for_samples,
+    Alert, QuerySample, ScrapeTarget, alertmanager_alerts, firing_alerts, http_client,
+    percent_encode, query, query_at, targets, wait_for, wait_for_samples,
 };
 pub use cli::{StackArgs, run};
 pub use process::{Process, resolve_listen};

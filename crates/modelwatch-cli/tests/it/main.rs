@@ -2,5 +2,6 @@
 //! heavy drills (`tests/scenarios.rs`, `tests/fleet.rs`) are test binaries of their own,
 //! so cargo runs them one after the other instead of sharing two cores.
 
+mod metrics_security;
 mod serve;
 mod support;

@@ -82,16 +82,22 @@ impl Server {
                 panic!("no ready line from modelwatch serve within 60 s");
             };
             // "modelwatch serve: fraud 1.0.0 on http://127.0.0.1:PORT (metrics on http://127.0.0.1:PORT/metrics), ..."
+            // (https for the metrics with a web config's TLS)
             if let Some(rest) = line.strip_prefix("modelwatch serve: ") {
                 let urls: Vec<&str> = rest
-                    .split("http://")
+                    .split("://")
                     .skip(1)
-                    .map(|s| s.split([' ', ')', '/']).next().unwrap_or(""))
+                    .map(|s| s.split([' ', ')', '/', ',']).next().unwrap_or(""))
                     .collect();
+                let metrics_scheme = if rest.contains("metrics on https://") {
+                    "https"
+                } else {
+                    "http"
+                };
                 return Server {
                     child,
                     api: format!("http://{}", urls[0]),
-                    metrics: format!("http://{}", urls[1]),
+                    metrics: format!("{metrics_scheme}://{}", urls[1]),
                     _data: data,
                     _stderr_lines: rx,
                 };
