@@ -204,18 +204,11 @@ impl Bound {
         let api =
             axum::serve(self.api, app(state.clone())).with_graceful_shutdown(wait(stop_rx.clone()));
         let api = tokio::spawn(async move { api.await });
-        let metrics = match self.web_config {
-            Some(web_config) => {
-                let (listener, router) = (self.metrics, metrics_app(state.clone()));
-                let stop = wait(stop_rx.clone());
-                tokio::spawn(async move { web_config.serve(listener, router, stop).await })
-            }
-            None => {
-                let metrics = axum::serve(self.metrics, metrics_app(state.clone()))
-                    .with_graceful_shutdown(wait(stop_rx.clone()));
-                tokio::spawn(async move { metrics.await })
-            }
-        };
+        // No web config: plain HTTP without auth.
+        let web_config = self.web_config.unwrap_or_default();
+        let (listener, router) = (self.metrics, metrics_app(state.clone()));
+        let stop = wait(stop_rx.clone());
+        let metrics = tokio::spawn(async move { web_config.serve(listener, router, stop).await });
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining in-flight requests");
         state.accepting.store(false, Ordering::Relaxed);

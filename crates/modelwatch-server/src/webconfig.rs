@@ -37,7 +37,6 @@
 //! digest, so a scrape every few seconds does not pay bcrypt each time.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -75,6 +74,18 @@ pub struct WebConfig {
     tls: Option<Arc<rustls::ServerConfig>>,
     auth: Option<Arc<Auth>>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+}
+
+impl Default for WebConfig {
+    /// Plain HTTP without auth: what the listener does with no web config.
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            tls: None,
+            auth: None,
+            headers: Arc::new(Vec::new()),
+        }
+    }
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -920,6 +931,7 @@ impl axum::serve::Listener for TlsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use axum::routing::get;
     use tower::ServiceExt as _;
 

@@ -125,13 +125,19 @@ pub struct ScrapeTarget {
 }
 
 /// The active scrape targets of Prometheus at `base_url`.
-pub async fn targets(client: &reqwest::Client, base_url: &str) -> anyhow::Result<Vec<ScrapeTarget>> {
+pub async fn targets(
+    client: &reqwest::Client,
+    base_url: &str,
+) -> anyhow::Result<Vec<ScrapeTarget>> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Targets {
         active_targets: Vec<ScrapeTarget>,
     }
-    let url = format!("{}/api/v1/targets?state=active", base_url.trim_end_matches('/'));
+    let url = format!(
+        "{}/api/v1/targets?state=active",
+        base_url.trim_end_matches('/')
+    );
     let data: Targets = get_api(client, &url).await.context("list targets")?;
     Ok(data.active_targets)
 }

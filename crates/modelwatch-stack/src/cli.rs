@@ -407,3 +407,79 @@ pub fn run(args: &StackArgs) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+    use std::path::Path;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: StackCommand,
+    }
+
+    fn up(args: &[&str]) -> Result<UpArgs, clap::Error> {
+        let mut all = vec!["stack", "up"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            StackCommand::Up(up) => Ok(up),
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scrape_flags_make_an_https_job_with_file_credentials() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.crt");
+        let password = dir.path().join("password");
+        std::fs::write(&ca, "pem").expect("write");
+        std::fs::write(&password, "secret").expect("write");
+        let (ca, password) = (
+            ca.to_str().expect("UTF-8"),
+            password.to_str().expect("UTF-8"),
+        );
+        let options = up(&[
+            "--scrape-ca-file",
+            ca,
+            "--scrape-username",
+            "prometheus",
+            "--scrape-password-file",
+            password,
+        ])
+        .expect("valid flags")
+        .options()
+        .expect("files exist");
+        let tls = options.scrape_tls.expect("https");
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new(ca)));
+        assert!(!tls.insecure_skip_verify);
+        assert_eq!(
+            options.scrape_auth,
+            Some(ScrapeAuth::Basic {
+                username: "prometheus".into(),
+                password_file: password.into(),
+            })
+        );
+
+        let plain = up(&[]).expect("no flags").options().expect("options");
+        assert!(plain.scrape_tls.is_none() && plain.scrape_auth.is_none());
+    }
+
+    #[test]
+    fn incomplete_or_missing_credentials_are_refused() {
+        let error = up(&["--scrape-username", "prometheus"]).expect_err("no password file");
+        assert!(
+            error.to_string().contains("--scrape-password-file"),
+            "{error}"
+        );
+        let error = up(&["--scrape-bearer-token-file", "/nonexistent/token"])
+            .expect("parses")
+            .options()
+            .expect_err("no such file");
+        assert!(
+            error.to_string().contains("/nonexistent/token") && error.to_string().contains("hint:"),
+            "{error}"
+        );
+    }
+}

@@ -23,12 +23,11 @@ const PATIENCE: Duration = Duration::from_secs(60);
 const PASSWORD: &str = "correct horse battery staple";
 const TOKEN: &str = "f4b1c3e0a9d84c2b8e6f7a5d3c1b0e9f";
 
-/// A CA, a server certificate for 127.0.0.1 and localhost, and a client
-/// certificate, all signed by the CA, written as PEM files into `dir`.
+/// A CA, a server certificate for 127.0.0.1 and localhost (`server.crt`,
+/// `server.key`), and a client certificate, all signed by the CA, written as PEM
+/// files into `dir`.
 struct Pki {
     ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
 }
@@ -69,10 +68,10 @@ fn pki(dir: &Path) -> Pki {
         .signed_by(&client_key, &ca, &ca_key)
         .expect("client certificate");
 
+    write("server.crt", server_cert.pem());
+    write("server.key", server_key.serialize_pem());
     Pki {
         ca: write("ca.crt", ca.pem()),
-        server_cert: write("server.crt", server_cert.pem()),
-        server_key: write("server.key", server_key.serialize_pem()),
         client_cert: write("client.crt", client_cert.pem()),
         client_key: write("client.key", client_key.serialize_pem()),
     }
@@ -128,9 +127,15 @@ async fn prometheus_scrapes_over_tls_with_basic_bearer_and_client_certificates()
     let wrong_password_file = secret("wrong-password", "incorrect horse");
     let token_file = secret("token", TOKEN);
 
-    let auth_server = Server::start(&["--metrics-web-config", auth_config.to_str().expect("UTF-8")]);
-    let mtls_server = Server::start(&["--metrics-web-config", mtls_config.to_str().expect("UTF-8")]);
-    assert!(auth_server.metrics.starts_with("https://"), "{}", auth_server.metrics);
+    let auth_server =
+        Server::start(&["--metrics-web-config", auth_config.to_str().expect("UTF-8")]);
+    let mtls_server =
+        Server::start(&["--metrics-web-config", mtls_config.to_str().expect("UTF-8")]);
+    assert!(
+        auth_server.metrics.starts_with("https://"),
+        "{}",
+        auth_server.metrics
+    );
 
     let verified = ScrapeTls {
         ca_file: Some(pki.ca.clone()),
@@ -164,8 +169,7 @@ async fn prometheus_scrapes_over_tls_with_basic_bearer_and_client_certificates()
                 client_cert: Some((pki.client_cert.clone(), pki.client_key.clone())),
                 ..verified.clone()
             }),
-            ScrapeJob::new("tls-no-client-cert", [target(&mtls_server)])
-                .with_tls(verified.clone()),
+            ScrapeJob::new("tls-no-client-cert", [target(&mtls_server)]).with_tls(verified.clone()),
         ],
         ..Default::default()
     })
@@ -174,12 +178,31 @@ async fn prometheus_scrapes_over_tls_with_basic_bearer_and_client_certificates()
     let url = prometheus.url();
 
     for job in ["tls-basic", "tls-bearer", "tls-client-cert"] {
-        wait_for_samples(&client, &url, &format!("up{{job=\"{job}\"}} == 1"), PATIENCE)
-            .await
-            .unwrap_or_else(|e| panic!("{job}: {e}\n{}", prometheus.log_tail(30)));
-        let info = wait_for_samples(&client, &url, &format!("model_info{{job=\"{job}\"}}"), PATIENCE)
-            .await
-            .unwrap_or_else(|e| panic!("{job}: {e}"));
+        let up = wait_for_samples(
+            &client,
+            &url,
+            &format!("up{{job=\"{job}\"}} == 1"),
+            PATIENCE,
+        )
+        .await;
+        if let Err(e) = up {
+            // Prometheus' own view of every target, for the failure message.
+            let seen: Vec<String> = targets(&client, &url)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| format!("{} {} {}", t.labels["job"], t.health, t.last_error))
+                .collect();
+            panic!("{job}: {e}\ntargets: {seen:#?}");
+        }
+        let info = wait_for_samples(
+            &client,
+            &url,
+            &format!("model_info{{job=\"{job}\"}}"),
+            PATIENCE,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{job}: {e}"));
         assert_eq!(info[0].labels["model"], "fraud", "{job}");
     }
 
@@ -191,7 +214,9 @@ async fn prometheus_scrapes_over_tls_with_basic_bearer_and_client_certificates()
     ] {
         let refused = wait_for(&format!("{job} is down"), PATIENCE, || async {
             let all = targets(&client, &url).await?;
-            Ok(all.into_iter().find(|t| t.labels["job"] == job && t.health == "down"))
+            Ok(all
+                .into_iter()
+                .find(|t| t.labels["job"] == job && t.health == "down"))
         })
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", prometheus.log_tail(30)));
@@ -201,13 +226,19 @@ async fn prometheus_scrapes_over_tls_with_basic_bearer_and_client_certificates()
             "{job}: {:?} should mention {expected}",
             refused.last_error
         );
-        let up = wait_for_samples(&client, &url, &format!("up{{job=\"{job}\"}} == 0"), PATIENCE)
-            .await
-            .unwrap_or_else(|e| panic!("{job}: {e}"));
+        let up = wait_for_samples(
+            &client,
+            &url,
+            &format!("up{{job=\"{job}\"}} == 0"),
+            PATIENCE,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{job}: {e}"));
         assert_eq!(up.len(), 1);
-        let leaked = modelwatch_stack::query(&client, &url, &format!("model_info{{job=\"{job}\"}}"))
-            .await
-            .expect("query");
+        let leaked =
+            modelwatch_stack::query(&client, &url, &format!("model_info{{job=\"{job}\"}}"))
+                .await
+                .expect("query");
         assert!(leaked.is_empty(), "{job} got metrics: {leaked:?}");
     }
 
@@ -220,8 +251,14 @@ async fn prometheus_scrapes_over_tls_with_basic_bearer_and_client_certificates()
 fn an_invalid_web_config_stops_serve_with_a_hint() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (text, expected) in [
-        ("basic_auth_user:\n  prometheus: x\n", "unknown key `basic_auth_user`"),
-        ("basic_auth_users:\n  prometheus: plain-text\n", "`basic_auth_users.prometheus` is not a bcrypt hash"),
+        (
+            "basic_auth_user:\n  prometheus: x\n",
+            "unknown key `basic_auth_user`",
+        ),
+        (
+            "basic_auth_users:\n  prometheus: plain-text\n",
+            "`basic_auth_users.prometheus` is not a bcrypt hash",
+        ),
         (
             "tls_server_config:\n  cert_file: absent.crt\n  key_file: absent.key\n",
             "absent.crt",
@@ -230,7 +267,13 @@ fn an_invalid_web_config_stops_serve_with_a_hint() {
         let path = dir.path().join("web.yml");
         std::fs::write(&path, text).expect("write");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelwatch"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--metrics-web-config")
@@ -239,7 +282,10 @@ fn an_invalid_web_config_stops_serve_with_a_hint() {
             .expect("runs");
         assert!(!out.status.success(), "{text}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("error: invalid --metrics-web-config"), "{stderr}");
+        assert!(
+            stderr.contains("error: invalid --metrics-web-config"),
+            "{stderr}"
+        );
         assert!(stderr.contains(expected), "{text:?}: {stderr}");
         assert!(stderr.contains("\nhint: "), "{stderr}");
         assert!(

@@ -310,7 +310,8 @@ fn the_secure_metrics_overlay_scrapes_over_https_with_credentials_from_secrets()
     let container = &pod["containers"][0];
     let web_config = env_value(container, "MODELWATCH_METRICS_WEB_CONFIG");
     assert!(
-        read("crates/modelwatch-server/src/config.rs").contains("\"MODELWATCH_METRICS_WEB_CONFIG\""),
+        read("crates/modelwatch-server/src/config.rs")
+            .contains("\"MODELWATCH_METRICS_WEB_CONFIG\""),
         "modelwatch serve reads MODELWATCH_METRICS_WEB_CONFIG"
     );
     let secret_of = |path: &str| {
@@ -338,11 +339,18 @@ fn the_secure_metrics_overlay_scrapes_over_https_with_credentials_from_secrets()
     };
     assert_eq!(secret_of(web_config), "modelwatch-metrics-web-config");
     // The paths that deploy/secure-metrics/README.md's web.yml names.
-    assert_eq!(secret_of("/etc/modelwatch/tls/tls.crt"), "modelwatch-metrics-tls");
+    assert_eq!(
+        secret_of("/etc/modelwatch/tls/tls.crt"),
+        "modelwatch-metrics-tls"
+    );
     // Everything else in the pod is the base's.
-    let base_container = &base["Deployment/modelwatch"]["spec"]["template"]["spec"]["containers"][0];
+    let base_container =
+        &base["Deployment/modelwatch"]["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["ports"], base_container["ports"]);
-    assert_eq!(container["readinessProbe"], base_container["readinessProbe"]);
+    assert_eq!(
+        container["readinessProbe"],
+        base_container["readinessProbe"]
+    );
 
     // The ServiceMonitor keeps the base's endpoint and adds HTTPS and basic auth.
     let endpoint = &objects["ServiceMonitor/modelwatch"]["spec"]["endpoints"][0];
@@ -351,7 +359,10 @@ fn the_secure_metrics_overlay_scrapes_over_https_with_credentials_from_secrets()
         assert_eq!(endpoint[key], base_endpoint[key], "{key}");
     }
     assert_eq!(endpoint["scheme"], "https");
-    assert_eq!(endpoint["tlsConfig"]["ca"]["secret"]["name"], "modelwatch-metrics-ca");
+    assert_eq!(
+        endpoint["tlsConfig"]["ca"]["secret"]["name"],
+        "modelwatch-metrics-ca"
+    );
     assert!(endpoint["tlsConfig"]["serverName"].is_string());
     assert!(
         endpoint["tlsConfig"].get("insecureSkipVerify").is_none(),
