@@ -54,6 +54,13 @@ pub struct ServeArgs {
     )]
     pub metrics_listen: SocketAddr,
 
+    /// Web-config file, in the format of Prometheus' exporter-toolkit, that turns on
+    /// TLS and basic or bearer auth on the metrics listener (see
+    /// docs/metrics-security.md). Without it, /metrics is plain HTTP with no auth.
+    #[arg(long, env = "MODELWATCH_METRICS_WEB_CONFIG", value_name = "FILE")]
+    #[serde(default)]
+    pub metrics_web_config: Option<PathBuf>,
+
     /// Directory for the embedded feature store and unpacked model files. Default:
     /// $XDG_DATA_HOME/modelwatch or ~/.local/share/modelwatch.
     #[arg(long, env = "MODELWATCH_DATA_DIR", value_name = "DIR")]
@@ -257,7 +264,7 @@ impl ServeArgs {
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
 fn is_optional_key(key: &str) -> bool {
-    matches!(key, "model" | "data_dir")
+    matches!(key, "model" | "data_dir" | "metrics_web_config")
 }
 
 /// `$XDG_DATA_HOME/modelwatch`, else `~/.local/share/modelwatch`, else

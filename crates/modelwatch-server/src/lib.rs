@@ -24,6 +24,7 @@ pub mod load;
 pub mod refresher;
 pub mod server;
 pub mod store;
+pub mod webconfig;
 
 use crate::api::{BatchIn, BatchPrediction, Prediction, Transaction, TransactionIn, parse_json};
 use crate::batcher::{BatchError, Batcher};

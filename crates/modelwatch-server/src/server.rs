@@ -6,6 +6,7 @@ use crate::config::ServeArgs;
 use crate::faults::Faults;
 use crate::features::{FeatureFetcher, FeatureLayout, FetchConfig};
 use crate::store::{FeatureStore, SqliteStore};
+use crate::webconfig::WebConfig;
 use crate::{AppState, Limits, app, load, metrics_app, refresher};
 use anyhow::Context as _;
 use modelwatch::prometheus_client::registry::Registry;
@@ -24,6 +25,7 @@ pub struct Bound {
     /// The metrics listener.
     pub metrics: tokio::net::TcpListener,
     refresher: tokio::task::JoinHandle<()>,
+    web_config: Option<WebConfig>,
     drain_timeout: std::time::Duration,
 }
 
@@ -129,6 +131,13 @@ async fn bind(
 
 /// Loads, seeds and binds.
 pub async fn bind_server(args: &ServeArgs) -> anyhow::Result<Bound> {
+    // Before the model and the store: a bad file stops the start at once.
+    let web_config = match &args.metrics_web_config {
+        None => None,
+        Some(path) => Some(WebConfig::load(path).map_err(|e| {
+            anyhow::anyhow!("invalid --metrics-web-config: {e}\nhint: fix the file (its format is in docs/metrics-security.md), or leave out --metrics-web-config to serve /metrics over plain HTTP without auth")
+        })?),
+    };
     let (state, refresher) = build_state(args).await?;
     let api = bind(args.listen, "API", "--listen").await?;
     let metrics = bind(args.metrics_listen, "metrics", "--metrics-listen").await?;
@@ -137,6 +146,7 @@ pub async fn bind_server(args: &ServeArgs) -> anyhow::Result<Bound> {
         api,
         metrics,
         refresher,
+        web_config,
         drain_timeout: args.drain_timeout.0,
     })
 }
@@ -164,6 +174,11 @@ pub async fn shutdown_signal() {
 }
 
 impl Bound {
+    /// `https` when the metrics listener's web config turns on TLS, else `http`.
+    pub fn metrics_scheme(&self) -> &'static str {
+        self.web_config.as_ref().map_or("http", WebConfig::scheme)
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, drains in-flight
     /// requests (bounded by the drain timeout) and returns.
     pub async fn serve(
@@ -177,6 +192,8 @@ impl Bound {
         tracing::info!(
             api = %api_addr,
             metrics = %metrics_addr,
+            metrics_tls = self.web_config.as_ref().is_some_and(WebConfig::tls),
+            metrics_auth = self.web_config.as_ref().is_some_and(WebConfig::requires_auth),
             model = %state.card.name,
             version = %state.card.version,
             "serving"
@@ -186,10 +203,12 @@ impl Bound {
         };
         let api =
             axum::serve(self.api, app(state.clone())).with_graceful_shutdown(wait(stop_rx.clone()));
-        let metrics = axum::serve(self.metrics, metrics_app(state.clone()))
-            .with_graceful_shutdown(wait(stop_rx.clone()));
         let api = tokio::spawn(async move { api.await });
-        let metrics = tokio::spawn(async move { metrics.await });
+        // No web config: plain HTTP without auth.
+        let web_config = self.web_config.unwrap_or_default();
+        let (listener, router) = (self.metrics, metrics_app(state.clone()));
+        let stop = wait(stop_rx.clone());
+        let metrics = tokio::spawn(async move { web_config.serve(listener, router, stop).await });
         // A model that panics in batch after batch stops the inference thread; the
         // replica then stops too, with the reason, instead of staying up answering
         // nothing (its supervisor restarts it).
@@ -226,11 +245,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let bound = bind_server(&args).await?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     eprintln!(
-        "modelwatch serve: {} {} on http://{} (metrics on http://{}/metrics), ready in {} ms",
+        "modelwatch serve: {} {} on http://{} (metrics on {}://{}/metrics{}), ready in {} ms",
         bound.state.card.name,
         bound.state.card.version,
         bound.api.local_addr()?,
+        bound.metrics_scheme(),
         bound.metrics.local_addr()?,
+        if bound
+            .web_config
+            .as_ref()
+            .is_some_and(WebConfig::requires_auth)
+        {
+            ", with auth"
+        } else {
+            ""
+        },
         started.elapsed().as_millis()
     );
     bound.serve(shutdown_signal()).await

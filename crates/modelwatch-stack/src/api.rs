@@ -109,6 +109,39 @@ async fn instant_query(
     }
 }
 
+/// One active scrape target, as Prometheus' `/api/v1/targets` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScrapeTarget {
+    /// The target's labels after relabelling (`job`, `instance`...).
+    pub labels: BTreeMap<String, String>,
+    /// The URL scraped, such as `https://127.0.0.1:9464/metrics`.
+    pub scrape_url: String,
+    /// `up`, `down` or `unknown` (not scraped yet).
+    pub health: String,
+    /// Why the last scrape failed; empty after a successful one.
+    #[serde(default)]
+    pub last_error: String,
+}
+
+/// The active scrape targets of Prometheus at `base_url`.
+pub async fn targets(
+    client: &reqwest::Client,
+    base_url: &str,
+) -> anyhow::Result<Vec<ScrapeTarget>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Targets {
+        active_targets: Vec<ScrapeTarget>,
+    }
+    let url = format!(
+        "{}/api/v1/targets?state=active",
+        base_url.trim_end_matches('/')
+    );
+    let data: Targets = get_api(client, &url).await.context("list targets")?;
+    Ok(data.active_targets)
+}
+
 /// The alerts Prometheus at `base_url` is firing now (`pending` ones left out).
 pub async fn firing_alerts(client: &reqwest::Client, base_url: &str) -> anyhow::Result<Vec<Alert>> {
     #[derive(Deserialize)]

@@ -4,6 +4,7 @@
 use crate::env::STACK_STATE_DIR_VAR;
 use crate::k8s;
 use crate::local::{self, Stopped, UpOptions};
+use crate::prometheus::{ScrapeAuth, ScrapeTls};
 use anyhow::Context as _;
 use modelwatch_mixin::PromDuration;
 use std::net::SocketAddr;
@@ -117,12 +118,138 @@ pub struct UpArgs {
     /// Webhook URL that receives Alertmanager's notifications
     #[arg(long, env = "MODELWATCH_STACK_WEBHOOK", value_name = "URL")]
     pub webhook: Option<String>,
+
+    /// How Prometheus reaches targets secured by `modelwatch serve
+    /// --metrics-web-config` (HTTPS, credentials)
+    #[command(flatten)]
+    pub scrape: ScrapeSecurityArgs,
+}
+
+/// The scrape security flags of `modelwatch stack up`: they match a target's
+/// `--metrics-web-config` (see docs/metrics-security.md).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ScrapeSecurityArgs {
+    /// Scrape over HTTPS, trusting this CA for the targets' certificates (the web
+    /// config has tls_server_config)
+    #[arg(long, env = "MODELWATCH_STACK_SCRAPE_CA_FILE", value_name = "FILE")]
+    pub scrape_ca_file: Option<PathBuf>,
+
+    /// Name to check in the targets' certificates when their address is not among
+    /// its names (implies HTTPS)
+    #[arg(long, env = "MODELWATCH_STACK_SCRAPE_SERVER_NAME", value_name = "NAME")]
+    pub scrape_server_name: Option<String>,
+
+    /// Scrape over HTTPS without checking the certificate: for a test certificate
+    /// only, since anyone could then pose as the target
+    #[arg(long, env = "MODELWATCH_STACK_SCRAPE_INSECURE_SKIP_VERIFY")]
+    pub scrape_insecure_skip_verify: bool,
+
+    /// Client certificate for targets whose web config requires one
+    /// (client_auth_type: RequireAndVerifyClientCert); needs --scrape-key-file
+    #[arg(
+        long,
+        env = "MODELWATCH_STACK_SCRAPE_CERT_FILE",
+        value_name = "FILE",
+        requires = "scrape_key_file"
+    )]
+    pub scrape_cert_file: Option<PathBuf>,
+
+    /// The client certificate's private key
+    #[arg(
+        long,
+        env = "MODELWATCH_STACK_SCRAPE_KEY_FILE",
+        value_name = "FILE",
+        requires = "scrape_cert_file"
+    )]
+    pub scrape_key_file: Option<PathBuf>,
+
+    /// Basic auth user (a key of the web config's basic_auth_users); needs
+    /// --scrape-password-file
+    #[arg(
+        long,
+        env = "MODELWATCH_STACK_SCRAPE_USERNAME",
+        value_name = "USER",
+        requires = "scrape_password_file"
+    )]
+    pub scrape_username: Option<String>,
+
+    /// File holding the basic auth password
+    #[arg(
+        long,
+        env = "MODELWATCH_STACK_SCRAPE_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "scrape_username"
+    )]
+    pub scrape_password_file: Option<PathBuf>,
+
+    /// File holding a bearer token (its SHA-256 is in the web config's
+    /// bearer_auth_tokens)
+    #[arg(
+        long,
+        env = "MODELWATCH_STACK_SCRAPE_BEARER_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "scrape_username"
+    )]
+    pub scrape_bearer_token_file: Option<PathBuf>,
+}
+
+impl ScrapeSecurityArgs {
+    /// The scrape job's TLS and credentials; file names made absolute, since
+    /// Prometheus reads them from its own directory.
+    pub fn resolve(&self) -> anyhow::Result<(Option<ScrapeTls>, Option<ScrapeAuth>)> {
+        let file = |path: &PathBuf, flag: &str| -> anyhow::Result<PathBuf> {
+            anyhow::ensure!(
+                path.is_file(),
+                "{flag} {}: no such file\nhint: give the file Prometheus should read it from",
+                path.display()
+            );
+            Ok(std::path::absolute(path)?)
+        };
+        let client_cert = match (&self.scrape_cert_file, &self.scrape_key_file) {
+            (Some(cert), Some(key)) => Some((
+                file(cert, "--scrape-cert-file")?,
+                file(key, "--scrape-key-file")?,
+            )),
+            _ => None,
+        };
+        let ca_file = self
+            .scrape_ca_file
+            .as_ref()
+            .map(|p| file(p, "--scrape-ca-file"))
+            .transpose()?;
+        let https = ca_file.is_some()
+            || client_cert.is_some()
+            || self.scrape_server_name.is_some()
+            || self.scrape_insecure_skip_verify;
+        let tls = https.then(|| ScrapeTls {
+            ca_file,
+            server_name: self.scrape_server_name.clone(),
+            insecure_skip_verify: self.scrape_insecure_skip_verify,
+            client_cert,
+        });
+        let auth = match (
+            &self.scrape_username,
+            &self.scrape_password_file,
+            &self.scrape_bearer_token_file,
+        ) {
+            (Some(username), Some(password), _) => Some(ScrapeAuth::Basic {
+                username: username.clone(),
+                password_file: file(password, "--scrape-password-file")?,
+            }),
+            (_, _, Some(token)) => Some(ScrapeAuth::Bearer {
+                credentials_file: file(token, "--scrape-bearer-token-file")?,
+            }),
+            _ => None,
+        };
+        Ok((tls, auth))
+    }
 }
 
 impl UpArgs {
     /// The settings of [`local::up`].
-    pub fn options(&self) -> UpOptions {
-        UpOptions {
+    pub fn options(&self) -> anyhow::Result<UpOptions> {
+        let (scrape_tls, scrape_auth) = self.scrape.resolve()?;
+        Ok(UpOptions {
             state_dir: self.state.resolve(),
             mixin_dir: self.mixin_dir.clone(),
             job: self.job.clone(),
@@ -133,7 +260,9 @@ impl UpArgs {
             evaluation_interval: Duration::from_secs(self.evaluation_interval.as_secs()),
             retention: self.retention.clone(),
             webhook: self.webhook.clone(),
-        }
+            scrape_tls,
+            scrape_auth,
+        })
     }
 }
 
@@ -170,7 +299,7 @@ pub struct K8sManifestsArgs {
 pub fn run(args: &StackArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         StackCommand::Up(up) => {
-            let options = up.options();
+            let options = up.options()?;
             let state = local::up(&options)?;
             println!(
                 "prometheus    {}  (pid {})",
@@ -276,5 +405,81 @@ pub fn run(args: &StackArgs) -> anyhow::Result<ExitCode> {
             eprintln!("wrote {} objects to {}", files.len(), k.out.display());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+    use std::path::Path;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: StackCommand,
+    }
+
+    fn up(args: &[&str]) -> Result<UpArgs, clap::Error> {
+        let mut all = vec!["stack", "up"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            StackCommand::Up(up) => Ok(up),
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scrape_flags_make_an_https_job_with_file_credentials() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.crt");
+        let password = dir.path().join("password");
+        std::fs::write(&ca, "pem").expect("write");
+        std::fs::write(&password, "secret").expect("write");
+        let (ca, password) = (
+            ca.to_str().expect("UTF-8"),
+            password.to_str().expect("UTF-8"),
+        );
+        let options = up(&[
+            "--scrape-ca-file",
+            ca,
+            "--scrape-username",
+            "prometheus",
+            "--scrape-password-file",
+            password,
+        ])
+        .expect("valid flags")
+        .options()
+        .expect("files exist");
+        let tls = options.scrape_tls.expect("https");
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new(ca)));
+        assert!(!tls.insecure_skip_verify);
+        assert_eq!(
+            options.scrape_auth,
+            Some(ScrapeAuth::Basic {
+                username: "prometheus".into(),
+                password_file: password.into(),
+            })
+        );
+
+        let plain = up(&[]).expect("no flags").options().expect("options");
+        assert!(plain.scrape_tls.is_none() && plain.scrape_auth.is_none());
+    }
+
+    #[test]
+    fn incomplete_or_missing_credentials_are_refused() {
+        let error = up(&["--scrape-username", "prometheus"]).expect_err("no password file");
+        assert!(
+            error.to_string().contains("--scrape-password-file"),
+            "{error}"
+        );
+        let error = up(&["--scrape-bearer-token-file", "/nonexistent/token"])
+            .expect("parses")
+            .options()
+            .expect_err("no such file");
+        assert!(
+            error.to_string().contains("/nonexistent/token") && error.to_string().contains("hint:"),
+            "{error}"
+        );
     }
 }

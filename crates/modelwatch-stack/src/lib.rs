@@ -48,12 +48,14 @@ pub mod prometheus;
 
 pub use alertmanager::{AlertmanagerConfig, start_alertmanager};
 pub use api::{
-    Alert, QuerySample, alertmanager_alerts, firing_alerts, http_client, percent_encode, query,
-    query_at, wait_for, wait_for_samples,
+    Alert, QuerySample, ScrapeTarget, alertmanager_alerts, firing_alerts, http_client,
+    percent_encode, query, query_at, targets, wait_for, wait_for_samples,
 };
 pub use cli::{StackArgs, run};
 pub use process::{Process, resolve_listen, signal};
-pub use prometheus::{PrometheusConfig, ScrapeJob, prom_duration, start_prometheus};
+pub use prometheus::{
+    PrometheusConfig, ScrapeAuth, ScrapeJob, ScrapeTls, prom_duration, start_prometheus,
+};
 
 /// Whether Debian's Prometheus and Alertmanager binaries (or the ones the
 /// `MODELWATCH_*_BIN` variables name) are installed.

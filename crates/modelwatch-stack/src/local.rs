@@ -6,7 +6,9 @@
 use crate::alertmanager::{self, AlertmanagerConfig, start_alertmanager};
 use crate::env;
 use crate::process::{STOP_TIMEOUT, probe_address, signal};
-use crate::prometheus::{self, PrometheusConfig, ScrapeJob, start_prometheus};
+use crate::prometheus::{
+    self, PrometheusConfig, ScrapeAuth, ScrapeJob, ScrapeTls, start_prometheus,
+};
 use anyhow::Context as _;
 use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,12 @@ pub struct UpOptions {
     pub retention: Option<String>,
     /// A webhook URL for Alertmanager's notifications.
     pub webhook: Option<String>,
+    /// Scrape the targets over HTTPS (their `--metrics-web-config` has
+    /// `tls_server_config`).
+    pub scrape_tls: Option<ScrapeTls>,
+    /// Scrape with these credentials (the web config has `basic_auth_users` or
+    /// `bearer_auth_tokens`).
+    pub scrape_auth: Option<ScrapeAuth>,
 }
 
 /// The state file: what [`up`] started, so that [`down`] and [`status`] find it.
@@ -191,7 +199,11 @@ pub fn up(options: &UpOptions) -> anyhow::Result<StackState> {
         listen: options.prometheus_listen,
         scrape_interval: options.scrape_interval,
         evaluation_interval: options.evaluation_interval,
-        scrape_jobs: vec![ScrapeJob::new(&options.job, &options.targets)],
+        scrape_jobs: vec![ScrapeJob {
+            tls: options.scrape_tls.clone(),
+            auth: options.scrape_auth.clone(),
+            ..ScrapeJob::new(&options.job, &options.targets)
+        }],
         rule_files: rules.to_vec(),
         alertmanagers: vec![probe_address(alertmanager.address()).to_string()],
         retention: options.retention.clone(),

@@ -25,8 +25,53 @@ pub const RULES_DIR: &str = "rules";
 pub struct ScrapeJob {
     /// The `job` label. The mixin's rules select `job="modelwatch"`.
     pub job: String,
-    /// `host:port` of each target; `/metrics` is scraped over HTTP.
+    /// `host:port` of each target; `/metrics` is scraped over HTTP, or HTTPS with
+    /// [`ScrapeJob::tls`].
     pub targets: Vec<String>,
+    /// Scrape over HTTPS (`scheme: https` and `tls_config`), for a metrics listener
+    /// whose `--metrics-web-config` has `tls_server_config`.
+    pub tls: Option<ScrapeTls>,
+    /// Credentials sent with every scrape (`basic_auth` or `authorization`), for a
+    /// web config with `basic_auth_users` or `bearer_auth_tokens`.
+    pub auth: Option<ScrapeAuth>,
+}
+
+/// How Prometheus checks the target's certificate (its `tls_config`). File paths
+/// are written as given; pass absolute ones, since Prometheus resolves relative
+/// paths against its config file's directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScrapeTls {
+    /// The CA that signed the target's certificate (`ca_file`); `None` trusts the
+    /// system's CAs.
+    pub ca_file: Option<PathBuf>,
+    /// The name checked against the certificate (`server_name`), when the target's
+    /// address is not among the certificate's names.
+    pub server_name: Option<String>,
+    /// Skip the certificate check (`insecure_skip_verify`). Only for a test
+    /// certificate: the scrape is then encrypted but the target unauthenticated.
+    pub insecure_skip_verify: bool,
+    /// Client certificate and key (`cert_file`, `key_file`), for a web config with
+    /// `client_auth_type: RequireAndVerifyClientCert`.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// The credentials Prometheus scrapes with, read from files so that no secret
+/// sits in `prometheus.yml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScrapeAuth {
+    /// `basic_auth` with `username` and `password_file`.
+    Basic {
+        /// The user, a key of the web config's `basic_auth_users`.
+        username: String,
+        /// A file holding the password (its bcrypt hash is in the web config).
+        password_file: PathBuf,
+    },
+    /// `authorization` of type Bearer with `credentials_file`.
+    Bearer {
+        /// A file holding the token (its SHA-256 is in the web config's
+        /// `bearer_auth_tokens`).
+        credentials_file: PathBuf,
+    },
 }
 
 impl ScrapeJob {
@@ -38,7 +83,75 @@ impl ScrapeJob {
         Self {
             job: job.into(),
             targets: targets.into_iter().map(Into::into).collect(),
+            tls: None,
+            auth: None,
         }
+    }
+
+    /// The same job scraped over HTTPS.
+    pub fn with_tls(mut self, tls: ScrapeTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The same job scraped with credentials.
+    pub fn with_auth(mut self, auth: ScrapeAuth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// The job's entry in `scrape_configs`.
+    pub fn to_yaml(&self) -> Yaml {
+        let path = |p: &Path| Yaml::str(p.to_string_lossy());
+        let mut entries = vec![("job_name", Yaml::str(&self.job))];
+        if let Some(tls) = &self.tls {
+            entries.push(("scheme", Yaml::plain("https")));
+            let mut config = Vec::new();
+            if let Some(ca) = &tls.ca_file {
+                config.push(("ca_file", path(ca)));
+            }
+            if let Some((cert, key)) = &tls.client_cert {
+                config.push(("cert_file", path(cert)));
+                config.push(("key_file", path(key)));
+            }
+            if let Some(name) = &tls.server_name {
+                config.push(("server_name", Yaml::str(name)));
+            }
+            if tls.insecure_skip_verify {
+                config.push(("insecure_skip_verify", Yaml::plain("true")));
+            }
+            if !config.is_empty() {
+                entries.push(("tls_config", Yaml::map(config)));
+            }
+        }
+        match &self.auth {
+            None => {}
+            Some(ScrapeAuth::Basic {
+                username,
+                password_file,
+            }) => entries.push((
+                "basic_auth",
+                Yaml::map([
+                    ("username", Yaml::str(username)),
+                    ("password_file", path(password_file)),
+                ]),
+            )),
+            Some(ScrapeAuth::Bearer { credentials_file }) => entries.push((
+                "authorization",
+                Yaml::map([
+                    ("type", Yaml::plain("Bearer")),
+                    ("credentials_file", path(credentials_file)),
+                ]),
+            )),
+        }
+        entries.push((
+            "static_configs",
+            Yaml::List(vec![Yaml::map([(
+                "targets",
+                Yaml::List(self.targets.iter().map(Yaml::str).collect()),
+            )])]),
+        ));
+        Yaml::map(entries)
     }
 }
 
@@ -154,23 +267,7 @@ impl PrometheusConfig {
         }
         top.push((
             "scrape_configs",
-            Yaml::List(
-                self.scrape_jobs
-                    .iter()
-                    .map(|job| {
-                        Yaml::map([
-                            ("job_name", Yaml::str(&job.job)),
-                            (
-                                "static_configs",
-                                Yaml::List(vec![Yaml::map([(
-                                    "targets",
-                                    Yaml::List(job.targets.iter().map(Yaml::str).collect()),
-                                )])]),
-                            ),
-                        ])
-                    })
-                    .collect(),
-            ),
+            Yaml::List(self.scrape_jobs.iter().map(ScrapeJob::to_yaml).collect()),
         ));
         format!(
             "# Written by modelwatch-stack; rewritten at every start.\n{}",
@@ -284,6 +381,45 @@ mod tests {
         assert_eq!(prom_duration(Duration::from_secs(15)), "15s");
         assert_eq!(prom_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(prom_duration(Duration::ZERO), "1ms");
+    }
+
+    #[test]
+    fn a_secured_job_scrapes_over_https_with_credentials_from_files() {
+        let job = ScrapeJob::new("modelwatch", ["127.0.0.1:9464"])
+            .with_tls(ScrapeTls {
+                ca_file: Some("/etc/modelwatch/ca.crt".into()),
+                server_name: Some("modelwatch.local".into()),
+                ..ScrapeTls::default()
+            })
+            .with_auth(ScrapeAuth::Basic {
+                username: "prometheus".into(),
+                password_file: "/etc/modelwatch/password".into(),
+            });
+        let text = Yaml::List(vec![job.to_yaml()]).to_document();
+        for expected in [
+            "scheme: https",
+            "ca_file: \"/etc/modelwatch/ca.crt\"",
+            "server_name: \"modelwatch.local\"",
+            "username: \"prometheus\"",
+            "password_file: \"/etc/modelwatch/password\"",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from\n{text}");
+        }
+        assert!(!text.contains("insecure_skip_verify"), "{text}");
+        let bearer =
+            ScrapeJob::new("modelwatch", ["127.0.0.1:9464"]).with_auth(ScrapeAuth::Bearer {
+                credentials_file: "/etc/modelwatch/token".into(),
+            });
+        let text = Yaml::List(vec![bearer.to_yaml()]).to_document();
+        assert!(
+            text.contains("type: Bearer")
+                && text.contains("credentials_file: \"/etc/modelwatch/token\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("scheme"),
+            "plain HTTP stays the default: {text}"
+        );
     }
 
     #[test]

@@ -190,21 +190,31 @@ fn wait_until(child: &mut Child, timeout: Duration) -> Option<std::process::Exit
 }
 
 /// The API and metrics base URLs of the ready line (after its prefix):
-/// `fraud 1.0.0 on http://A (metrics on http://B/metrics), ready in N ms`.
+/// `fraud 1.0.0 on http://A (metrics on http://B/metrics), ready in N ms`. The metrics
+/// listener says `https://` when a web config turns TLS on; the scheme is kept.
 fn ready_urls(line: &str) -> Option<[String; 2]> {
-    let mut hosts = line
-        .split("http://")
-        .skip(1)
-        .map(|s| s.split([' ', ')', '/']).next().unwrap_or_default())
-        .filter(|host| !host.is_empty());
-    let api = format!("http://{}", hosts.next()?);
-    let metrics = format!("http://{}", hosts.next()?);
-    Some([api, metrics])
+    let mut urls = line.split_whitespace().filter_map(|word| {
+        let (scheme, rest) = word.split_once("://")?;
+        let scheme = scheme.trim_start_matches('(');
+        let host = rest.split([')', '/', ',']).next().unwrap_or_default();
+        (matches!(scheme, "http" | "https") && !host.is_empty())
+            .then(|| format!("{scheme}://{host}"))
+    });
+    Some([urls.next()?, urls.next()?])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tls_metrics_listener_keeps_its_scheme() {
+        let line = "fraud 1.0.0 on http://127.0.0.1:1 (metrics on https://127.0.0.1:2/metrics), ready in 12 ms";
+        assert_eq!(
+            ready_urls(line),
+            Some(["http://127.0.0.1:1".to_string(), "https://127.0.0.1:2".to_string()])
+        );
+    }
 
     #[test]
     fn urls_come_from_the_ready_line() {

@@ -290,3 +290,88 @@ fn the_service_monitor_scrapes_the_pods_as_the_mixins_job() {
         "the mixin's rules do not select job=\"{job}\""
     );
 }
+
+/// deploy/secure-metrics: the base with TLS and basic auth on the metrics listener
+/// (docs/metrics-security.md).
+#[test]
+fn the_secure_metrics_overlay_scrapes_over_https_with_credentials_from_secrets() {
+    let text = kustomize("deploy/secure-metrics");
+    let report = validate_objects(&text);
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("ok ")).count(),
+        6,
+        "{report}"
+    );
+    let objects = by_kind_and_name(&yaml_documents(&text));
+    let base = rendered();
+
+    // The server reads the web config from the mounted Secret.
+    let pod = &objects["Deployment/modelwatch"]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let web_config = env_value(container, "MODELWATCH_METRICS_WEB_CONFIG");
+    assert!(
+        read("crates/modelwatch-server/src/config.rs")
+            .contains("\"MODELWATCH_METRICS_WEB_CONFIG\""),
+        "modelwatch serve reads MODELWATCH_METRICS_WEB_CONFIG"
+    );
+    let secret_of = |path: &str| {
+        let mount = container["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .find(|m| {
+                m["mountPath"]
+                    .as_str()
+                    .is_some_and(|dir| path.starts_with(&format!("{dir}/")))
+            })
+            .unwrap_or_else(|| panic!("{path} is on a mounted volume"));
+        assert_eq!(mount["readOnly"], true, "{mount}");
+        let volume = pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .expect("the mounted volume");
+        volume["secret"]["secretName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path} comes from a Secret: {volume}"))
+            .to_string()
+    };
+    assert_eq!(secret_of(web_config), "modelwatch-metrics-web-config");
+    // The paths that deploy/secure-metrics/README.md's web.yml names.
+    assert_eq!(
+        secret_of("/etc/modelwatch/tls/tls.crt"),
+        "modelwatch-metrics-tls"
+    );
+    // Everything else in the pod is the base's.
+    let base_container =
+        &base["Deployment/modelwatch"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["ports"], base_container["ports"]);
+    assert_eq!(
+        container["readinessProbe"],
+        base_container["readinessProbe"]
+    );
+
+    // The ServiceMonitor keeps the base's endpoint and adds HTTPS and basic auth.
+    let endpoint = &objects["ServiceMonitor/modelwatch"]["spec"]["endpoints"][0];
+    let base_endpoint = &base["ServiceMonitor/modelwatch"]["spec"]["endpoints"][0];
+    for key in ["port", "path", "interval", "scrapeTimeout"] {
+        assert_eq!(endpoint[key], base_endpoint[key], "{key}");
+    }
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(
+        endpoint["tlsConfig"]["ca"]["secret"]["name"],
+        "modelwatch-metrics-ca"
+    );
+    assert!(endpoint["tlsConfig"]["serverName"].is_string());
+    assert!(
+        endpoint["tlsConfig"].get("insecureSkipVerify").is_none(),
+        "the certificate is checked"
+    );
+    for part in ["username", "password"] {
+        assert_eq!(
+            endpoint["basicAuth"][part]["name"], "modelwatch-scrape-credentials",
+            "{part}"
+        );
+    }
+}

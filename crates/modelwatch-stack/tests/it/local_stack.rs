@@ -32,6 +32,8 @@ fn options(state_dir: &Path, target: String) -> UpOptions {
         evaluation_interval: Duration::from_secs(1),
         retention: None,
         webhook: None,
+        scrape_tls: None,
+        scrape_auth: None,
     }
 }
 
