@@ -113,7 +113,7 @@ def metric_sum(metrics_url, name, label=None):
     return total
 
 
-def stored_population(binary, data):
+def stored_population(data):
     """(customers, terminals) the seeded store holds: the ids are 0..n-1 in order,
     so the count is the first unknown id. Read from the SQLite file itself."""
     import sqlite3
@@ -148,7 +148,7 @@ def run_mixes(args, binary):
     rounds = []
     try:
         seed_store(binary, data)
-        population = stored_population(binary, data)
+        population = stored_population(data)
         log(f"store holds customers C000000..C{population[0] - 1:06d}, "
             f"terminals T00000..T{population[1] - 1:05d}")
         port, mport = free_port(), free_port()

@@ -17,6 +17,8 @@
 local bodies = {}
 local n = 0
 local i = 0
+-- Requests sent, read by bench/wrk-paced.lua.
+sent = 0
 
 local function body(customer, terminal, amount)
   return wrk.format("POST", "/v1/predict", { ["Content-Type"] = "application/json" },
@@ -30,6 +32,9 @@ init = function(args)
   local customers = tonumber(args[3] or "5000")
   local terminals = tonumber(args[4] or "10000")
   n = tonumber(args[5] or (mix == "uniform" and "4096" or "65536"))
+  if n == 0 then
+    n = mix == "uniform" and 4096 or 65536
+  end
   math.randomseed(seed)
   if mix == "uniform" then
     for k = 1, n do
@@ -73,5 +78,6 @@ end
 
 request = function()
   i = i % n + 1
+  sent = sent + 1
   return bodies[i]
 end
