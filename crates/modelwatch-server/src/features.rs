@@ -278,8 +278,8 @@ impl FeatureFetcher {
                 place(group, *group_index, values, row, event_times);
             }
         } else if n_missed > 1 {
-            // Boxed so the same future type sits in one list; only on the miss path,
-            // which allocates for its store call anyway.
+            // Polled side by side, each pinned in a box: this is the miss path, which
+            // allocates for its store calls anyway; a hit allocates nothing.
             let mut pending: Vec<_> = lookups
                 .map(|(slot, (group_index, group))| {
                     let lookup = Box::pin(self.lookup(slot, group, group.key.of(tx)));
