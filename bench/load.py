@@ -16,6 +16,14 @@ Figures from one run are comparable with each other (same machine, same minute);
 quote ratios. Needs wrk (apt-get install -y wrk).
 
     python3 bench/load.py [--duration 15] [--connections 32] [--rate 200]
+
+With --mixes, it measures traffic mixes instead (bench/wrk-predict.lua describes
+them): one `modelwatch serve`, then rounds of wrk alternating `realistic`, `uniform`
+and `unknown`, and a table of the median of each with the unknown flood's throughput
+as a share of the realistic mix's (the median of the per-round ratios; target: at
+least 80%).
+
+    python3 bench/load.py --mixes [--rounds 3] [--binary PATH] [--no-build]
 """
 
 import argparse
@@ -80,13 +88,131 @@ def parse_wrk(text):
     return rps, pct(50), pct(99), int(non2xx.group(1)) if non2xx else 0
 
 
-def wrk(url, duration, connections):
+MIXES = ("realistic", "uniform", "unknown")
+
+
+def wrk(url, duration, connections, mix="uniform", population=(5000, 10000), seed=1, bodies=None):
     lua = os.path.join(ROOT, "bench", "wrk-predict.lua")
+    extra = [str(bodies)] if bodies else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", lua, url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", lua, url,
+         "--", mix, str(seed), str(population[0]), str(population[1]), *extra],
         check=True, capture_output=True, text=True,
     ).stdout
     return parse_wrk(out)
+
+
+def metric_sum(metrics_url, name, label=None):
+    """Sum of one metric's samples (those carrying `label`, if given) in a scrape."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and (label is None or label in line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def stored_population(data):
+    """(customers, terminals) the seeded store holds: the ids are 0..n-1 in order,
+    so the count is the first unknown id. Read from the SQLite file itself."""
+    import sqlite3
+    db = sqlite3.connect(os.path.join(data, "features.sqlite"))
+    try:
+        counts = dict(db.execute(
+            "SELECT feature_group, COUNT(*) FROM feature_values GROUP BY feature_group"))
+        highest = dict(db.execute(
+            "SELECT feature_group, MAX(entity_id) FROM feature_values GROUP BY feature_group"))
+    finally:
+        db.close()
+    customers, terminals = counts["customer"], counts["terminal"]
+    # Known really is known: the highest stored id is n-1 in the store's format.
+    assert highest["customer"] == f"C{customers - 1:06d}", highest
+    assert highest["terminal"] == f"T{terminals - 1:05d}", highest
+    return customers, terminals
+
+
+def seed_store(binary, data):
+    port, mport = free_port(), free_port()
+    seed = subprocess.Popen([binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
+                             "--metrics-listen", f"127.0.0.1:{mport}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log("seeding the feature store (first start)...")
+    wait_ready(f"http://127.0.0.1:{port}/readyz", seed, timeout=600)
+    seed.send_signal(signal.SIGTERM)
+    seed.wait(timeout=30)
+
+
+def run_mixes(args, binary):
+    data = tempfile.mkdtemp(prefix="modelwatch-bench-")
+    rounds = []
+    try:
+        seed_store(binary, data)
+        population = stored_population(data)
+        log(f"store holds customers C000000..C{population[0] - 1:06d}, "
+            f"terminals T00000..T{population[1] - 1:05d}")
+        port, mport = free_port(), free_port()
+        cmd = [binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
+               "--metrics-listen", f"127.0.0.1:{mport}", *args.serve_arg]
+        log(f"== {' '.join(cmd)}")
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        api, metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mport}/metrics"
+        try:
+            wait_ready(api + "/readyz", proc)
+            for mix in MIXES:
+                wrk(api + "/v1/predict", 3, args.connections, mix, population)
+            for r in range(args.rounds):
+                results = {}
+                for mix in MIXES:
+                    before = {op: metric_sum(metrics, "model_feature_cache_operations_total",
+                                             f'operation="{op}"') for op in ("hit", "miss")}
+                    # A new seed each round: the unknown flood's ids are new to the cache.
+                    rps, p50, p99, non2xx = wrk(api + "/v1/predict", args.duration,
+                                                args.connections, mix, population, seed=r + 1,
+                                                bodies=args.bodies if mix != "uniform" else None)
+                    after = {op: metric_sum(metrics, "model_feature_cache_operations_total",
+                                            f'operation="{op}"') for op in ("hit", "miss")}
+                    hits, misses = (after[op] - before[op] for op in ("hit", "miss"))
+                    results[mix] = {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non2xx": non2xx,
+                                    "hit_ratio": hits / (hits + misses) if hits + misses else None}
+                    log(f"   round {r + 1} {mix:<10} {rps:>9,.0f} req/s  p99 {p99:.2f} ms  "
+                        f"non-2xx {non2xx}")
+                rounds.append(results)
+            rss = rss_mib(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+    def med(mix, key):
+        values = [r[mix][key] for r in rounds if r[mix][key] is not None]
+        return statistics.median(values) if values else None
+
+    width = 12
+    print(f"{'':<26}" + "".join(f"{m:>{width}}" for m in MIXES))
+    for label, key, fmt in [("req/s (median)", "rps", "{:,.0f}"), ("p50 ms", "p50_ms", "{:.3f}"),
+                            ("p99 ms", "p99_ms", "{:.3f}"), ("non-2xx answers", "non2xx", "{:.0f}"),
+                            ("cache hit ratio", "hit_ratio", "{:.3f}")]:
+        cells = []
+        for m in MIXES:
+            v = med(m, key)
+            cells.append(f"{(fmt.format(v) if v is not None else '-'):>{width}}")
+        print(f"{label:<26}" + "".join(cells))
+    ratios = [r["unknown"]["rps"] / r["realistic"]["rps"] for r in rounds]
+    print()
+    print(f"rounds: {args.rounds} x {args.duration} s per mix, wrk -t1 -c{args.connections}, "
+          f"{args.bodies or 65536} distinct bodies (realistic, unknown); "
+          f"RSS after load {rss:.1f} MiB")
+    print("unknown / realistic throughput per round: " + ", ".join(f"{x:.2f}" for x in ratios))
+    verdict = "meets" if statistics.median(ratios) >= 0.8 else "misses"
+    print(f"unknown / realistic throughput (median):  {statistics.median(ratios):.2f} "
+          f"({verdict} the 0.80 target)")
+    if args.json:
+        print(json.dumps(rounds, indent=2))
 
 
 def loadgen(binary, target, rate, duration):
@@ -146,9 +272,24 @@ def main():
     parser.add_argument("--rate", type=float, default=200, help="fixed rate in req/s (default 200)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.add_argument("--no-build", action="store_true", help="use the release binaries already built")
+    parser.add_argument("--mixes", action="store_true",
+                        help="compare the traffic mixes (realistic, uniform, unknown) on one serve")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each mix with --mixes (default 3)")
+    parser.add_argument("--binary", help="the modelwatch binary for --mixes (default: the release build; "
+                                         "implies --no-build)")
+    parser.add_argument("--bodies", type=int, default=None,
+                        help="distinct bodies (so ids) of the realistic and unknown mixes (default 65536)")
+    parser.add_argument("--serve-arg", action="append", default=[],
+                        help="an extra `modelwatch serve` argument for --mixes (repeatable)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("error: wrk not found\nhint: apt-get install -y wrk")
+    if args.mixes:
+        if args.binary is None and not args.no_build:
+            log("building the release binary...")
+            subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
+        run_mixes(args, args.binary or os.path.join(ROOT, "target", "release", "modelwatch"))
+        return
 
     if not args.no_build:
         log("building release binaries...")
@@ -162,14 +303,7 @@ def main():
     results = {}
     try:
         # The first start seeds the feature store; start-up is measured on the next ones.
-        port, mport = free_port(), free_port()
-        seed = subprocess.Popen([binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
-                                 "--metrics-listen", f"127.0.0.1:{mport}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        log("seeding the feature store (first start)...")
-        wait_ready(f"http://127.0.0.1:{port}/readyz", seed, timeout=600)
-        seed.send_signal(signal.SIGTERM)
-        seed.wait(timeout=30)
+        seed_store(binary, data)
 
         port = free_port()
         results["echo"] = measure("echo", [echo, f"127.0.0.1:{port}"], f"http://127.0.0.1:{port}/readyz",

@@ -1,27 +1,83 @@
--- wrk script for modelwatch's load benchmark: POST /v1/predict with varied bodies
--- (customers, terminals and amounts from the simulated population's id ranges).
+-- wrk script for modelwatch's load benchmark: POST /v1/predict with varied bodies.
 -- Bodies are built once in init so Lua costs wrk as little as possible.
+--
+--   wrk ... -s bench/wrk-predict.lua URL -- [MIX] [SEED] [CUSTOMERS] [TERMINALS] [BODIES]
+--
+-- Ids are in the store's format (customers C000123, six digits; terminals T00042,
+-- five digits). The seeded store holds customers 0 .. CUSTOMERS-1 and terminals
+-- 0 .. TERMINALS-1 (the simulated population, default 5,000 and 10,000); an id at or
+-- past those is unknown to it.
+--
+-- MIX (default uniform):
+--   uniform    every id known, spread evenly over the population (cache-friendly:
+--              the whole population fits in the cache); 4,096 bodies
+--   realistic  80% of requests from a hot set (2% of the customers and terminals),
+--              19% from the rest of the population, 1% unknown ids
+--   unknown    a flood of random ids that are not in the store
 local bodies = {}
-local n = 4096
+local n = 0
 local i = 0
+-- Requests sent, read by bench/wrk-paced.lua.
+sent = 0
+
+local function body(customer, terminal, amount)
+  return wrk.format("POST", "/v1/predict", { ["Content-Type"] = "application/json" },
+    string.format('{"customer_id":"C%06d","terminal_id":"T%05d","amount":%.2f}',
+      customer, terminal, amount))
+end
 
 init = function(args)
-  local seed = tonumber(args[1] or "1")
-  for k = 1, n do
-    -- wrk runs LuaJIT (Lua 5.1): no integer division operator, floats only.
-    local x = (k * 2654435761 + seed) % 4294967296
-    local customer = math.floor(x % 5000)
-    local terminal = math.floor(x / 5000) % 10000
-    local amount = math.floor(x % 25000) / 100 + 1
-    local body = string.format(
-      '{"customer_id":"C%06d","terminal_id":"T%05d","amount":%.2f}',
-      customer, terminal, amount)
-    bodies[k] = wrk.format("POST", "/v1/predict",
-      { ["Content-Type"] = "application/json" }, body)
+  local mix = args[1] or "uniform"
+  local seed = tonumber(args[2] or "1")
+  local customers = tonumber(args[3] or "5000")
+  local terminals = tonumber(args[4] or "10000")
+  n = tonumber(args[5] or (mix == "uniform" and "4096" or "65536"))
+  if n == 0 then
+    n = mix == "uniform" and 4096 or 65536
+  end
+  math.randomseed(seed)
+  if mix == "uniform" then
+    for k = 1, n do
+      -- wrk runs LuaJIT (Lua 5.1): no integer division operator, floats only.
+      local x = (k * 2654435761 + seed) % 4294967296
+      bodies[k] = body(math.floor(x % customers), math.floor(x / customers) % terminals,
+        math.floor(x % 25000) / 100 + 1)
+    end
+  elseif mix == "realistic" then
+    local hot_customers, hot_terminals = {}, {}
+    for k = 1, math.max(1, math.floor(customers / 50)) do
+      hot_customers[k] = math.random(0, customers - 1)
+    end
+    for k = 1, math.max(1, math.floor(terminals / 50)) do
+      hot_terminals[k] = math.random(0, terminals - 1)
+    end
+    for k = 1, n do
+      local r = math.random()
+      local customer, terminal
+      if r < 0.80 then
+        customer = hot_customers[math.random(#hot_customers)]
+        terminal = hot_terminals[math.random(#hot_terminals)]
+      elseif r < 0.99 then
+        customer = math.random(0, customers - 1)
+        terminal = math.random(0, terminals - 1)
+      else
+        customer = math.random(customers, 999999)
+        terminal = math.random(terminals, 99999)
+      end
+      bodies[k] = body(customer, terminal, math.random(100, 25000) / 100)
+    end
+  elseif mix == "unknown" then
+    for k = 1, n do
+      bodies[k] = body(math.random(customers, 999999), math.random(terminals, 99999),
+        math.random(100, 25000) / 100)
+    end
+  else
+    error("unknown mix " .. mix .. "; use uniform, realistic or unknown")
   end
 end
 
 request = function()
   i = i % n + 1
+  sent = sent + 1
   return bodies[i]
 end

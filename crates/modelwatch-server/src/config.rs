@@ -128,6 +128,11 @@ pub struct ServeArgs {
     )]
     pub store_timeout: HumanDuration,
 
+    /// SQLite reader connections serving feature lookups that miss the cache, read in
+    /// parallel (writes have a connection of their own). Default: the number of cores.
+    #[arg(long, env = "MODELWATCH_STORE_READERS", default_value_t = crate::store::default_readers())]
+    pub store_readers: usize,
+
     /// How often the built-in refresher (standing in for the batch feature pipeline)
     /// updates each feature group.
     #[arg(
@@ -243,6 +248,10 @@ impl ServeArgs {
             self.refresh_interval
         );
         anyhow::ensure!(
+            self.store_readers >= 1,
+            "store_readers must be at least 1"
+        );
+        anyhow::ensure!(
             self.listen != self.metrics_listen || self.listen.port() == 0,
             "--listen and --metrics-listen must differ ({})",
             self.listen
@@ -340,6 +349,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_bacth") && err.contains("hint:"), "{err}");
+    }
+
+    #[test]
+    fn store_readers_default_to_the_cores_and_zero_is_refused() {
+        let args = parse(&["x"]).unwrap();
+        assert_eq!(args.store_readers, crate::store::default_readers());
+        assert_eq!(parse(&["x", "--store-readers", "3"]).unwrap().store_readers, 3);
+        let err = parse(&["x", "--store-readers", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store_readers"), "{err}");
     }
 
     #[test]

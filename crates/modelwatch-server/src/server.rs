@@ -70,7 +70,7 @@ pub async fn build_state(
     let drift = drift_metrics.model(&handle, &loaded.reference)?;
 
     let store_path = data_dir.join("features.sqlite");
-    let store = SqliteStore::open(&store_path)?;
+    let store = SqliteStore::open_with_readers(&store_path, args.store_readers)?;
     load::seed_if_empty(&store, &layout, args.population.config()).await?;
     let store: Arc<dyn FeatureStore> = Arc::new(store);
 

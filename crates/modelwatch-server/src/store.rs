@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// A boxed future, the return type of [`FeatureStore`] methods (the trait is used as
 /// `dyn`, and a store call only happens on a cache miss).
@@ -63,14 +63,80 @@ pub trait FeatureStore: Send + Sync + std::fmt::Debug + 'static {
 /// The embedded default store: one SQLite file in the data directory.
 ///
 /// Calls run on tokio's blocking pool so a slow disk never stalls the request workers.
+/// Lookups go through a pool of reader connections (see [`SqliteStore::open_with_readers`]),
+/// so concurrent misses are read in parallel instead of queueing on one connection;
+/// writes (seeding, refreshes) have a connection of their own.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     path: PathBuf,
-    /// Serves lookups.
-    conn: Arc<Mutex<Connection>>,
+    readers: Readers,
     /// Serves writes (seeding, refreshes). In WAL mode a writer never blocks the
     /// readers, so a refresh of every entity never stalls the request path.
-    writer: Arc<Mutex<Connection>>,
+    writer: Mutex<Connection>,
+}
+
+/// A fixed set of reader connections. A caller takes one for the length of a query
+/// and gives it back; when every connection is out, it waits for one.
+#[derive(Debug)]
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    returned: Condvar,
+    size: usize,
+}
+
+/// A reader connection taken from the pool; it goes back when dropped.
+struct Reader<'a> {
+    pool: &'a Readers,
+    conn: Option<Connection>,
+}
+
+impl Readers {
+    fn take(&self) -> Reader<'_> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(conn) = idle.pop() {
+                return Reader {
+                    pool: self,
+                    conn: Some(conn),
+                };
+            }
+            idle = self
+                .returned
+                .wait(idle)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("a reader holds its connection until dropped")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+/// The default number of reader connections: one per core this process may use.
+pub fn default_readers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 const SCHEMA: &str = "
@@ -115,8 +181,16 @@ pub fn decode_values(bytes: &[u8], expected: usize) -> Result<Box<[f32]>, StoreE
 }
 
 impl SqliteStore {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`, with [`default_readers`] reader
+    /// connections.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with_readers(path, default_readers())
+    }
+
+    /// Opens (or creates) the store at `path` with `readers` reader connections (at
+    /// least one) and one writer.
+    pub fn open_with_readers(path: &Path, readers: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(readers >= 1, "the feature store needs at least one reader connection");
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 anyhow::anyhow!("cannot create data directory {}: {e}", dir.display())
@@ -131,26 +205,42 @@ impl SqliteStore {
         writer.pragma_update(None, "synchronous", "NORMAL")?;
         writer.busy_timeout(std::time::Duration::from_secs(5))?;
         writer.execute_batch(SCHEMA)?;
-        let conn = open()?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let idle = (0..readers)
+            .map(|_| {
+                let conn = open()?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                Ok(conn)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
-            path: path.to_path_buf(),
-            conn: Arc::new(Mutex::new(conn)),
-            writer: Arc::new(Mutex::new(writer)),
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                readers: Readers {
+                    idle: Mutex::new(idle),
+                    returned: Condvar::new(),
+                    size: readers,
+                },
+                writer: Mutex::new(writer),
+            }),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// How many reader connections serve lookups.
+    pub fn readers(&self) -> usize {
+        self.inner.readers.size
+    }
+
+    fn lock(&self) -> Reader<'_> {
+        self.inner.readers.take()
     }
 
     fn lock_writer(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Entities stored for `group`.
@@ -328,6 +418,34 @@ mod tests {
             200
         );
         store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reader_taken_out_leaves_the_others_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with_readers(&dir.path().join("f.sqlite"), 2).unwrap();
+        assert_eq!(store.readers(), 2);
+        let values = [3.0f32];
+        store
+            .upsert_group("terminal", &["x"], [("T00001".to_string(), &values[..], 7)])
+            .unwrap();
+        // With one connection held (a slow query), lookups still answer through the
+        // other; a single shared connection would wait here for ever.
+        let held = store.lock();
+        for _ in 0..10 {
+            let got = store.get("terminal", "T00001").await.unwrap().unwrap();
+            assert_eq!(&*got.values, &values);
+            assert_eq!(store.get("terminal", "T99999").await.unwrap(), None);
+        }
+        drop(held);
+        assert_eq!(store.inner.readers.idle.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn zero_readers_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = SqliteStore::open_with_readers(&dir.path().join("f.sqlite"), 0).unwrap_err();
+        assert!(err.to_string().contains("at least one reader"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! Integration tests of the serving pipeline, one module per area.
 
+mod flood;
 mod router;
 mod support;

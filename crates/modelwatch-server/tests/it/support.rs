@@ -27,6 +27,7 @@ pub struct Options {
     pub max_batch_request: usize,
     pub model_delay: Duration,
     pub fault_injection: bool,
+    pub store_timeout: Duration,
 }
 
 impl Default for Options {
@@ -40,6 +41,7 @@ impl Default for Options {
             max_batch_request: 8,
             model_delay: Duration::ZERO,
             fault_injection: true,
+            store_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -74,6 +76,15 @@ pub use modelwatch_testkit::store::{CUSTOMER, TERMINAL};
 
 impl TestApp {
     pub async fn new(options: Options) -> Self {
+        Self::with_store(options, |store| Arc::new(store)).await
+    }
+
+    /// A test app whose seeded SQLite store is put behind `wrap` (a counting or
+    /// hanging wrapper).
+    pub async fn with_store(
+        options: Options,
+        wrap: impl FnOnce(SqliteStore) -> Arc<dyn FeatureStore>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let loaded = load::load_model(None, dir.path()).expect("bundled model loads");
         let card = loaded.card.clone();
@@ -98,14 +109,14 @@ impl TestApp {
             .model(&handle, &loaded.reference)
             .expect("reference");
         let faults = Arc::new(Faults::default());
-        let store: Arc<dyn FeatureStore> = Arc::new(store);
+        let store = wrap(store);
         let fetcher = FeatureFetcher::new(
             layout,
             store,
             FetchConfig {
                 cache_ttl: Duration::from_secs(60),
                 cache_capacity: 1000,
-                store_timeout: Duration::from_millis(500),
+                store_timeout: options.store_timeout,
             },
             handle.clone(),
             faults.clone(),
