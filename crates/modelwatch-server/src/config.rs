@@ -248,10 +248,7 @@ impl ServeArgs {
             !self.request_timeout.0.is_zero(),
             "request_timeout must be more than zero"
         );
-        anyhow::ensure!(
-            self.store_readers >= 1,
-            "store_readers must be at least 1"
-        );
+        anyhow::ensure!(self.store_readers >= 1, "store_readers must be at least 1");
         anyhow::ensure!(
             self.listen != self.metrics_listen || self.listen.port() == 0,
             "--listen and --metrics-listen must differ ({})",
@@ -357,7 +354,10 @@ mod tests {
     fn store_readers_default_to_the_cores_and_zero_is_refused() {
         let args = parse(&["x"]).unwrap();
         assert_eq!(args.store_readers, crate::store::default_readers());
-        assert_eq!(parse(&["x", "--store-readers", "3"]).unwrap().store_readers, 3);
+        assert_eq!(
+            parse(&["x", "--store-readers", "3"]).unwrap().store_readers,
+            3
+        );
         let err = parse(&["x", "--store-readers", "0"])
             .unwrap_err()
             .to_string();
