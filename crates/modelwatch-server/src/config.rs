@@ -355,7 +355,10 @@ mod tests {
     fn store_readers_default_to_the_cores_and_zero_is_refused() {
         let args = parse(&["x"]).unwrap();
         assert_eq!(args.store_readers, crate::store::default_readers());
-        assert_eq!(parse(&["x", "--store-readers", "3"]).unwrap().store_readers, 3);
+        assert_eq!(
+            parse(&["x", "--store-readers", "3"]).unwrap().store_readers,
+            3
+        );
         let err = parse(&["x", "--store-readers", "0"])
             .unwrap_err()
             .to_string();

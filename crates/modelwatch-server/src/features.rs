@@ -477,10 +477,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inner = SqliteStore::open_with_readers(&dir.path().join("f.sqlite"), 2).unwrap();
         inner
-            .upsert_group("customer", &["a", "b"], [("C000001".to_string(), &[1.0f32, 2.0][..], 5)])
+            .upsert_group(
+                "customer",
+                &["a", "b"],
+                [("C000001".to_string(), &[1.0f32, 2.0][..], 5)],
+            )
             .unwrap();
         inner
-            .upsert_group("terminal", &["c"], [("T00001".to_string(), &[3.0f32][..], 6)])
+            .upsert_group(
+                "terminal",
+                &["c"],
+                [("T00001".to_string(), &[3.0f32][..], 6)],
+            )
             .unwrap();
         let store = Arc::new(Rendezvous {
             inner,
@@ -504,19 +512,27 @@ mod tests {
         let mut times = [0i64; 2];
         // Read one after the other, the first lookup would wait for a second that
         // never starts, until the store deadline: values NaN.
-        fetcher.fetch(&tx("C000001", "T00001"), &mut row, &mut times).await;
+        fetcher
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await;
         assert_eq!(row, [1.0, 2.0, 3.0]);
         assert_eq!(times, [5, 6]);
-        fetcher.fetch(&tx("C999999", "T99999"), &mut row, &mut times).await;
+        fetcher
+            .fetch(&tx("C999999", "T99999"), &mut row, &mut times)
+            .await;
         assert_eq!(row, [0.0, 0.0, 0.0]);
         assert_eq!(times, [i64::MAX, i64::MAX]);
         assert_eq!(store.reads.load(Ordering::Relaxed), 4);
         // Known and unknown alike now come from the cache: no store call (a lone
         // store call would wait at the rendezvous until the deadline, giving NaN).
         for _ in 0..3 {
-            fetcher.fetch(&tx("C999999", "T99999"), &mut row, &mut times).await;
+            fetcher
+                .fetch(&tx("C999999", "T99999"), &mut row, &mut times)
+                .await;
             assert_eq!(row, [0.0, 0.0, 0.0]);
-            fetcher.fetch(&tx("C000001", "T00001"), &mut row, &mut times).await;
+            fetcher
+                .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+                .await;
             assert_eq!(row, [1.0, 2.0, 3.0]);
         }
         assert_eq!(store.reads.load(Ordering::Relaxed), 4);

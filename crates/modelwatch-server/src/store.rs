@@ -105,10 +105,7 @@ impl Readers {
                     conn: Some(conn),
                 };
             }
-            idle = self
-                .returned
-                .wait(idle)
-                .unwrap_or_else(|p| p.into_inner());
+            idle = self.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -117,7 +114,9 @@ impl std::ops::Deref for Reader<'_> {
     type Target = Connection;
 
     fn deref(&self) -> &Connection {
-        self.conn.as_ref().expect("a reader holds its connection until dropped")
+        self.conn
+            .as_ref()
+            .expect("a reader holds its connection until dropped")
     }
 }
 
@@ -190,7 +189,10 @@ impl SqliteStore {
     /// Opens (or creates) the store at `path` with `readers` reader connections (at
     /// least one) and one writer.
     pub fn open_with_readers(path: &Path, readers: usize) -> anyhow::Result<Self> {
-        anyhow::ensure!(readers >= 1, "the feature store needs at least one reader connection");
+        anyhow::ensure!(
+            readers >= 1,
+            "the feature store needs at least one reader connection"
+        );
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 anyhow::anyhow!("cannot create data directory {}: {e}", dir.display())

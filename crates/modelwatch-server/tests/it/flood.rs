@@ -232,9 +232,16 @@ async fn concurrent_requests_with_unknown_ids_all_get_answers() {
     }
     // 300 distinct terminals and 100 distinct customers: concurrent first lookups of
     // one customer may each reach the store, but never more than the requests.
-    assert!(store.total() >= 400 && store.total() <= 600, "{}", store.total());
+    assert!(
+        store.total() >= 400 && store.total() <= 600,
+        "{}",
+        store.total()
+    );
     assert_eq!(cache_ops(&app, "hit") + cache_ops(&app, "miss"), 600.0);
-    assert_eq!(app.requests("success", "approved") + app.requests("success", "declined"), 300.0);
+    assert_eq!(
+        app.requests("success", "approved") + app.requests("success", "declined"),
+        300.0
+    );
 }
 
 #[tokio::test]
@@ -280,7 +287,11 @@ async fn a_hanging_store_never_holds_a_request_past_the_request_deadline() {
     let app = TestApp::with_store(options, |_| Arc::new(HangingStore)).await;
     let (status, body) = tokio::time::timeout(
         Duration::from_secs(60),
-        app.call("POST", "/v1/predict", transaction("C999999", TERMINAL, 10.0)),
+        app.call(
+            "POST",
+            "/v1/predict",
+            transaction("C999999", TERMINAL, 10.0),
+        ),
     )
     .await
     .expect("the request was answered");
