@@ -247,10 +247,7 @@ impl ServeArgs {
             HumanDuration(MIN_REFRESH_INTERVAL),
             self.refresh_interval
         );
-        anyhow::ensure!(
-            self.store_readers >= 1,
-            "store_readers must be at least 1"
-        );
+        anyhow::ensure!(self.store_readers >= 1, "store_readers must be at least 1");
         anyhow::ensure!(
             self.listen != self.metrics_listen || self.listen.port() == 0,
             "--listen and --metrics-listen must differ ({})",

@@ -212,7 +212,10 @@ mod tests {
         let line = "fraud 1.0.0 on http://127.0.0.1:1 (metrics on https://127.0.0.1:2/metrics), ready in 12 ms";
         assert_eq!(
             ready_urls(line),
-            Some(["http://127.0.0.1:1".to_string(), "https://127.0.0.1:2".to_string()])
+            Some([
+                "http://127.0.0.1:1".to_string(),
+                "https://127.0.0.1:2".to_string()
+            ])
         );
     }
 

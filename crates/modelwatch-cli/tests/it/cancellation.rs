@@ -17,10 +17,8 @@ fn transaction(i: usize) -> serde_json::Value {
     // Distinct amounts and hours give distinct scores; a third of the entities are
     // unknown to the store (the store's id formats), as in real traffic.
     let (customer, terminal) = if i % 3 == 0 {
-        (
-            format!("C{:06}", 800_000 + i),
-            format!("T{:05}", 80_000 + i),
-        )
+        let n = u32::try_from(i).expect("a small index");
+        (customer_id(800_000 + n), terminal_id(80_000 + n))
     } else {
         (CUSTOMER.to_string(), TERMINAL.to_string())
     };
@@ -171,7 +169,10 @@ async fn answered_predictions_keep_their_own_score_when_clients_hang_up_mid_batc
     assert_eq!(requests("timeout"), 0.0);
     let batches = s.sum("model_batch_size_count", &[]);
     let rows = s.sum("model_batch_size_sum", &[]);
-    let inference = s.sum("model_stage_duration_seconds_sum", &[("stage", "inference")]) / success;
+    let inference = s.sum(
+        "model_stage_duration_seconds_sum",
+        &[("stage", "inference")],
+    ) / success;
     eprintln!(
         "answered {answered}, hung up {hung_up}, cancelled {cancelled}, {rows} rows in {batches} batches, mean inference {:.2} ms per row's batch",
         inference * 1e3

@@ -102,10 +102,10 @@ async fn counting_app() -> (TestApp, Arc<CountingStore>) {
 }
 
 fn cache_ops(app: &TestApp, operation: &str) -> f64 {
-    app.sample(&format!(
-        r#"model_feature_cache_operations_total{{model="{}",operation="{operation}"}}"#,
-        app.state.card.name
-    ))
+    app.value(
+        "model_feature_cache_operations_total",
+        &[("model", &app.state.card.name), ("operation", operation)],
+    )
 }
 
 #[tokio::test]
@@ -262,9 +262,10 @@ async fn a_hanging_store_is_cut_at_the_store_deadline_and_counted() {
     let model = &app.state.card.name;
     // Both groups were asked at once and both timed out.
     assert_eq!(
-        app.sample(&format!(
-            r#"model_feature_store_errors_total{{model="{model}",kind="timeout"}}"#
-        )),
+        app.value(
+            "model_feature_store_errors_total",
+            &[("model", model), ("kind", "timeout")]
+        ),
         2.0
     );
     // A failure is not cached: the next request asks the store again.
