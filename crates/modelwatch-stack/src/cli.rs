@@ -23,6 +23,8 @@ pub struct StackArgs {
 }
 
 /// The `modelwatch stack` subcommands.
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum StackCommand {
     /// Start Prometheus (with the mixin's rules and alerts) and Alertmanager on

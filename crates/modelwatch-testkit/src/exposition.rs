@@ -300,7 +300,7 @@ fn unescape_help(text: &str) -> Result<String, String> {
 
 fn parse_sample(line: &str) -> Result<Sample, String> {
     let name_end = line
-        .find(|c: char| c == '{' || c == ' ' || c == '\t')
+        .find(['{', ' ', '\t'])
         .ok_or_else(|| format!("no value in {line:?}"))?;
     let name = &line[..name_end];
     if !is_metric_name(name) {

@@ -19,7 +19,7 @@ struct CountingStore {
 
 impl CountingStore {
     fn reads(&self, group: &str, entity: &str) -> u64 {
-        let reads = self.reads.lock().unwrap();
+        let reads = self.reads.lock().expect("lock");
         reads
             .get(&(group.to_string(), entity.to_string()))
             .copied()
@@ -27,7 +27,7 @@ impl CountingStore {
     }
 
     fn total(&self) -> u64 {
-        self.reads.lock().unwrap().values().sum()
+        self.reads.lock().expect("lock").values().sum()
     }
 }
 
@@ -40,7 +40,7 @@ impl FeatureStore for CountingStore {
         *self
             .reads
             .lock()
-            .unwrap()
+            .expect("lock")
             .entry((group.to_string(), entity.to_string()))
             .or_default() += 1;
         self.inner.get(group, entity)
@@ -93,11 +93,11 @@ async fn counting_app() -> (TestApp, Arc<CountingStore>) {
             inner,
             reads: Mutex::default(),
         });
-        *keep.lock().unwrap() = Some(store.clone());
+        *keep.lock().expect("lock") = Some(store.clone());
         store
     })
     .await;
-    let store = slot.lock().unwrap().take().expect("wrapped");
+    let store = slot.lock().expect("lock").take().expect("wrapped");
     (app, store)
 }
 
