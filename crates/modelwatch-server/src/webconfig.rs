@@ -759,13 +759,12 @@ impl Auth {
             }
             Credential::Basic { user, password } => {
                 let digest: [u8; 32] = Sha256::digest(&password).into();
-                if let Some(known) = self.users.get(&user) {
-                    let cached = known.verified.lock().map(|c| *c).unwrap_or_default();
-                    if let Some(cached) = cached {
-                        if bool::from(cached.ct_eq(&digest)) {
-                            return true;
-                        }
-                    }
+                let cached = self
+                    .users
+                    .get(&user)
+                    .and_then(|known| known.verified.lock().map(|c| *c).unwrap_or_default());
+                if cached.is_some_and(|cached| bool::from(cached.ct_eq(&digest))) {
+                    return true;
                 }
                 let auth = self.clone();
                 let verified = tokio::task::spawn_blocking(move || {
@@ -774,12 +773,9 @@ impl Auth {
                         None => (auth.dummy_hash.as_str(), false),
                     };
                     let ok = bcrypt::verify(&password, hash).unwrap_or(false) && known;
-                    if ok {
-                        if let Some(u) = auth.users.get(&user) {
-                            if let Ok(mut cache) = u.verified.lock() {
-                                *cache = Some(digest);
-                            }
-                        }
+                    let user = auth.users.get(&user).filter(|_| ok);
+                    if let Some(mut cache) = user.and_then(|u| u.verified.lock().ok()) {
+                        *cache = Some(digest);
                     }
                     ok
                 })
