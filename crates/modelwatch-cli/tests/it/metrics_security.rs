@@ -208,9 +208,15 @@ async fn prometheus_scrapes_over_tls_with_basic_bearer_and_client_certificates()
 
     // Refused scrapes: down, with Prometheus' own account of why.
     for (job, expected) in [
-        ("tls-anonymous", "401"),
-        ("tls-wrong-password", "401"),
-        ("tls-no-client-cert", "certificate"),
+        ("tls-anonymous", &["401"][..]),
+        ("tls-wrong-password", &["401"][..]),
+        // Under TLS 1.3 the server refuses the missing certificate after the client
+        // has finished its half of the handshake, so Go's client reports either the
+        // certificate alert or the reset connection, depending on timing.
+        (
+            "tls-no-client-cert",
+            &["certificate", "connection reset"][..],
+        ),
     ] {
         let refused = wait_for(&format!("{job} is down"), PATIENCE, || async {
             let all = targets(&client, &url).await?;
@@ -222,8 +228,8 @@ async fn prometheus_scrapes_over_tls_with_basic_bearer_and_client_certificates()
         .unwrap_or_else(|e| panic!("{e}\n{}", prometheus.log_tail(30)));
         assert!(refused.scrape_url.starts_with("https://"), "{refused:?}");
         assert!(
-            refused.last_error.contains(expected),
-            "{job}: {:?} should mention {expected}",
+            expected.iter().any(|e| refused.last_error.contains(e)),
+            "{job}: {:?} should mention one of {expected:?}",
             refused.last_error
         );
         let up = wait_for_samples(
