@@ -3,9 +3,9 @@
 //! 620 in the reported run). Every answered prediction must equal the score the same
 //! transaction gets when sent alone, and every hang-up must count as `cancelled`.
 
-use crate::support::{CUSTOMER, Server, TERMINAL};
+use crate::support::{CUSTOMER, Server, TERMINAL, scrape};
 use crate::wide_mlp;
-use modelwatch_testkit::exposition::{self, Exposition};
+use modelwatch_testkit::exposition::Exposition;
 use modelwatch_testkit::store::{customer_id, terminal_id};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -141,15 +141,7 @@ async fn answered_predictions_keep_their_own_score_when_clients_hang_up_mid_batc
     // the server has seen every closed connection (bounded wait for quiescence).
     let mut s = Exposition::default();
     for _ in 0..200 {
-        let text = client
-            .get(format!("{}/metrics", server.metrics))
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("text");
-        s = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        s = scrape(&client, &server).await;
         if s.sum("model_active_requests", &[]) == 0.0 {
             break;
         }

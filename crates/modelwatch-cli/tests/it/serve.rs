@@ -1,7 +1,6 @@
 //! The real binary: a known number of requests in, consistent metrics out.
 
-use crate::support::{CUSTOMER, Server, TERMINAL};
-use modelwatch_testkit::exposition;
+use crate::support::{CUSTOMER, Server, TERMINAL, scrape};
 use modelwatch_testkit::store::{customer_id, terminal_id};
 
 fn body(i: usize) -> serde_json::Value {
@@ -68,15 +67,7 @@ async fn metrics_agree_with_what_was_sent() {
         assert_eq!(r.status(), 400);
     }
 
-    let text = client
-        .get(format!("{}/metrics", server.metrics))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    let s = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let s = scrape(&client, &server).await;
     let scored = (SINGLE + BATCH) as f64;
     let success = s.sum("model_requests_total", &[("status", "success")]);
     assert_eq!(success, scored, "successes");

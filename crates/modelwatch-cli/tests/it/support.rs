@@ -30,3 +30,19 @@ impl std::ops::Deref for Server {
         &self.0
     }
 }
+
+/// Scrapes the server's `/metrics` and parses it with the test kit's parser.
+pub async fn scrape(
+    client: &reqwest::Client,
+    server: &Server,
+) -> modelwatch_testkit::exposition::Exposition {
+    let text = client
+        .get(format!("{}/metrics", server.metrics))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    modelwatch_testkit::exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
