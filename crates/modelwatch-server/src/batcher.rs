@@ -520,6 +520,26 @@ mod tests {
         .collect()
     }
 
+    type Tasks = Vec<(usize, tokio::task::JoinHandle<Result<Scored, BatchError>>)>;
+
+    /// Hangs up the callers whose row `leaves` picks: each task is aborted and
+    /// awaited, so its future (and its reply slot) is gone when this returns.
+    /// Returns the other callers, still waiting, and how many of the leavers were
+    /// still waiting when they left (rather than already answered).
+    async fn hang_up(tasks: Tasks, leaves: impl Fn(usize) -> bool) -> (Tasks, usize) {
+        let mut kept = Vec::new();
+        let mut cancelled = 0;
+        for (i, task) in tasks {
+            if leaves(i) {
+                task.abort();
+                cancelled += usize::from(task.await.is_err_and(|e| e.is_cancelled()));
+            } else {
+                kept.push((i, task));
+            }
+        }
+        (kept, cancelled)
+    }
+
     /// Lets every spawned task run up to its first wait. The test runtime has one
     /// thread, so after this each spawned `score` call has queued its row.
     async fn settle() {
@@ -556,15 +576,11 @@ mod tests {
         assert_eq!(entered.recv().await.unwrap(), 16);
         // Half the callers hang up while the model runs, every other row; awaiting
         // the aborted task makes sure its future (and its reply slot) is gone.
-        let mut kept = Vec::new();
-        for (i, task) in tasks {
-            if i % 2 == 0 {
-                task.abort();
-                assert!(task.await.unwrap_err().is_cancelled());
-            } else {
-                kept.push((i, task));
-            }
-        }
+        let (kept, cancelled) = hang_up(tasks, |i| i % 2 == 0).await;
+        assert_eq!(
+            cancelled, 8,
+            "every leaver left while its row was in the model"
+        );
         release.send(()).unwrap();
         for (i, task) in kept {
             let scored = task.await.unwrap().unwrap();
@@ -596,15 +612,8 @@ mod tests {
         let tasks = spawn_rows(&b, 0..10);
         settle().await;
         // Rows 0..5 leave while still queued.
-        let mut kept = Vec::new();
-        for (i, task) in tasks {
-            if i < 5 {
-                task.abort();
-                let _ = task.await;
-            } else {
-                kept.push((i, task));
-            }
-        }
+        let (kept, cancelled) = hang_up(tasks, |i| i < 5).await;
+        assert_eq!(cancelled, 5);
         release.send(()).unwrap();
         // The next batch holds only the five callers still waiting.
         assert_eq!(entered.recv().await.unwrap(), 5);
@@ -632,15 +641,7 @@ mod tests {
         // inside the model, all eight answers have been sent, and none read yet.
         let probe = spawn_rows(&b, 50..51);
         assert_eq!(entered.recv().await.unwrap(), 1);
-        let mut kept = Vec::new();
-        for (i, task) in tasks {
-            if i % 2 == 1 {
-                task.abort();
-                let _ = task.await;
-            } else {
-                kept.push((i, task));
-            }
-        }
+        let (kept, _) = hang_up(tasks, |i| i % 2 == 1).await;
         release.send(()).unwrap();
         for (i, task) in kept.into_iter().chain(probe).chain(first) {
             assert_eq!(task.await.unwrap().unwrap().score, i as f32);
