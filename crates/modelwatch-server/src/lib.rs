@@ -368,7 +368,7 @@ async fn score(
     request.restart_mark();
 
     let score = f64::from(scored.score);
-    let approved = score < state.card.threshold;
+    let approved = state.card.threshold().is_some_and(|t| score < t);
     let decision = if approved {
         Decision::Approved
     } else {

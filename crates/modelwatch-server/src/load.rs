@@ -48,7 +48,10 @@ pub fn unpack_bundled(data_dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let card_path = dir.join(format!("{}.card.json", card.name));
     write_if_changed(&card_path, bundled::CARD.as_bytes())?;
-    write_if_changed(&dir.join(&card.onnx_file), bundled::ONNX)?;
+    let onnx = card
+        .onnx_path(&dir)
+        .context("the bundled model card names no ONNX file")?;
+    write_if_changed(&onnx, bundled::ONNX)?;
     write_if_changed(
         &reference_path(&card_path, &card),
         bundled::REFERENCE.as_bytes(),

@@ -41,7 +41,10 @@ pub async fn build_state(
 
     let mut registry = Registry::default();
     let config = MetricsConfig {
-        buckets: Buckets::default().with_score_threshold(card.threshold),
+        buckets: match card.threshold() {
+            Some(threshold) => Buckets::default().with_score_threshold(threshold),
+            None => Buckets::default(),
+        },
         ..MetricsConfig::default()
     };
     let metrics = Metrics::register(&mut registry, &config)?;

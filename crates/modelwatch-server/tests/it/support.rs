@@ -93,7 +93,8 @@ impl TestApp {
         modelwatch_testkit::store::seed(&store, &layout);
         let mut registry = Registry::default();
         let config = MetricsConfig {
-            buckets: Buckets::default().with_score_threshold(card.threshold),
+            buckets: Buckets::default()
+                .with_score_threshold(card.threshold().expect("the bundled model classifies")),
             process_metrics: false,
             ..MetricsConfig::default()
         };
