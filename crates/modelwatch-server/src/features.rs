@@ -165,6 +165,18 @@ impl FeatureLayout {
     }
 }
 
+/// The library's decision names for a card: `None` for a model without decisions.
+///
+/// # Errors
+/// When a name is not a label value (the card loader refuses those already).
+pub fn decision_names(card: &ModelCard) -> anyhow::Result<Option<modelwatch::DecisionNames>> {
+    card.task
+        .decisions()
+        .map(|d| modelwatch::DecisionNames::new(d.below.as_str(), d.at_or_above.as_str()))
+        .transpose()
+        .map_err(anyhow::Error::from)
+}
+
 type GroupCache = Cache<String, Option<Arc<GroupValues>>>;
 
 /// Cache and store settings.

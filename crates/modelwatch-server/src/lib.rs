@@ -370,9 +370,9 @@ async fn score(
     let score = f64::from(scored.score);
     let approved = state.card.threshold().is_some_and(|t| score < t);
     let decision = if approved {
-        Decision::Approved
+        Decision::Below
     } else {
-        Decision::Declined
+        Decision::AtOrAbove
     };
     state.metrics.observe_score(score);
     if state.metrics.enabled() {
@@ -388,7 +388,7 @@ async fn score(
         prediction_id: state.ids.next(),
         transaction_id: tx.transaction_id,
         score,
-        decision: decision.as_str().to_string(),
+        decision: state.metrics.decision_name(decision).to_string(),
         model: state.card.name.clone(),
         version: state.card.version.clone(),
     };

@@ -54,6 +54,7 @@ pub async fn build_state(
         framework: card.framework.clone(),
         training_date: card.training_date.clone(),
         architecture: card.architecture.clone(),
+        decisions: crate::features::decision_names(&card)?,
     };
     let handle = if args.no_instrumentation {
         tracing::warn!("--no-instrumentation: no metric will be recorded");

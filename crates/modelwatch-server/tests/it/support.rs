@@ -102,6 +102,7 @@ impl TestApp {
         let handle = metrics.model(&ModelSpec {
             name: card.name.clone(),
             version: card.version.clone(),
+            decisions: modelwatch_server::features::decision_names(&card).expect("decisions"),
             ..ModelSpec::default()
         });
         let drift_metrics =
