@@ -1,7 +1,7 @@
 //! Module implementing model loading (bundled or from a card path) and first-start
 //! seeding of the embedded feature store. See [`load_model`] and [`seed_if_empty`].
 
-use crate::features::{EntityKey, FeatureLayout};
+use crate::features::FeatureLayout;
 use crate::store::SqliteStore;
 use anyhow::Context as _;
 use modelwatch::{FeatureReference, ModelReference, ReferenceBins};
@@ -189,15 +189,19 @@ fn seed(
             })
             .collect::<anyhow::Result<_>>()?;
         let names: Vec<&str> = group.features.iter().map(String::as_str).collect();
-        let rows: Vec<(String, Vec<f32>)> = match group.key {
-            EntityKey::Customer => snapshot
+        let rows: Vec<(String, Vec<f32>)> = match sim_group {
+            modelwatch_sim::FeatureGroup::Customer => snapshot
                 .iter_customers()
                 .map(|(id, v)| (id.to_string(), order.iter().map(|i| v[*i]).collect()))
                 .collect(),
-            EntityKey::Terminal => snapshot
+            modelwatch_sim::FeatureGroup::Terminal => snapshot
                 .iter_terminals()
                 .map(|(id, v)| (id.to_string(), order.iter().map(|i| v[*i]).collect()))
                 .collect(),
+            modelwatch_sim::FeatureGroup::Transaction => anyhow::bail!(
+                "group {:?} is read from the store, but the simulator computes it from a request",
+                group.name
+            ),
         };
         let written = store.upsert_group(
             &group.name,
