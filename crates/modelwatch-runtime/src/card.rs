@@ -1172,7 +1172,8 @@ mod tests {
 
     #[test]
     fn each_refusal_names_its_field() {
-        let cases: Vec<(fn(&mut serde_json::Value), &str)> = vec![
+        type Breaks = fn(&mut serde_json::Value);
+        let cases: Vec<(Breaks, &str)> = vec![
             (
                 |c| c["format_version"] = 3.into(),
                 "model card field `format_version`: version 3 is not supported (this runtime reads versions 1 and 2)",
