@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod features;
+pub mod ingest;
 pub mod load;
 pub mod refresher;
 pub mod server;

@@ -188,7 +188,6 @@ fn seed(
                     })
             })
             .collect::<anyhow::Result<_>>()?;
-        let names: Vec<&str> = group.features.iter().map(String::as_str).collect();
         let rows: Vec<(String, Vec<f32>)> = match sim_group {
             modelwatch_sim::FeatureGroup::Customer => snapshot
                 .iter_customers()
@@ -203,10 +202,11 @@ fn seed(
                 group.name
             ),
         };
-        let written = store.upsert_group(
-            &group.name,
-            &names,
-            rows.iter().map(|(id, v)| (id.clone(), v.as_slice(), now)),
+        // The same writer as `modelwatch features load`.
+        let written = crate::ingest::write_group(
+            store,
+            group,
+            rows.into_iter().map(|(id, values)| (id, values, now)),
         )?;
         eprintln!("  {}: {written} entities", group.name);
     }
