@@ -33,7 +33,7 @@ use crate::api::{
 use crate::batcher::{BatchError, Batcher};
 use crate::error::ApiError;
 use crate::faults::{FaultSpec, Faults};
-use crate::features::{FeatureFetcher, PreparedRow};
+use crate::features::{FeatureFetcher, PreparedRow, RequestFields};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -418,6 +418,52 @@ async fn score_batch(
     rows: Vec<(Option<String>, PreparedRow)>,
     echo: fn(Prediction, Option<String>) -> Prediction,
 ) -> Response {
+    match score_rows(state, rows, echo).await {
+        Ok(predictions) => Json(BatchPrediction { predictions }).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Scores rows of request fields for the served model, as `/v1/models/{model}/predict`
+/// does: for a protocol module (such as the Open Inference Protocol's) that decodes
+/// its own body. Every row is checked first; one invalid row refuses them all
+/// (counted once as `rejected`, the error naming `{prefix}[i].features.<field>`).
+/// Each row is then one request in the metrics, scored side by side, and the
+/// predictions come back in row order.
+///
+/// # Errors
+/// The first row's [`ApiError`]: a field error, or the first scoring failure.
+pub async fn predict_fields(
+    state: Arc<AppState>,
+    rows: &[RequestFields],
+    prefix: &str,
+) -> Result<Vec<Prediction>, ApiError> {
+    let now = unix_now();
+    let layout = state.fetcher.layout();
+    let mut prepared = Vec::with_capacity(rows.len());
+    for (i, fields) in rows.iter().enumerate() {
+        let row = layout.prepare(
+            fields,
+            &format!("{prefix}[{i}].features."),
+            &format!("{prefix}[{i}].entities."),
+            now,
+        );
+        match row {
+            Ok(row) => prepared.push((None, row)),
+            Err(e) => {
+                state.metrics.count_request(e.status(), Decision::None);
+                return Err(e);
+            }
+        }
+    }
+    score_rows(state, prepared, |p, _| p).await
+}
+
+async fn score_rows(
+    state: Arc<AppState>,
+    rows: Vec<(Option<String>, PreparedRow)>,
+    echo: fn(Prediction, Option<String>) -> Prediction,
+) -> Result<Vec<Prediction>, ApiError> {
     let n = rows.len();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (id, prepared)) in rows.into_iter().enumerate() {
@@ -442,10 +488,9 @@ async fn score_batch(
         }
     }
     if let Some(e) = first_error {
-        return e.into_response();
+        return Err(e);
     }
-    let predictions = slots.into_iter().flatten().collect();
-    Json(BatchPrediction { predictions }).into_response()
+    Ok(slots.into_iter().flatten().collect())
 }
 
 /// Runs one checked row through the pipeline.

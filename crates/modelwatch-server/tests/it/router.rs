@@ -470,6 +470,49 @@ async fn the_model_endpoint_scores_like_v1_predict() {
     assert_eq!(same["score"], v1["score"]);
 }
 
+/// The entry point for protocol modules: rows of fields score like `/v1/predict`,
+/// each counted as one request.
+#[tokio::test]
+async fn predict_fields_scores_rows_like_the_json_api() {
+    use modelwatch_server::features::{FieldValue, RequestFields};
+    let app = TestApp::new(Options::default()).await;
+    let (_, v1) = app
+        .call(
+            "POST",
+            "/v1/predict",
+            transaction(CUSTOMER, TERMINAL, 420.0),
+        )
+        .await;
+    let mut row = RequestFields::default();
+    row.features
+        .insert("amount".into(), FieldValue::Number(420.0));
+    row.features.insert(
+        "timestamp".into(),
+        FieldValue::Text("2026-11-24T10:00:00Z".into()),
+    );
+    row.entities.insert("customer_id".into(), CUSTOMER.into());
+    row.entities.insert("terminal_id".into(), TERMINAL.into());
+    let rows = vec![row.clone(), row.clone()];
+    let predictions = modelwatch_server::predict_fields(app.state.clone(), &rows, "inputs")
+        .await
+        .expect("scored");
+    assert_eq!(predictions.len(), 2);
+    assert_eq!(predictions[1].score, v1["score"].as_f64());
+    let decision = v1["decision"].as_str().expect("decision");
+    assert_eq!(app.requests("success", decision), 3.0);
+    row.features.remove("amount");
+    let err =
+        modelwatch_server::predict_fields(app.state.clone(), &[rows[0].clone(), row], "inputs")
+            .await
+            .expect_err("a missing feature");
+    assert_eq!(
+        err.to_string(),
+        "inputs[1].features.amount: is missing; feature `amount` is not nullable"
+    );
+    assert_eq!(app.requests("rejected", "none"), 1.0);
+    assert_eq!(app.requests("success", decision), 3.0);
+}
+
 #[tokio::test]
 async fn unknown_model_is_404_listing_the_served_names() {
     let app = TestApp::new(Options::default()).await;
