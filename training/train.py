@@ -462,27 +462,42 @@ def build(out_dir: Path, data: Path | None) -> dict:
     m = summary["fraud"]
     holdout_rows = write_holdout_csv(out_dir / "fraud.holdout.csv", ds, fraud_scores)
     gbc = CONFIG["gradient_boosting"]
+    # Card format 2 (docs/design/card-format-2.md): the hour, weekend and night flags
+    # are transforms of the request's timestamp; the customer and terminal groups are
+    # read from the feature store, keyed by the request's ids.
+    transforms = {"hour": "hour_of_day", "is_weekend": "is_weekend", "is_night": "is_night"}
+
+    def feature(name, group):
+        spec = {"name": name, "group": group}
+        if name in transforms:
+            spec["transform"] = {"fn": transforms[name], "field": "timestamp"}
+        return spec
+
     card = {
-        "format_version": 1,
+        "format_version": 2,
         "name": "fraud",
         "version": CONFIG["model_version"],
         "framework": f"sklearn-{sklearn.__version__}/skl2onnx-{skl2onnx.__version__}",
         "training_date": CONFIG["training_date"],
         "architecture": (f"gradient_boosted_trees(n_estimators={gbc['n_estimators']},"
                          f"max_depth={gbc['max_depth']})"),
-        "onnx_file": "fraud.onnx",
-        "input_name": INPUT_NAME,
-        "features": [{"name": n, "group": g} for n, g in FEATURES],
-        "positive_class_output": "probabilities",
-        "positive_class_index": 1,
-        "threshold": f32(m["threshold"]),
+        "onnx": {"file": "fraud.onnx", "input": INPUT_NAME, "output": "probabilities",
+                 "column": 1},
+        "task": {"type": "binary_classification", "threshold": f32(m["threshold"]),
+                 "decisions": {"below": "approved", "at_or_above": "declined"}},
         "threshold_rule": "max_f1_on_holdout: decline when score >= threshold",
+        "groups": {
+            "transaction": {"source": "request"},
+            "customer": {"source": "store", "entity_key": "customer_id"},
+            "terminal": {"source": "store", "entity_key": "terminal_id"},
+        },
+        "features": [feature(n, g) for n, g in FEATURES],
         "metrics": {
             "auc": round(m["auc"], 6),
             "precision": round(m["precision"], 6),
             "recall": round(m["recall"], 6),
             "holdout_rows": int(len(y_hold)),
-            "fraud_rate": round(float(y_hold.mean()), 6),
+            "positive_rate": round(float(y_hold.mean()), 6),
         },
         "training": {
             "seed": CONFIG["seed"],

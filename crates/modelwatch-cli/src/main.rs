@@ -28,6 +28,8 @@ enum Command {
     /// The 10-second verdict: HEALTHY (exit 0), DEGRADED (1) or UNHEALTHY (2); 3 when
     /// it cannot judge
     Status(modelwatch_status::cli::StatusArgs),
+    /// Fill a model's entity groups in the embedded feature store (`features load`)
+    Features(modelwatch_server::ingest::FeaturesArgs),
     /// Build a model's reference distributions from holdout data
     Reference(modelwatch_runtime::cli::ReferenceArgs),
     /// Print the metric schema as Markdown (the source of docs/metrics.md)
@@ -67,6 +69,9 @@ fn main() -> ExitCode {
         }
         Command::Reference(args) => {
             modelwatch_runtime::cli::run_reference(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Features(args) => {
+            modelwatch_server::ingest::run(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Schema => {
             print!("{}", modelwatch::schema::metrics_markdown());

@@ -144,6 +144,10 @@ pub struct ServingConfig {
     /// Largest acceptable change of the approval ratio against `comparison_offset`
     /// ago, as an absolute fraction, default 0.05 (five points).
     pub approval_delta_max: f64,
+    /// The `decision` values that count as approved: each served model's decision
+    /// below its threshold (`task.decisions.below` in its card). Default `approved`
+    /// (the bundled fraud model) and `negative` (a card's default).
+    pub approved_decisions: Vec<String>,
 }
 
 impl Default for ServingConfig {
@@ -151,6 +155,7 @@ impl Default for ServingConfig {
         Self {
             cache_hit_ratio_min: 0.9,
             approval_delta_max: 0.05,
+            approved_decisions: vec!["approved".into(), "negative".into()],
         }
     }
 }
@@ -351,6 +356,18 @@ impl MixinConfig {
             "serving.approval_delta_max",
             self.serving.approval_delta_max,
         )?;
+        if self.serving.approved_decisions.is_empty() {
+            return Err(invalid(
+                "serving.approved_decisions",
+                "name at least one decision (a card's task.decisions.below)",
+            ));
+        }
+        for name in &self.serving.approved_decisions {
+            // The same rule as a card's decision names.
+            if let Err(e) = modelwatch::labels::check_decision_name(name) {
+                return Err(invalid("serving.approved_decisions", e.to_string()));
+            }
+        }
         let threshold = self.slo.latency_threshold_seconds;
         if !self.slo.latency_buckets_seconds.contains(&threshold) {
             return Err(invalid(
@@ -481,6 +498,10 @@ const FIELD_DOCS: &[(&str, &str)] = &[
     (
         "serving.approval_delta_max",
         "Largest change of the approval ratio against comparison_offset ago.",
+    ),
+    (
+        "serving.approved_decisions",
+        "Decision values that count as approved: each card's task.decisions.below.",
     ),
     (
         "alert_for",

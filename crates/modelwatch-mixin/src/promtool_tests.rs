@@ -22,8 +22,9 @@ use crate::rules::{AlertingRule, Rule, RuleGroup};
 use crate::yaml::Yaml;
 use crate::{ALERTS_PATH, ConfigError, Error, RULES_PATH};
 use modelwatch::drift::{self, ReferenceBins};
+use modelwatch::labels::NO_DECISION;
 use modelwatch::schema::{self, label};
-use modelwatch::{CacheOperation, Decision, Status};
+use modelwatch::{CacheOperation, Status};
 
 /// The model every scenario uses.
 pub const MODEL: &str = "fraud";
@@ -464,7 +465,7 @@ fn burn_scenario(
     let mut exprs = Vec::new();
     match kind {
         Slo::Availability => {
-            let requests = |status: Status, decision: Decision, per_step: u64| {
+            let requests = |status: Status, decision: &str, per_step: u64| {
                 (
                     ctx.series(
                         schema::REQUESTS_TOTAL.name,
@@ -473,18 +474,18 @@ fn burn_scenario(
                             (label::MODEL, MODEL),
                             (label::VERSION, VERSION),
                             (label::STATUS, status.as_str()),
-                            (label::DECISION, decision.as_str()),
+                            (label::DECISION, decision),
                         ],
                     ),
                     counter(per_step, n),
                 )
             };
-            series.push(requests(Status::Success, Decision::Approved, VALID - bad));
-            series.push(requests(Status::Error, Decision::None, bad));
+            series.push(requests(Status::Success, APPROVED, VALID - bad));
+            series.push(requests(Status::Error, NO_DECISION, bad));
             // Rejected and cancelled requests are the client's doing: however many,
             // they must not dilute the error ratio.
-            series.push(requests(Status::Rejected, Decision::None, VALID));
-            series.push(requests(Status::Cancelled, Decision::None, VALID));
+            series.push(requests(Status::Rejected, NO_DECISION, VALID));
+            series.push(requests(Status::Cancelled, NO_DECISION, VALID));
             if index == 0 {
                 exprs.push(close_to(
                     record::burn_window(300).errors,
@@ -542,6 +543,9 @@ enum Distribution {
 }
 
 /// The feature the feature scenarios drift.
+/// The test model's decision names: the bundled fraud model's.
+const APPROVED: &str = "approved";
+const DECLINED: &str = "declined";
 const FEATURE: &str = "amount";
 
 impl Distribution {
@@ -847,7 +851,7 @@ fn approval_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
             n.saturating_sub(switch_steps + 1)
         )
     };
-    let requests = |status: Status, decision: Decision| {
+    let requests = |status: Status, decision: &str| {
         ctx.series(
             schema::REQUESTS_TOTAL.name,
             Some(REPLICAS[0]),
@@ -855,22 +859,19 @@ fn approval_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
                 (label::MODEL, MODEL),
                 (label::VERSION, VERSION),
                 (label::STATUS, status.as_str()),
-                (label::DECISION, decision.as_str()),
+                (label::DECISION, decision),
             ],
         )
     };
     let series = vec![
+        (requests(Status::Success, APPROVED), segments(before, after)),
         (
-            requests(Status::Success, Decision::Approved),
-            segments(before, after),
-        ),
-        (
-            requests(Status::Success, Decision::Declined),
+            requests(Status::Success, DECLINED),
             segments(DECIDED - before, DECIDED - after),
         ),
         // Failed and undecided requests are not decisions: they must not count.
-        (requests(Status::Error, Decision::None), counter(500, n)),
-        (requests(Status::Success, Decision::None), counter(500, n)),
+        (requests(Status::Error, NO_DECISION), counter(500, n)),
+        (requests(Status::Success, NO_DECISION), counter(500, n)),
     ];
     let keys = [(label::MODEL, MODEL)];
     let firing = vec![(alert_labels(rule, &keys), rendered(rule, &keys, value)?)];
@@ -1065,7 +1066,7 @@ fn requests_series(
                 (label::MODEL, model),
                 (label::VERSION, version),
                 (label::STATUS, Status::Success.as_str()),
-                (label::DECISION, Decision::Approved.as_str()),
+                (label::DECISION, APPROVED),
             ],
         ),
         counter(per_step, n),

@@ -32,8 +32,9 @@ use crate::config::{MixinConfig, PromDuration};
 use crate::names::record::{self, BURN_WINDOWS};
 use crate::promql::{Promql, eq, none_of, num, one_of};
 use crate::rules::{RecordingRule, Rule, RuleGroup};
+use modelwatch::labels::NO_DECISION;
 use modelwatch::schema::{self, label};
-use modelwatch::{CacheOperation, Decision, Status};
+use modelwatch::{CacheOperation, Status};
 
 /// The floor PSI applies to each fraction, as in `modelwatch::drift::EPSILON`.
 pub const PSI_EPSILON: f64 = modelwatch::drift::EPSILON;
@@ -293,20 +294,24 @@ fn drift(q: &Promql<'_>, config: &MixinConfig) -> Vec<Rule> {
         q.duration(config.drift.comparison_offset)
     );
     let approval = |keys: &str, range: &str| {
-        let decided = [Decision::Approved.as_str(), Decision::Declined.as_str()];
+        // Approved: a decision below the threshold, by whatever name each card gives
+        // it. Decided: every decision but `none`.
+        let approved: Vec<&str> = config
+            .serving
+            .approved_decisions
+            .iter()
+            .map(String::as_str)
+            .collect();
         let success = eq(label::STATUS, Status::Success.as_str());
         format!(
             "sum by ({keys}) (rate({}{range}))\n/\nsum by ({keys}) (rate({}{range}))",
             q.metric(
                 &schema::REQUESTS_TOTAL,
-                &[
-                    success.clone(),
-                    eq(label::DECISION, Decision::Approved.as_str())
-                ]
+                &[success.clone(), one_of(label::DECISION, &approved)]
             ),
             q.metric(
                 &schema::REQUESTS_TOTAL,
-                &[success, one_of(label::DECISION, &decided)]
+                &[success, none_of(label::DECISION, &[NO_DECISION])]
             ),
         )
     };

@@ -56,7 +56,9 @@ fn setup() -> Setup {
         .take(64 * model.n_features())
         .collect();
     Setup {
-        onnx: card.onnx_path(dir),
+        onnx: card
+            .onnx_path(dir)
+            .expect("the bench card names an ONNX file"),
         card,
         model,
         parity,
@@ -181,7 +183,13 @@ fn onnxruntime(s: &Setup) -> Result<OrtReport, String> {
         .arg("--parity")
         .arg(&s.parity)
         .arg("--output")
-        .arg(&s.card.positive_class_output)
+        .arg(
+            s.card
+                .onnx
+                .as_ref()
+                .and_then(|o| o.output.as_deref())
+                .unwrap_or("probabilities"),
+        )
         .arg("--json")
         .output()
         .map_err(|e| format!("cannot run {python}: {e}"))?;

@@ -88,10 +88,9 @@ pub fn run_reference(args: &ReferenceArgs) -> anyhow::Result<()> {
             eprintln!("warning: that is more than 1e-5; is the CSV from another model version?");
         }
     }
-    if card.metrics.holdout_rows != n as u64 {
+    if let Some(rows) = card.metrics.holdout_rows.filter(|r| *r != n as u64) {
         eprintln!(
-            "note: the card's metrics were computed on {} holdout rows, this file has {n}",
-            card.metrics.holdout_rows
+            "note: the card's metrics were computed on {rows} holdout rows, this file has {n}"
         );
     }
     for d in std::iter::once(&reference.score).chain(&reference.features) {

@@ -85,7 +85,7 @@ pub fn load_model(path: &Path) -> Result<Box<dyn Model>, RuntimeError> {
 }
 
 /// Loads the model a card describes; `card_dir` is the directory holding the card (its
-/// `onnx_file` is relative to it). The card's input, output, class index and feature
+/// `onnx.file` is relative to it). The card's input, output, class index and feature
 /// count are all checked against the graph.
 ///
 /// # Errors
@@ -95,13 +95,16 @@ pub fn load_model_for_card(
     card: &ModelCard,
     card_dir: &Path,
 ) -> Result<Box<dyn Model>, RuntimeError> {
+    let onnx = card.onnx.as_ref().ok_or_else(|| {
+        RuntimeError::card("onnx", "this monitor-only card names no ONNX model to load")
+    })?;
     let options = LoadOptions {
-        input_name: Some(card.input_name.clone()),
-        output: Some(card.positive_class_output.clone()),
-        class_index: Some(card.positive_class_index),
+        input_name: onnx.input.clone(),
+        output: onnx.output.clone(),
+        class_index: onnx.column,
         n_features: Some(card.features.len()),
     };
-    let model = load_model_with(&card.onnx_path(card_dir), &options)?;
+    let model = load_model_with(&card_dir.join(&onnx.file), &options)?;
     if model.n_features() != card.features.len() {
         return Err(RuntimeError::FeatureCount {
             card: card.features.len(),

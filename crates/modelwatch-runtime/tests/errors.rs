@@ -107,11 +107,16 @@ fn missing_files_name_the_path() {
 #[test]
 fn bad_card_fields_are_named() {
     let mut card = card_json();
-    card["format_version"] = 2.into();
+    card["format_version"] = 3.into();
     assert_eq!(
         card_error(&card),
-        "model card field `format_version`: version 2 is not supported (this runtime reads version 1)"
+        "model card field `format_version`: version 3 is not supported (this runtime reads versions 1 and 2)"
     );
+    // A format 2 card is not a format 1 card with a new number: serde names what is
+    // missing.
+    let mut card = card_json();
+    card["format_version"] = 2.into();
+    assert!(card_error(&card).contains("missing field `task`"));
 
     let mut card = card_json();
     card["threshold"] = 1.5.into();

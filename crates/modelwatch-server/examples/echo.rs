@@ -18,8 +18,10 @@ async fn echo(body: Bytes) -> Response {
         Ok(tx) => Json(Prediction {
             prediction_id: "echo".into(),
             transaction_id: tx.transaction_id,
-            score: tx.amount / 1e6,
-            decision: "approved".into(),
+            id: None,
+            score: Some(tx.amount / 1e6),
+            value: None,
+            decision: Some("approved".into()),
             model: "echo".into(),
             version: "0".into(),
         })

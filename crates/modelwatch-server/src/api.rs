@@ -2,6 +2,7 @@
 //! validation. See [`Transaction`] and [`Prediction`] for details.
 
 use crate::error::ApiError;
+use crate::features::{FieldValue, RequestFields};
 use serde::{Deserialize, Serialize};
 
 /// Longest accepted id (`transaction_id`, `customer_id`, `terminal_id`), in bytes.
@@ -74,19 +75,28 @@ pub struct BatchIn {
     pub transactions: Vec<TransactionIn>,
 }
 
-/// The answer for one transaction.
+/// The answer for one request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Prediction {
     /// Id of this prediction, for joining a delayed label later.
     pub prediction_id: String,
-    /// The caller's transaction id, when one was given.
+    /// The caller's transaction id, when one was given (`/v1/predict`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub transaction_id: Option<String>,
-    /// Probability of fraud, in [0, 1].
+    /// The caller's id, when one was given (`/v1/models/{model}/predict`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id: Option<String>,
+    /// A binary classifier's score (the fraud model: probability of fraud), in [0, 1].
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     #[schema(minimum = 0, maximum = 1)]
-    pub score: f64,
-    /// `approved` below the threshold, `declined` at or above.
-    pub decision: String,
+    pub score: Option<f64>,
+    /// A regressor's predicted value.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value: Option<f64>,
+    /// A binary classifier's decision, named by its card (the fraud model:
+    /// `approved` below the threshold, `declined` at or above).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub decision: Option<String>,
     /// Model name.
     pub model: String,
     /// Model version.
@@ -158,6 +168,111 @@ impl TransactionIn {
             amount: self.amount,
             timestamp,
         })
+    }
+}
+
+impl Transaction {
+    /// The transaction as request fields, the default model's view of `/v1/predict`:
+    /// features `amount` and `timestamp` (Unix seconds), entities `customer_id` and
+    /// `terminal_id`. Returns the transaction id apart.
+    pub fn into_fields(self) -> (Option<String>, RequestFields) {
+        let mut fields = RequestFields::default();
+        fields
+            .features
+            .insert("amount".into(), FieldValue::Number(self.amount));
+        fields.features.insert(
+            "timestamp".into(),
+            FieldValue::Number(self.timestamp as f64),
+        );
+        fields
+            .entities
+            .insert("customer_id".into(), self.customer_id);
+        fields
+            .entities
+            .insert("terminal_id".into(), self.terminal_id);
+        (self.transaction_id, fields)
+    }
+}
+
+/// One request to `/v1/models/{model}/predict`: the card's request fields and entity
+/// ids by name.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRequestIn {
+    /// The caller's id, echoed back as `id`: 1 to 64 bytes of UTF-8, no control
+    /// characters.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
+    pub id: Option<String>,
+    /// Request fields: numbers, and times as RFC 3339 text or Unix seconds. `null`
+    /// is missing.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub features: serde_json::Map<String, serde_json::Value>,
+    /// Entity ids (strings, or integers) by the request field that keys a store group.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub entities: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The body of `/v1/models/{model}/predict/batch`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelBatchIn {
+    /// The requests, scored in order: at least one, and at most the server's
+    /// `--max-batch-request`.
+    #[schema(min_items = 1)]
+    pub rows: Vec<ModelRequestIn>,
+}
+
+impl ModelRequestIn {
+    /// Decodes the body into request fields; `prefix` names the position in a batch
+    /// (`rows[3].`).
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidField`] naming a value of the wrong JSON type or a bad id.
+    pub fn into_fields(self, prefix: &str) -> Result<(Option<String>, RequestFields), ApiError> {
+        if let Some(id) = &self.id {
+            check_id(&format!("{prefix}id"), id)?;
+        }
+        let mut fields = RequestFields::default();
+        for (name, value) in self.features {
+            let value = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::Number(n) => match n.as_f64() {
+                    Some(x) => FieldValue::Number(x),
+                    None => {
+                        return Err(ApiError::field(
+                            format!("{prefix}features.{name}"),
+                            "is not a finite number",
+                        ));
+                    }
+                },
+                serde_json::Value::String(s) => FieldValue::Text(s),
+                _ => {
+                    return Err(ApiError::field(
+                        format!("{prefix}features.{name}"),
+                        "must be a number, a string or null",
+                    ));
+                }
+            };
+            fields.features.insert(name, value);
+        }
+        for (name, value) in self.entities {
+            let id = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+                _ => {
+                    return Err(ApiError::field(
+                        format!("{prefix}entities.{name}"),
+                        "must be a string or an integer",
+                    ));
+                }
+            };
+            fields.entities.insert(name, id);
+        }
+        Ok((self.id, fields))
     }
 }
 

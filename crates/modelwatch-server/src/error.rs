@@ -23,6 +23,14 @@ pub enum ApiError {
         /// Why it is refused.
         reason: String,
     },
+    /// The path names a model this server does not serve.
+    #[error("no model named {name:?}; this server serves: {known}")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The names served, comma-separated.
+        known: String,
+    },
     /// The body is larger than the configured limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -81,6 +89,7 @@ impl ApiError {
         match self {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::UnknownModel { .. } => "unknown_model",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BatchTooLarge { .. } => "batch_too_large",
             ApiError::Overloaded => "overloaded",
@@ -95,6 +104,7 @@ impl ApiError {
         match self {
             ApiError::InvalidJson(_)
             | ApiError::InvalidField { .. }
+            | ApiError::UnknownModel { .. }
             | ApiError::PayloadTooLarge { .. }
             | ApiError::BatchTooLarge { .. } => Status::Rejected,
             ApiError::Overloaded => Status::Overloaded,
@@ -107,6 +117,7 @@ impl ApiError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnknownModel { .. } => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } | ApiError::BatchTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }

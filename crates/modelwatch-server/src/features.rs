@@ -1,11 +1,18 @@
 //! Module implementing feature assembly: the model's input row from the request, the
-//! in-process cache and the feature store. See [`FeatureFetcher`] for details.
+//! in-process cache and the feature store. See [`FeatureLayout`] and
+//! [`FeatureFetcher`] for details.
 //!
-//! Feature groups come from the model card. The `transaction` group is computed from
-//! the request itself; every other group is an entity group read from the store,
-//! keyed by an id of the request (`customer` by `customer_id`, `terminal` by
-//! `terminal_id`).
+//! Everything follows from the model card (format 2): a feature of a `request` group
+//! is read from a request field, as is or through a built-in transform; a feature of
+//! a `store` group is read from the feature store, keyed by the request field the
+//! card names (the fraud card: group `customer` keyed by `customer_id`). A request is
+//! a [`RequestFields`] map, whatever its wire format (`/v1/predict`'s transaction, the
+//! generic `/v1/models/{model}/predict` body, or an Open Inference Protocol tensor
+//! row), and [`FeatureLayout::prepare`] turns it into the request part of the row.
 //!
+//! - A missing request field is a 400 naming it, unless its feature is `nullable`:
+//!   then the value is NaN, which the drift recorder counts in
+//!   `model_feature_missing_total`.
 //! - An unknown entity is not an error: a new customer or terminal has no history, so
 //!   its group gets zeros (the value of every count and average over an empty window).
 //!   The store's "unknown" is cached like a value (a negative entry), so an unknown id
@@ -21,44 +28,68 @@
 //!   the tree model routes down its missing-value branch and the drift recorder counts
 //!   in `model_feature_missing_total`.
 
-use crate::api::Transaction;
+use crate::error::ApiError;
 use crate::store::{FeatureStore, GroupValues, StoreError};
 use modelwatch::{CacheOperation, ModelHandle, StoreErrorKind};
 use modelwatch_runtime::ModelCard;
+use modelwatch_runtime::card::{GroupSource, TransformFn};
 use moka::future::Cache;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The group computed from the request.
-pub const TRANSACTION_GROUP: &str = "transaction";
-
 /// Largest model input the server accepts (rows are stack arrays of this width).
-pub const MAX_FEATURES: usize = 64;
+pub const MAX_FEATURES: usize = modelwatch_runtime::card::MAX_FEATURES;
 
-/// Which request field keys an entity group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntityKey {
-    /// `customer_id`.
-    Customer,
-    /// `terminal_id`.
-    Terminal,
+/// Longest accepted entity id, in bytes.
+pub const MAX_ENTITY_LEN: usize = 64;
+
+/// One value of a request field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    /// A number: a feature's value, a number transform's input, or a time in Unix
+    /// seconds.
+    Number(f64),
+    /// Text: a time in RFC 3339 (a number field refuses text).
+    Text(String),
 }
 
-impl EntityKey {
-    fn for_group(group: &str) -> Option<Self> {
-        match group {
-            "customer" => Some(EntityKey::Customer),
-            "terminal" => Some(EntityKey::Terminal),
-            _ => None,
-        }
-    }
+/// One prediction request as a map of fields, the shape every protocol is decoded
+/// into before the pipeline sees it. A field left out (or sent as JSON `null`) is
+/// missing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestFields {
+    /// Request fields by name: what request-group features and transforms read, and
+    /// the event time fields.
+    pub features: BTreeMap<String, FieldValue>,
+    /// Entity ids by the request field that keys a store group (`customer_id`).
+    pub entities: BTreeMap<String, String>,
+}
 
-    fn of(self, tx: &Transaction) -> &str {
-        match self {
-            EntityKey::Customer => &tx.customer_id,
-            EntityKey::Terminal => &tx.terminal_id,
-        }
-    }
+/// A model column read from the request.
+#[derive(Debug, Clone)]
+pub struct RequestColumn {
+    /// Model input column.
+    pub column: usize,
+    /// Feature name.
+    pub feature: String,
+    /// The request field it reads.
+    pub field: String,
+    /// The transform applied to the field, if any.
+    pub transform: Option<TransformFn>,
+    /// Whether a missing field is NaN (true) or a 400 (false).
+    pub nullable: bool,
+}
+
+/// A request group: its index in [`FeatureLayout::group_names`] and the field that
+/// dates it.
+#[derive(Debug, Clone)]
+pub struct RequestGroup {
+    /// Index in `group_names`.
+    pub index: usize,
+    /// The time field whose value is the group's event time; `None`: the time the
+    /// request arrived (age zero).
+    pub event_time_field: Option<String>,
 }
 
 /// One entity group: where its values go in the model row.
@@ -66,8 +97,11 @@ impl EntityKey {
 pub struct EntityGroup {
     /// Group name, as in the card and the store.
     pub name: String,
-    /// The request field that keys it.
-    pub key: EntityKey,
+    /// The request field holding the entity id (`customer_id`).
+    pub key: String,
+    /// Whether every feature of the group is nullable: then a request without the
+    /// key gets NaN for the group instead of a 400.
+    pub nullable: bool,
     /// Feature names in the group's stored order.
     pub features: Vec<String>,
     /// Model row column of each stored value.
@@ -81,16 +115,73 @@ pub struct FeatureLayout {
     pub n_features: usize,
     /// Every feature group in card order; the index is the group index used for ages.
     pub group_names: Vec<String>,
-    /// Index of the transaction group in `group_names`, if the model uses it.
-    pub transaction_group: Option<usize>,
-    /// (model column, index into [`modelwatch_sim::transaction_features`]' output).
-    pub transaction_columns: Vec<(usize, usize)>,
+    /// Columns read from request fields, in column order.
+    pub request_columns: Vec<RequestColumn>,
+    /// Request groups.
+    pub request_groups: Vec<RequestGroup>,
     /// Entity groups with their index in `group_names`.
     pub entity_groups: Vec<(usize, EntityGroup)>,
 }
 
+/// The request part of a model row, checked and ready for the store lookups.
+#[derive(Debug, Clone)]
+pub struct PreparedRow {
+    /// The model row: request columns filled, store columns still to fetch.
+    pub row: [f32; MAX_FEATURES],
+    /// Event time per group (Unix seconds): request groups set, store groups to fetch.
+    pub event_times: [i64; crate::MAX_GROUPS],
+    /// Entity id per entity group (in [`FeatureLayout::entity_groups`] order); `None`
+    /// for a nullable group the request did not key.
+    pub entities: Vec<Option<String>>,
+}
+
+fn check_entity(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::field(field, "must not be empty"));
+    }
+    if value.len() > MAX_ENTITY_LEN {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "is {} bytes; at most {MAX_ENTITY_LEN} are allowed",
+                value.len()
+            ),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn time_of(field: &str, value: &FieldValue) -> Result<i64, ApiError> {
+    match value {
+        FieldValue::Number(n) if n.is_finite() && n.abs() < 1e13 => Ok(*n as i64),
+        FieldValue::Number(n) => Err(ApiError::field(
+            field,
+            format!("{n} is not a time in Unix seconds"),
+        )),
+        FieldValue::Text(text) => {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp())
+                .map_err(|e| ApiError::field(field, format!("is not RFC 3339: {e}")))
+        }
+    }
+}
+
+fn number_of(field: &str, value: &FieldValue) -> Result<f64, ApiError> {
+    match value {
+        FieldValue::Number(n) if n.is_finite() => Ok(*n),
+        FieldValue::Number(n) => Err(ApiError::field(field, format!("{n} is not finite"))),
+        FieldValue::Text(_) => Err(ApiError::field(field, "must be a number")),
+    }
+}
+
 impl FeatureLayout {
-    /// Derives the layout from the card, refusing features it cannot produce.
+    /// Derives the layout from the card (which the runtime validated at load).
     pub fn from_card(card: &ModelCard) -> anyhow::Result<Self> {
         anyhow::ensure!(
             card.features.len() <= MAX_FEATURES,
@@ -100,59 +191,71 @@ impl FeatureLayout {
         let mut layout = FeatureLayout {
             n_features: card.features.len(),
             group_names: Vec::new(),
-            transaction_group: None,
-            transaction_columns: Vec::new(),
+            request_columns: Vec::new(),
+            request_groups: Vec::new(),
             entity_groups: Vec::new(),
         };
         for (column, feature) in card.features.iter().enumerate() {
+            let spec = card.groups.get(&feature.group).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "feature {:?} names group {:?}, which the card does not declare",
+                    feature.name,
+                    feature.group
+                )
+            })?;
             let group_index = match layout.group_names.iter().position(|g| *g == feature.group) {
                 Some(i) => i,
                 None => {
                     layout.group_names.push(feature.group.clone());
+                    match spec.source {
+                        GroupSource::Request => layout.request_groups.push(RequestGroup {
+                            index: layout.group_names.len() - 1,
+                            event_time_field: spec.event_time_field.clone(),
+                        }),
+                        GroupSource::Store => {
+                            let key = spec.entity_key.clone().ok_or_else(|| {
+                                anyhow::anyhow!("store group {:?} has no entity_key", feature.group)
+                            })?;
+                            layout.entity_groups.push((
+                                layout.group_names.len() - 1,
+                                EntityGroup {
+                                    name: feature.group.clone(),
+                                    key,
+                                    nullable: true,
+                                    features: Vec::new(),
+                                    columns: Vec::new(),
+                                },
+                            ));
+                        }
+                    }
                     layout.group_names.len() - 1
                 }
             };
-            if feature.group == TRANSACTION_GROUP {
-                let known = modelwatch_sim::FeatureGroup::Transaction.features();
-                let source = known
-                    .iter()
-                    .position(|f| f.name == feature.name)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "feature {:?} of group {TRANSACTION_GROUP:?} cannot be computed from a request; known: {}",
-                            feature.name,
-                            known.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
-                        )
-                    })?;
-                layout.transaction_group = Some(group_index);
-                layout.transaction_columns.push((column, source));
-                continue;
-            }
-            let key = EntityKey::for_group(&feature.group).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "feature group {:?} (feature {:?}) has no entity key; supported groups: transaction, customer, terminal",
-                    feature.group,
-                    feature.name
-                )
-            })?;
-            match layout
-                .entity_groups
-                .iter_mut()
-                .find(|(i, _)| *i == group_index)
-            {
-                Some((_, group)) => {
-                    group.features.push(feature.name.clone());
-                    group.columns.push(column);
+            match spec.source {
+                GroupSource::Request => {
+                    let field = feature
+                        .field
+                        .clone()
+                        .unwrap_or_else(|| feature.name.clone());
+                    layout.request_columns.push(RequestColumn {
+                        column,
+                        feature: feature.name.clone(),
+                        field,
+                        transform: feature.transform,
+                        nullable: feature.nullable,
+                    });
                 }
-                None => layout.entity_groups.push((
-                    group_index,
-                    EntityGroup {
-                        name: feature.group.clone(),
-                        key,
-                        features: vec![feature.name.clone()],
-                        columns: vec![column],
-                    },
-                )),
+                GroupSource::Store => {
+                    if let Some((_, group)) = layout
+                        .entity_groups
+                        .iter_mut()
+                        .find(|(i, _)| *i == group_index)
+                    {
+                        group.features.push(feature.name.clone());
+                        group.columns.push(column);
+                        group.nullable &= feature.nullable;
+                    }
+                }
             }
         }
         anyhow::ensure!(
@@ -163,6 +266,89 @@ impl FeatureLayout {
         );
         Ok(layout)
     }
+
+    /// Checks `request` against the card and fills the request part of the row.
+    /// `prefix` is put before a field's name in an error (`rows[2].features.`, or
+    /// nothing); entity keys are named `{entity_prefix}{key}`. `now` (Unix seconds)
+    /// dates a request group without an event time field.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidField`] naming the field: a missing field of a feature that
+    /// is not nullable, a missing entity key, text where a number is needed, a time
+    /// that is not RFC 3339, an entity id that is empty, too long or has control
+    /// characters.
+    pub fn prepare(
+        &self,
+        request: &RequestFields,
+        prefix: &str,
+        entity_prefix: &str,
+        now: i64,
+    ) -> Result<PreparedRow, ApiError> {
+        let mut prepared = PreparedRow {
+            row: [0f32; MAX_FEATURES],
+            event_times: [modelwatch::drift_metrics::NOT_USED; crate::MAX_GROUPS],
+            entities: Vec::with_capacity(self.entity_groups.len()),
+        };
+        for c in &self.request_columns {
+            let name = || format!("{prefix}{}", c.field);
+            let value = match request.features.get(&c.field) {
+                None if c.nullable => f32::NAN,
+                None => {
+                    return Err(ApiError::field(
+                        name(),
+                        format!("is missing; feature `{}` is not nullable", c.feature),
+                    ));
+                }
+                Some(v) => match c.transform {
+                    Some(t) if t.takes_time() => t.of_time(time_of(&name(), v)?),
+                    Some(t) => t.of_number(number_of(&name(), v)?),
+                    None => number_of(&name(), v)? as f32,
+                },
+            };
+            prepared.row[c.column] = value;
+        }
+        for g in &self.request_groups {
+            let time = match g
+                .event_time_field
+                .as_ref()
+                .and_then(|f| request.features.get(f).map(|v| (f, v)))
+            {
+                Some((field, value)) => time_of(&format!("{prefix}{field}"), value)?,
+                // Computed from the request right now: their age is zero.
+                None => now,
+            };
+            prepared.event_times[g.index] = time;
+        }
+        for (_, g) in &self.entity_groups {
+            let name = format!("{entity_prefix}{}", g.key);
+            match request.entities.get(&g.key) {
+                Some(id) => {
+                    check_entity(&name, id)?;
+                    prepared.entities.push(Some(id.clone()));
+                }
+                None if g.nullable => prepared.entities.push(None),
+                None => {
+                    return Err(ApiError::field(
+                        name,
+                        format!("is missing; it keys feature group `{}`", g.name),
+                    ));
+                }
+            }
+        }
+        Ok(prepared)
+    }
+}
+
+/// The library's decision names for a card: `None` for a model without decisions.
+///
+/// # Errors
+/// When a name is not a label value (the card loader refuses those already).
+pub fn decision_names(card: &ModelCard) -> anyhow::Result<Option<modelwatch::DecisionNames>> {
+    card.task
+        .decisions()
+        .map(|d| modelwatch::DecisionNames::new(d.below.as_str(), d.at_or_above.as_str()))
+        .transpose()
+        .map_err(anyhow::Error::from)
 }
 
 type GroupCache = Cache<String, Option<Arc<GroupValues>>>;
@@ -235,26 +421,30 @@ impl FeatureFetcher {
         self.caches.iter().for_each(|c| c.invalidate_all());
     }
 
-    /// Fills `row` (model width) and `event_times` (one per group, unix seconds) for
-    /// `tx`.
+    /// Fills the store columns of `row` (model width) and the store groups'
+    /// `event_times` (Unix seconds) for the entity ids `entities` (one per entity
+    /// group, from [`FeatureLayout::prepare`]).
     ///
     /// Every group is looked up in its cache first. The groups that missed are read
     /// from the store concurrently, so a request costs one store round trip, not
-    /// one per group.
-    pub async fn fetch(&self, tx: &Transaction, row: &mut [f32], event_times: &mut [i64]) {
-        if let Some(group) = self.layout.transaction_group {
-            let values = modelwatch_sim::transaction_features(tx.amount, tx.timestamp);
-            for (column, source) in &self.layout.transaction_columns {
-                row[*column] = values[*source];
-            }
-            // Computed from the request right now: their age is zero, whatever the
-            // transaction's own timestamp.
-            event_times[group] = crate::unix_now();
-        }
+    /// one per group. A group without an id (nullable and not keyed) is NaN.
+    pub async fn fetch(
+        &self,
+        entities: &[Option<String>],
+        row: &mut [f32],
+        event_times: &mut [i64],
+    ) {
+        let key = |slot: usize| entities.get(slot).and_then(|k| k.as_deref());
         let mut missed = [false; crate::MAX_GROUPS];
         let mut n_missed = 0;
         for (slot, (group_index, group)) in self.layout.entity_groups.iter().enumerate() {
-            match self.cached(slot, group.key.of(tx)).await {
+            let Some(entity) = key(slot) else {
+                // Not keyed (the group is nullable): missing, and no age.
+                group.columns.iter().for_each(|c| row[*c] = f32::NAN);
+                event_times[*group_index] = i64::MAX;
+                continue;
+            };
+            match self.cached(slot, entity).await {
                 Some(values) => {
                     self.model.cache(CacheOperation::Hit);
                     place(group, *group_index, Ok(values), row, event_times);
@@ -274,7 +464,9 @@ impl FeatureFetcher {
             .filter(|(slot, _)| missed[*slot]);
         if n_missed == 1 {
             if let Some((slot, (group_index, group))) = lookups.next() {
-                let values = self.lookup(slot, group, group.key.of(tx)).await;
+                let values = self
+                    .lookup(slot, group, key(slot).unwrap_or_default())
+                    .await;
                 place(group, *group_index, values, row, event_times);
             }
         } else if n_missed > 1 {
@@ -282,7 +474,7 @@ impl FeatureFetcher {
             // allocates for its store calls anyway; a hit allocates nothing.
             let mut pending: Vec<_> = lookups
                 .map(|(slot, (group_index, group))| {
-                    let lookup = Box::pin(self.lookup(slot, group, group.key.of(tx)));
+                    let lookup = Box::pin(self.lookup(slot, group, key(slot).unwrap_or_default()));
                     (group, *group_index, lookup, None)
                 })
                 .collect();
@@ -434,42 +626,163 @@ mod tests {
     }
 
     fn layout() -> FeatureLayout {
+        let group = |name: &str, key: &str, features: &[&str], columns: Vec<usize>| EntityGroup {
+            name: name.into(),
+            key: key.into(),
+            nullable: false,
+            features: features.iter().map(|f| f.to_string()).collect(),
+            columns,
+        };
         FeatureLayout {
             n_features: 3,
             group_names: vec!["customer".into(), "terminal".into()],
-            transaction_group: None,
-            transaction_columns: Vec::new(),
+            request_columns: Vec::new(),
+            request_groups: Vec::new(),
             entity_groups: vec![
-                (
-                    0,
-                    EntityGroup {
-                        name: "customer".into(),
-                        key: EntityKey::Customer,
-                        features: vec!["a".into(), "b".into()],
-                        columns: vec![0, 1],
-                    },
-                ),
-                (
-                    1,
-                    EntityGroup {
-                        name: "terminal".into(),
-                        key: EntityKey::Terminal,
-                        features: vec!["c".into()],
-                        columns: vec![2],
-                    },
-                ),
+                (0, group("customer", "customer_id", &["a", "b"], vec![0, 1])),
+                (1, group("terminal", "terminal_id", &["c"], vec![2])),
             ],
         }
     }
 
-    fn tx(customer: &str, terminal: &str) -> Transaction {
-        Transaction {
-            transaction_id: Some("t".into()),
-            customer_id: customer.into(),
-            terminal_id: terminal.into(),
-            amount: 1.0,
-            timestamp: 1_700_000_000,
+    fn tx(customer: &str, terminal: &str) -> Vec<Option<String>> {
+        vec![Some(customer.into()), Some(terminal.into())]
+    }
+
+    fn fraud_card() -> ModelCard {
+        ModelCard::from_json_str(crate::load::bundled::CARD).unwrap()
+    }
+
+    fn fields(features: &[(&str, FieldValue)], entities: &[(&str, &str)]) -> RequestFields {
+        RequestFields {
+            features: features
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            entities: entities
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
+    }
+
+    /// The fraud card's request features, computed by the card's transforms, are the
+    /// simulator's (which trained the model): scores cannot change.
+    #[test]
+    fn the_fraud_cards_transforms_are_the_simulators_features() {
+        let layout = FeatureLayout::from_card(&fraud_card()).unwrap();
+        assert_eq!(layout.group_names, ["transaction", "customer", "terminal"]);
+        assert_eq!(layout.request_columns.len(), 4);
+        let keys: Vec<&str> = layout
+            .entity_groups
+            .iter()
+            .map(|(_, g)| g.key.as_str())
+            .collect();
+        assert_eq!(keys, ["customer_id", "terminal_id"]);
+        let mut ts = 1_767_225_600; // 2026-01-01T00:00:00Z
+        for i in 0..500 {
+            ts += 3_607 + i * 61;
+            let amount = (i as f64) * 3.7;
+            let request = fields(
+                &[
+                    ("amount", FieldValue::Number(amount)),
+                    ("timestamp", FieldValue::Number(ts as f64)),
+                ],
+                &[("customer_id", "C1"), ("terminal_id", "T1")],
+            );
+            let prepared = layout.prepare(&request, "", "", 42).unwrap();
+            let expected = modelwatch_sim::transaction_features(amount, ts);
+            assert_eq!(prepared.row[..4], expected, "at {ts}");
+            assert_eq!(prepared.event_times[0], 42);
+        }
+    }
+
+    #[test]
+    fn missing_fields_are_named_unless_nullable() {
+        let mut card = fraud_card();
+        let layout = FeatureLayout::from_card(&card).unwrap();
+        let keyed = [("customer_id", "C1"), ("terminal_id", "T1")];
+        let err = layout
+            .prepare(
+                &fields(&[("timestamp", FieldValue::Number(0.0))], &keyed),
+                "features.",
+                "entities.",
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "features.amount: is missing; feature `amount` is not nullable"
+        );
+        let err = layout
+            .prepare(
+                &fields(
+                    &[
+                        ("amount", FieldValue::Number(1.0)),
+                        ("timestamp", FieldValue::Text("noon".into())),
+                    ],
+                    &keyed,
+                ),
+                "",
+                "",
+                0,
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("timestamp: is not RFC 3339"),
+            "{err}"
+        );
+        let err = layout
+            .prepare(
+                &fields(
+                    &[
+                        ("amount", FieldValue::Text("12".into())),
+                        ("timestamp", FieldValue::Number(0.0)),
+                    ],
+                    &keyed,
+                ),
+                "",
+                "",
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(err.to_string(), "amount: must be a number");
+        let err = layout
+            .prepare(
+                &fields(
+                    &[
+                        ("amount", FieldValue::Number(1.0)),
+                        ("timestamp", FieldValue::Number(0.0)),
+                    ],
+                    &keyed[..1],
+                ),
+                "",
+                "entities.",
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "entities.terminal_id: is missing; it keys feature group `terminal`"
+        );
+        // Nullable: NaN, and a store group whose features are all nullable may go
+        // unkeyed.
+        for f in card.features.iter_mut() {
+            if f.name == "amount" || f.group == "terminal" {
+                f.nullable = true;
+            }
+        }
+        let layout = FeatureLayout::from_card(&card).unwrap();
+        let prepared = layout
+            .prepare(
+                &fields(&[("timestamp", FieldValue::Number(0.0))], &keyed[..1]),
+                "",
+                "",
+                0,
+            )
+            .unwrap();
+        assert!(prepared.row[0].is_nan());
+        assert_eq!(prepared.entities, [Some("C1".to_string()), None]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

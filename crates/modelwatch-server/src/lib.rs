@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod features;
+pub mod ingest;
 pub mod load;
 pub mod openapi;
 pub mod refresher;
@@ -27,13 +28,13 @@ pub mod server;
 pub mod store;
 pub mod webconfig;
 
-use crate::api::{BatchPrediction, Prediction, Transaction, parse_json};
+use crate::api::{BatchPrediction, ModelBatchIn, ModelRequestIn, Prediction, parse_json};
 use crate::batcher::{BatchError, Batcher};
 use crate::error::ApiError;
 use crate::faults::{FaultSpec, Faults};
-use crate::features::{FeatureFetcher, MAX_FEATURES};
+use crate::features::{FeatureFetcher, PreparedRow, RequestFields};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -155,7 +156,9 @@ fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 
-/// The API router: `/v1/predict`, `/v1/predict/batch`, `/healthz`, `/readyz`.
+/// The API router: `/v1/predict` and `/v1/predict/batch` (the default model's
+/// transaction body), `/v1/models/{model}/predict` and `.../predict/batch` (request
+/// fields by name), `/healthz`, `/readyz`.
 pub fn app(state: Arc<AppState>) -> Router {
     // The body limit is enforced by axum while reading, and its rejection is turned
     // into our JSON error by the handlers (they take `Result<Bytes, _>`).
@@ -163,6 +166,11 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/predict", post(predict))
         .route("/v1/predict/batch", post(predict_batch))
+        .route("/v1/models/{model}/predict", post(model_predict))
+        .route(
+            "/v1/models/{model}/predict/batch",
+            post(model_predict_batch),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::serve))
@@ -203,6 +211,37 @@ fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
+/// Scores one prepared row under the request deadline, finishing `request` with the
+/// outcome.
+async fn score_in_time(
+    state: &AppState,
+    prepared: PreparedRow,
+    mut request: modelwatch::RequestGuard<'_>,
+) -> Result<Prediction, ApiError> {
+    match tokio::time::timeout(
+        state.limits.request_timeout,
+        score(state, prepared, &mut request),
+    )
+    .await
+    {
+        Ok(Ok((prediction, decision))) => {
+            request.finish(Status::Success, decision);
+            Ok(prediction)
+        }
+        Ok(Err(e)) => {
+            request.finish(e.status(), Decision::None);
+            Err(e)
+        }
+        Err(_) => {
+            let e = ApiError::Timeout {
+                deadline_ms: state.limits.request_timeout.as_millis() as u64,
+            };
+            request.finish(e.status(), Decision::None);
+            Err(e)
+        }
+    }
+}
+
 #[utoipa::path(post, path = "/v1/predict", request_body = api::TransactionIn, responses(
     (status = 200, description = "Scored", body = Prediction),
     (status = 400, description = "`invalid_json` or `invalid_field`: the message names the field", body = error::ErrorBody),
@@ -217,38 +256,85 @@ async fn predict(
     State(state): State<Arc<AppState>>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
-    let mut request = state.metrics.start_request();
+    let request = state.metrics.start_request();
     let parsed = body
         .map_err(|r| body_error(r, state.limits.max_body_bytes))
-        .and_then(|b| api::decode_transaction(&b, unix_now()));
-    let tx = match parsed {
-        Ok(tx) => tx,
+        .and_then(|b| api::decode_transaction(&b, unix_now()))
+        .and_then(|tx| {
+            let (id, fields) = tx.into_fields();
+            let prepared = state
+                .fetcher
+                .layout()
+                .prepare(&fields, "", "", unix_now())?;
+            Ok((id, prepared))
+        });
+    let (transaction_id, prepared) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             request.finish(e.status(), Decision::None);
             return e.into_response();
         }
     };
-    match tokio::time::timeout(
-        state.limits.request_timeout,
-        score(&state, tx, &mut request),
-    )
-    .await
-    {
-        Ok(Ok((prediction, decision))) => {
-            request.finish(Status::Success, decision);
-            Json(prediction).into_response()
-        }
-        Ok(Err(e)) => {
+    match score_in_time(&state, prepared, request).await {
+        Ok(prediction) => Json(Prediction {
+            transaction_id,
+            ..prediction
+        })
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Refuses a path's model name unless this server serves it.
+fn check_model(state: &AppState, name: &str) -> Result<(), ApiError> {
+    if name == state.card.name {
+        return Ok(());
+    }
+    // The name is echoed in the body only (never a label), cut to a sane length.
+    let name: String = name.chars().take(crate::api::MAX_ID_LEN).collect();
+    Err(ApiError::UnknownModel {
+        name,
+        known: state.card.name.clone(),
+    })
+}
+
+#[utoipa::path(post, path = "/v1/models/{model}/predict", request_body = api::ModelRequestIn,
+    params(("model" = String, Path, description = "A served model's name")), responses(
+    (status = 200, description = "Scored", body = Prediction),
+    (status = 400, description = "`invalid_json` or `invalid_field`: the message names the field (`features.<name>`, `entities.<key>`)", body = error::ErrorBody),
+    (status = 404, description = "`unknown_model`: the message lists the served names", body = error::ErrorBody),
+    (status = 413, description = "`payload_too_large` (over --max-body-bytes) or `batch_too_large` (over --max-batch-request)", body = error::ErrorBody),
+    (status = 429, description = "`overloaded`: the queue is full", body = error::ErrorBody,
+        headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    (status = 500, description = "`internal`: the model failed; the detail is logged", body = error::ErrorBody),
+    (status = 503, description = "`unavailable`: shutting down", body = error::ErrorBody),
+    (status = 504, description = "`timeout`: past --request-timeout", body = error::ErrorBody),
+))]
+async fn model_predict(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Response {
+    let request = state.metrics.start_request();
+    let parsed = check_model(&state, &model)
+        .and_then(|()| body.map_err(|r| body_error(r, state.limits.max_body_bytes)))
+        .and_then(|b| parse_json::<ModelRequestIn>(&b))
+        .and_then(|r| r.into_fields(""))
+        .and_then(|(id, fields)| {
+            let layout = state.fetcher.layout();
+            let prepared = layout.prepare(&fields, "features.", "entities.", unix_now())?;
+            Ok((id, prepared))
+        });
+    let (id, prepared) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => {
             request.finish(e.status(), Decision::None);
-            e.into_response()
+            return e.into_response();
         }
-        Err(_) => {
-            let e = ApiError::Timeout {
-                deadline_ms: state.limits.request_timeout.as_millis() as u64,
-            };
-            request.finish(e.status(), Decision::None);
-            e.into_response()
-        }
+    };
+    match score_in_time(&state, prepared, request).await {
+        Ok(prediction) => Json(Prediction { id, ..prediction }).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -268,39 +354,158 @@ async fn predict_batch(
 ) -> Response {
     let parsed = body
         .map_err(|r| body_error(r, state.limits.max_body_bytes))
-        .and_then(|b| api::decode_batch(&b, state.limits.max_batch_request, unix_now()));
-    let transactions = match parsed {
-        Ok(transactions) => transactions,
+        .and_then(|b| api::decode_batch(&b, state.limits.max_batch_request, unix_now()))
+        .and_then(|transactions| {
+            // Refuse the whole batch when any row is invalid, naming it.
+            let now = unix_now();
+            let layout = state.fetcher.layout();
+            let mut rows = Vec::with_capacity(transactions.len());
+            for (i, tx) in transactions.into_iter().enumerate() {
+                let prefix = format!("transactions[{i}].");
+                let (id, fields) = tx.into_fields();
+                rows.push((id, layout.prepare(&fields, &prefix, &prefix, now)?));
+            }
+            Ok(rows)
+        });
+    match parsed {
+        Ok(rows) => {
+            score_batch(state, rows, |p, id| Prediction {
+                transaction_id: id,
+                ..p
+            })
+            .await
+        }
         Err(e) => {
             state.metrics.count_request(e.status(), Decision::None);
-            return e.into_response();
+            e.into_response()
         }
-    };
-    let n = transactions.len();
-    let deadline = state.limits.request_timeout;
+    }
+}
+
+#[utoipa::path(post, path = "/v1/models/{model}/predict/batch", request_body = api::ModelBatchIn,
+    params(("model" = String, Path, description = "A served model's name")), responses(
+    (status = 200, description = "Every row scored, in request order", body = BatchPrediction),
+    (status = 400, description = "`invalid_json` or `invalid_field` (`rows[i].features.<name>`): nothing is scored", body = error::ErrorBody),
+    (status = 404, description = "`unknown_model`: the message lists the served names", body = error::ErrorBody),
+    (status = 413, description = "`payload_too_large` (over --max-body-bytes) or `batch_too_large` (over --max-batch-request)", body = error::ErrorBody),
+    (status = 429, description = "`overloaded`: the queue is full", body = error::ErrorBody,
+        headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    (status = 500, description = "`internal`: the model failed; the detail is logged", body = error::ErrorBody),
+    (status = 503, description = "`unavailable`: shutting down", body = error::ErrorBody),
+    (status = 504, description = "`timeout`: past --request-timeout", body = error::ErrorBody),
+))]
+async fn model_predict_batch(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Response {
+    let parsed = check_model(&state, &model)
+        .and_then(|()| body.map_err(|r| body_error(r, state.limits.max_body_bytes)))
+        .and_then(|b| parse_json::<ModelBatchIn>(&b))
+        .and_then(|batch| check_batch_len(&state, batch.rows.len(), "rows", "row").map(|()| batch))
+        .and_then(|batch| {
+            let now = unix_now();
+            let layout = state.fetcher.layout();
+            let mut rows = Vec::with_capacity(batch.rows.len());
+            for (i, r) in batch.rows.into_iter().enumerate() {
+                let prefix = format!("rows[{i}].");
+                let (id, fields) = r.into_fields(&prefix)?;
+                let prepared = layout.prepare(
+                    &fields,
+                    &format!("{prefix}features."),
+                    &format!("{prefix}entities."),
+                    now,
+                )?;
+                rows.push((id, prepared));
+            }
+            Ok(rows)
+        });
+    match parsed {
+        Ok(rows) => score_batch(state, rows, |p, id| Prediction { id, ..p }).await,
+        Err(e) => {
+            state.metrics.count_request(e.status(), Decision::None);
+            e.into_response()
+        }
+    }
+}
+
+fn check_batch_len(state: &AppState, n: usize, field: &str, what: &str) -> Result<(), ApiError> {
+    if n > state.limits.max_batch_request {
+        return Err(ApiError::BatchTooLarge {
+            given: n,
+            limit: state.limits.max_batch_request,
+        });
+    }
+    if n == 0 {
+        return Err(ApiError::field(
+            field,
+            format!("must hold at least one {what}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Scores checked rows side by side, each counted as one request, and answers in
+/// request order (or with the first error).
+async fn score_batch(
+    state: Arc<AppState>,
+    rows: Vec<(Option<String>, PreparedRow)>,
+    echo: fn(Prediction, Option<String>) -> Prediction,
+) -> Response {
+    match score_rows(state, rows, echo).await {
+        Ok(predictions) => Json(BatchPrediction { predictions }).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Scores rows of request fields for the served model, as `/v1/models/{model}/predict`
+/// does: for a protocol module (such as the Open Inference Protocol's) that decodes
+/// its own body. Every row is checked first; one invalid row refuses them all
+/// (counted once as `rejected`, the error naming `{prefix}[i].features.<field>`).
+/// Each row is then one request in the metrics, scored side by side, and the
+/// predictions come back in row order.
+///
+/// # Errors
+/// The first row's [`ApiError`]: a field error, or the first scoring failure.
+pub async fn predict_fields(
+    state: Arc<AppState>,
+    rows: &[RequestFields],
+    prefix: &str,
+) -> Result<Vec<Prediction>, ApiError> {
+    let now = unix_now();
+    let layout = state.fetcher.layout();
+    let mut prepared = Vec::with_capacity(rows.len());
+    for (i, fields) in rows.iter().enumerate() {
+        let row = layout.prepare(
+            fields,
+            &format!("{prefix}[{i}].features."),
+            &format!("{prefix}[{i}].entities."),
+            now,
+        );
+        match row {
+            Ok(row) => prepared.push((None, row)),
+            Err(e) => {
+                state.metrics.count_request(e.status(), Decision::None);
+                return Err(e);
+            }
+        }
+    }
+    score_rows(state, prepared, |p, _| p).await
+}
+
+async fn score_rows(
+    state: Arc<AppState>,
+    rows: Vec<(Option<String>, PreparedRow)>,
+    echo: fn(Prediction, Option<String>) -> Prediction,
+) -> Result<Vec<Prediction>, ApiError> {
+    let n = rows.len();
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, tx) in transactions.into_iter().enumerate() {
+    for (i, (id, prepared)) in rows.into_iter().enumerate() {
         let state = state.clone();
         tasks.spawn(async move {
-            let mut request = state.metrics.start_request();
-            let outcome = tokio::time::timeout(deadline, score(&state, tx, &mut request)).await;
-            let result = match outcome {
-                Ok(Ok((prediction, decision))) => {
-                    request.finish(Status::Success, decision);
-                    Ok(prediction)
-                }
-                Ok(Err(e)) => {
-                    request.finish(e.status(), Decision::None);
-                    Err(e)
-                }
-                Err(_) => {
-                    request.finish(Status::Timeout, Decision::None);
-                    Err(ApiError::Timeout {
-                        deadline_ms: deadline.as_millis() as u64,
-                    })
-                }
-            };
-            (i, result)
+            let request = state.metrics.start_request();
+            let result = score_in_time(&state, prepared, request).await;
+            (i, result.map(|p| echo(p, id)))
         });
     }
     let mut slots: Vec<Option<Prediction>> = vec![None; n];
@@ -317,27 +522,29 @@ async fn predict_batch(
         }
     }
     if let Some(e) = first_error {
-        return e.into_response();
+        return Err(e);
     }
-    let predictions = slots.into_iter().flatten().collect();
-    Json(BatchPrediction { predictions }).into_response()
+    Ok(slots.into_iter().flatten().collect())
 }
 
-/// Runs one validated transaction through the pipeline.
+/// Runs one checked row through the pipeline.
 async fn score(
     state: &AppState,
-    tx: Transaction,
+    prepared: PreparedRow,
     request: &mut modelwatch::RequestGuard<'_>,
 ) -> Result<(Prediction, Decision), ApiError> {
     if state.faults.should_fail() {
         return Err(ApiError::Internal("injected fault: error_ratio".into()));
     }
     let width = state.fetcher.layout().n_features;
-    let mut row = [0f32; MAX_FEATURES];
-    let mut event_times = [modelwatch::drift_metrics::NOT_USED; MAX_GROUPS];
+    let PreparedRow {
+        mut row,
+        mut event_times,
+        entities,
+    } = prepared;
     state
         .fetcher
-        .fetch(&tx, &mut row[..width], &mut event_times)
+        .fetch(&entities, &mut row[..width], &mut event_times)
         .await;
     request.mark_stage(Stage::FeatureFetch);
 
@@ -363,28 +570,27 @@ async fn score(
         .observe_stage(Stage::Inference, scored.inference_seconds);
     request.restart_mark();
 
-    let score = f64::from(scored.score);
-    let approved = score < state.card.threshold;
-    let decision = if approved {
-        Decision::Approved
-    } else {
-        Decision::Declined
-    };
-    state.metrics.observe_score(score);
+    let output = f64::from(scored.score);
+    let threshold = state.card.threshold();
+    let decision = threshold.map_or(Decision::None, |t| Decision::for_score(output, t));
+    state.metrics.observe_score(output);
     if state.metrics.enabled() {
         state.drift.record_prediction(
             state.drift.now(),
-            score,
-            approved,
+            output,
+            decision == Decision::Below,
             &row[..width],
             &event_times,
         );
     }
     let prediction = Prediction {
         prediction_id: state.ids.next(),
-        transaction_id: tx.transaction_id,
-        score,
-        decision: decision.as_str().to_string(),
+        transaction_id: None,
+        id: None,
+        score: threshold.map(|_| output),
+        value: threshold.is_none().then_some(output),
+        decision: (decision != Decision::None)
+            .then(|| state.metrics.decision_name(decision).to_string()),
         model: state.card.name.clone(),
         version: state.card.version.clone(),
     };

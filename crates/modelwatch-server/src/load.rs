@@ -1,7 +1,7 @@
 //! Module implementing model loading (bundled or from a card path) and first-start
 //! seeding of the embedded feature store. See [`load_model`] and [`seed_if_empty`].
 
-use crate::features::{EntityKey, FeatureLayout};
+use crate::features::FeatureLayout;
 use crate::store::SqliteStore;
 use anyhow::Context as _;
 use modelwatch::{FeatureReference, ModelReference, ReferenceBins};
@@ -48,7 +48,10 @@ pub fn unpack_bundled(data_dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let card_path = dir.join(format!("{}.card.json", card.name));
     write_if_changed(&card_path, bundled::CARD.as_bytes())?;
-    write_if_changed(&dir.join(&card.onnx_file), bundled::ONNX)?;
+    let onnx = card
+        .onnx_path(&dir)
+        .context("the bundled model card names no ONNX file")?;
+    write_if_changed(&onnx, bundled::ONNX)?;
     write_if_changed(
         &reference_path(&card_path, &card),
         bundled::REFERENCE.as_bytes(),
@@ -185,21 +188,25 @@ fn seed(
                     })
             })
             .collect::<anyhow::Result<_>>()?;
-        let names: Vec<&str> = group.features.iter().map(String::as_str).collect();
-        let rows: Vec<(String, Vec<f32>)> = match group.key {
-            EntityKey::Customer => snapshot
+        let rows: Vec<(String, Vec<f32>)> = match sim_group {
+            modelwatch_sim::FeatureGroup::Customer => snapshot
                 .iter_customers()
                 .map(|(id, v)| (id.to_string(), order.iter().map(|i| v[*i]).collect()))
                 .collect(),
-            EntityKey::Terminal => snapshot
+            modelwatch_sim::FeatureGroup::Terminal => snapshot
                 .iter_terminals()
                 .map(|(id, v)| (id.to_string(), order.iter().map(|i| v[*i]).collect()))
                 .collect(),
+            modelwatch_sim::FeatureGroup::Transaction => anyhow::bail!(
+                "group {:?} is read from the store, but the simulator computes it from a request",
+                group.name
+            ),
         };
-        let written = store.upsert_group(
-            &group.name,
-            &names,
-            rows.iter().map(|(id, v)| (id.clone(), v.as_slice(), now)),
+        // The same writer as `modelwatch features load`.
+        let written = crate::ingest::write_group(
+            store,
+            group,
+            rows.into_iter().map(|(id, values)| (id, values, now)),
         )?;
         eprintln!("  {}: {written} entities", group.name);
     }

@@ -6,12 +6,16 @@
 //! deadline) are written into it when it is served, so it states what this server
 //! enforces rather than the defaults.
 
-use crate::api::{BatchIn, BatchPrediction, Prediction, TransactionIn};
+use crate::api::{
+    BatchIn, BatchPrediction, ModelBatchIn, ModelRequestIn, Prediction, TransactionIn,
+};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::{AppState, Limits};
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use modelwatch_runtime::ModelCard;
+use modelwatch_runtime::card::FieldKind;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -65,6 +69,8 @@ pub struct NotReady {
     paths(
         crate::predict,
         crate::predict_batch,
+        crate::model_predict,
+        crate::model_predict_batch,
         crate::healthz,
         crate::readyz,
         serve
@@ -72,6 +78,8 @@ pub struct NotReady {
     components(schemas(
         TransactionIn,
         BatchIn,
+        ModelRequestIn,
+        ModelBatchIn,
         Prediction,
         BatchPrediction,
         ErrorBody,
@@ -84,11 +92,73 @@ pub struct NotReady {
 struct ApiDoc;
 
 /// The OpenAPI 3.1 document of the API listener, with `limits` written into the body
-/// size, batch size and deadline descriptions.
-pub fn document(limits: &Limits) -> serde_json::Value {
+/// size, batch size and deadline descriptions, and the served `card`'s request fields
+/// and model name written into the `/v1/models/{model}` operations.
+pub fn document(limits: &Limits, card: &ModelCard) -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     let schemas = &mut doc["components"]["schemas"];
     schemas["BatchIn"]["properties"]["transactions"]["maxItems"] = limits.max_batch_request.into();
+    schemas["ModelBatchIn"]["properties"]["rows"]["maxItems"] = limits.max_batch_request.into();
+    let (mut features, mut entities) = (serde_json::Map::new(), serde_json::Map::new());
+    for (name, kind) in card.request_fields() {
+        let schema = match kind {
+            FieldKind::Number => serde_json::json!({"type": ["number", "null"]}),
+            FieldKind::Time => serde_json::json!({"anyOf": [
+                {"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}],
+                "description": "RFC 3339 text or Unix seconds"}),
+            FieldKind::EntityKey => {
+                entities.insert(
+                    name.to_string(),
+                    serde_json::json!({"type": ["string", "integer"]}),
+                );
+                continue;
+            }
+        };
+        features.insert(name.to_string(), schema);
+    }
+    // A field is required when a feature that may not be missing reads it; an entity
+    // key when its group has such a feature.
+    let required_fields: Vec<&str> = card
+        .features
+        .iter()
+        .filter(|f| !f.nullable)
+        .filter_map(|f| f.field.as_deref())
+        .collect();
+    let required_keys: Vec<&str> = card
+        .groups
+        .iter()
+        .filter(|(name, _)| {
+            card.features
+                .iter()
+                .any(|f| !f.nullable && &f.group == *name)
+        })
+        .filter_map(|(_, g)| g.entity_key.as_deref())
+        .collect();
+    let mut required = Vec::new();
+    if !required_fields.is_empty() {
+        required.push("features");
+    }
+    if !required_keys.is_empty() {
+        required.push("entities");
+    }
+    schemas["ModelRequestIn"]["required"] = required.into();
+    let request = &mut schemas["ModelRequestIn"]["properties"];
+    request["features"]["required"] = sorted_unique(required_fields).into();
+    request["entities"]["required"] = sorted_unique(required_keys).into();
+    request["features"]["properties"] = features.into();
+    request["features"]["additionalProperties"] = false.into();
+    request["entities"]["properties"] = entities.into();
+    request["entities"]["additionalProperties"] = false.into();
+    for path in [
+        "/v1/models/{model}/predict",
+        "/v1/models/{model}/predict/batch",
+    ] {
+        if let Some(params) = doc["paths"][path]["post"]["parameters"].as_array_mut() {
+            for param in params {
+                param["schema"] = serde_json::json!({"type": "string", "enum": [card.name]});
+            }
+        }
+    }
     let note = format!(
         "Limits of this server: bodies of at most {} bytes (413 `payload_too_large` above), \
          at most {} transactions per batch (413 `batch_too_large` above), and a deadline of \
@@ -107,6 +177,12 @@ pub fn document(limits: &Limits) -> serde_json::Value {
     doc
 }
 
+fn sorted_unique(mut names: Vec<&str>) -> Vec<String> {
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().map(str::to_string).collect()
+}
+
 /// The OpenAPI document of this API, with this server's limits.
 #[utoipa::path(
     get,
@@ -114,5 +190,5 @@ pub fn document(limits: &Limits) -> serde_json::Value {
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
 )]
 pub(crate) async fn serve(State(state): State<Arc<AppState>>) -> Response {
-    Json(document(&state.limits)).into_response()
+    Json(document(&state.limits, &state.card)).into_response()
 }

@@ -41,7 +41,10 @@ pub async fn build_state(
 
     let mut registry = Registry::default();
     let config = MetricsConfig {
-        buckets: Buckets::default().with_score_threshold(card.threshold),
+        buckets: match card.threshold() {
+            Some(threshold) => Buckets::default().with_score_threshold(threshold),
+            None => Buckets::default(),
+        },
         ..MetricsConfig::default()
     };
     let metrics = Metrics::register(&mut registry, &config)?;
@@ -51,6 +54,7 @@ pub async fn build_state(
         framework: card.framework.clone(),
         training_date: card.training_date.clone(),
         architecture: card.architecture.clone(),
+        decisions: crate::features::decision_names(&card)?,
     };
     let handle = if args.no_instrumentation {
         tracing::warn!("--no-instrumentation: no metric will be recorded");

@@ -39,9 +39,10 @@ pub fn seed(store: &SqliteStore, layout: &FeatureLayout) {
     for (_, group) in &layout.entity_groups {
         let names: Vec<&str> = group.features.iter().map(String::as_str).collect();
         let values: Vec<f32> = (1..=names.len()).map(|i| i as f32).collect();
-        let entity = match group.key {
-            modelwatch_server::features::EntityKey::Customer => CUSTOMER,
-            modelwatch_server::features::EntityKey::Terminal => TERMINAL,
+        let entity = match group.key.as_str() {
+            "customer_id" => CUSTOMER,
+            "terminal_id" => TERMINAL,
+            other => panic!("the test kit seeds customer_id and terminal_id groups, not {other:?}"),
         };
         store
             .upsert_group(

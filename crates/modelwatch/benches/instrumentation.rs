@@ -34,7 +34,7 @@ fn request(c: &mut Criterion) {
             score = (score + 0.013) % 1.0;
             model.observe_score(black_box(score));
             model.cache(CacheOperation::Hit);
-            request.finish(Status::Success, Decision::Approved);
+            request.finish(Status::Success, Decision::Below);
         })
     });
     c.bench_function("request/full_marked", |b| {
@@ -46,7 +46,7 @@ fn request(c: &mut Criterion) {
             score = (score + 0.013) % 1.0;
             model.observe_score(black_box(score));
             model.cache(CacheOperation::Hit);
-            request.finish(Status::Success, Decision::Approved);
+            request.finish(Status::Success, Decision::Below);
         })
     });
 }

@@ -18,8 +18,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use modelwatch::prometheus_client::registry::Registry;
 use modelwatch::{
-    Buckets, CacheOperation, Decision, Format, Metrics, MetricsConfig, ModelHandle, ModelSpec,
-    Stage, Status,
+    Buckets, CacheOperation, Decision, DecisionNames, Format, Metrics, MetricsConfig, ModelHandle,
+    ModelSpec, Stage, Status,
 };
 use std::sync::Arc;
 
@@ -38,7 +38,7 @@ struct Transaction {
 #[derive(Debug, serde::Serialize)]
 struct Prediction {
     score: f64,
-    decision: &'static str,
+    decision: String,
 }
 
 /// A stand-in model: the score rises with the amount.
@@ -64,16 +64,16 @@ async fn predict(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let score = score(amount);
     request.mark_stage(Stage::Inference);
     let decision = if score < THRESHOLD {
-        Decision::Approved
+        Decision::Below
     } else {
-        Decision::Declined
+        Decision::AtOrAbove
     };
     app.model.observe_score(score);
     request.mark_stage(Stage::Postprocess);
     request.finish(Status::Success, decision);
     Json(Prediction {
         score,
-        decision: decision.as_str(),
+        decision: app.model.decision_name(decision).to_string(),
     })
     .into_response()
 }
@@ -102,6 +102,7 @@ async fn main() -> std::io::Result<()> {
         framework: "rust".into(),
         training_date: "2026-11-24".into(),
         architecture: "logistic".into(),
+        decisions: Some(DecisionNames::new("approved", "declined").map_err(std::io::Error::other)?),
     });
     let api = Router::new()
         .route("/predict", post(predict))

@@ -185,13 +185,57 @@ mod tests {
         let (registry, model) = model();
         let request = model.start_request();
         assert_eq!(model.active_requests(), 1);
-        request.finish(Status::Success, Decision::Declined);
+        request.finish(Status::Success, Decision::AtOrAbove);
         assert_eq!(model.active_requests(), 0);
-        assert_eq!(model.requests(Status::Success, Decision::Declined), 1);
+        assert_eq!(model.requests(Status::Success, Decision::AtOrAbove), 1);
         assert!(
             scrape(&registry)
                 .contains(r#"model_request_duration_seconds_count{model="m",version="1"} 1"#)
         );
+    }
+
+    #[test]
+    fn decision_series_come_from_the_spec_and_a_regressor_has_none() {
+        let mut registry = Registry::default();
+        let config = MetricsConfig {
+            process_metrics: false,
+            ..MetricsConfig::default()
+        };
+        let metrics = Metrics::register(&mut registry, &config).unwrap();
+        let churn = metrics.model(&ModelSpec {
+            name: "churn".into(),
+            version: "1".into(),
+            decisions: Some(crate::DecisionNames::new("stays", "leaves").unwrap()),
+            ..ModelSpec::default()
+        });
+        let price = metrics.model(&ModelSpec {
+            name: "price".into(),
+            version: "1".into(),
+            decisions: None,
+            ..ModelSpec::default()
+        });
+        churn.count_request(Status::Success, Decision::AtOrAbove);
+        price.count_request(Status::Success, Decision::AtOrAbove);
+        assert_eq!(churn.decision_name(Decision::AtOrAbove), "leaves");
+        assert_eq!(price.decision_name(Decision::AtOrAbove), "none");
+        assert_eq!(price.requests(Status::Success, Decision::None), 1);
+        let text = scrape(&registry);
+        // Created at zero from the spec, before any request.
+        assert!(text.contains(
+            r#"model_requests_total{model="churn",version="1",status="success",decision="stays"} 0"#
+        ));
+        assert!(text.contains(
+            r#"model_requests_total{model="churn",version="1",status="success",decision="leaves"} 1"#
+        ));
+        assert!(text.contains(
+            r#"model_requests_total{model="price",version="1",status="success",decision="none"} 1"#
+        ));
+        let price_decisions: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(r#"model_requests_total{model="price""#))
+            .filter(|l| !l.contains(r#"decision="none""#))
+            .collect();
+        assert!(price_decisions.is_empty(), "{price_decisions:?}");
     }
 
     #[test]
@@ -204,9 +248,9 @@ mod tests {
         let mut request = model.start_request();
         request.mark_stage(Stage::Queue);
         assert_eq!(model.active_requests(), 0);
-        request.finish(Status::Success, Decision::Approved);
+        request.finish(Status::Success, Decision::Below);
         model.observe_score(0.5);
-        assert_eq!(model.requests(Status::Success, Decision::Approved), 0);
+        assert_eq!(model.requests(Status::Success, Decision::Below), 0);
         assert!(!model.enabled());
     }
 
@@ -242,7 +286,7 @@ mod tests {
         let (registry, model) = model();
         model
             .start_request()
-            .finish(Status::Rejected, Decision::Approved);
+            .finish(Status::Rejected, Decision::Below);
         assert_eq!(model.requests(Status::Rejected, Decision::None), 1);
         assert!(
             scrape(&registry)
@@ -260,7 +304,7 @@ mod tests {
             total += request.mark_stage(*stage);
         }
         let elapsed = request.started_at().elapsed().as_secs_f64();
-        request.finish(Status::Success, Decision::Approved);
+        request.finish(Status::Success, Decision::Below);
         assert!(total <= elapsed && total > 0.004, "{total} vs {elapsed}");
         let text = scrape(&registry);
         for stage in Stage::ALL {

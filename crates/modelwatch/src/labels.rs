@@ -1,8 +1,10 @@
-//! Module implementing the closed label sets. See [`Stage`], [`Status`],
-//! [`Decision`], [`CacheOperation`] and [`StoreErrorKind`] for details.
+//! Module implementing the label sets. See [`Stage`], [`Status`], [`Decision`],
+//! [`CacheOperation`] and [`StoreErrorKind`] for details.
 //!
 //! A closed set is an enum, so a label value can never come from a request: the type
-//! system bounds the cardinality.
+//! system bounds the cardinality. The `decision` label is bounded the same way, with
+//! names from configuration: [`Decision`] says which side of the threshold a score
+//! fell on, and each model's [`DecisionNames`] (from its card) name the two sides.
 
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use std::fmt::Write as _;
@@ -116,15 +118,116 @@ impl Status {
     pub const OUTSIDE_SLO: [Status; 2] = [Status::Rejected, Status::Cancelled];
 }
 
-closed_set! {
-    /// What the model decided, the `decision` label of `model_requests_total`.
-    Decision {
-        /// Score below the threshold.
-        Approved => "approved",
-        /// Score at or above the threshold.
-        Declined => "declined",
-        /// No prediction was made (the request failed or was refused).
-        None => "none",
+/// What a binary classifier decided, the `decision` label of
+/// `model_requests_total`. The label values are the model's own names
+/// ([`DecisionNames`]); [`Decision::None`] is always `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Decision {
+    /// Score below the threshold (the fraud model: `approved`).
+    Below,
+    /// Score at or above the threshold (the fraud model: `declined`).
+    AtOrAbove,
+    /// No decision: the request failed or was refused, or the model is a regressor.
+    None,
+}
+
+impl Decision {
+    /// The decision for `score` against `threshold`.
+    pub fn for_score(score: f64, threshold: f64) -> Self {
+        if score < threshold {
+            Decision::Below
+        } else {
+            Decision::AtOrAbove
+        }
+    }
+}
+
+/// The `decision` value of a request that decided nothing.
+pub const NO_DECISION: &str = "none";
+
+/// Longest decision name, in bytes.
+pub const MAX_DECISION_LEN: usize = 32;
+
+/// Checks one decision name: `[a-z][a-z0-9_]*`, at most [`MAX_DECISION_LEN`] bytes,
+/// and not `none`.
+///
+/// # Errors
+/// [`crate::Error::DecisionName`] saying which rule the name breaks.
+pub fn check_decision_name(name: &str) -> Result<(), crate::Error> {
+    let mut chars = name.chars();
+    let safe = matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && name.len() <= MAX_DECISION_LEN;
+    let reason = if !safe {
+        format!("write [a-z][a-z0-9_]*, at most {MAX_DECISION_LEN} bytes")
+    } else if name == NO_DECISION {
+        "`none` is reserved for requests that decided nothing".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(crate::Error::DecisionName {
+        name: name.to_string(),
+        reason,
+    })
+}
+
+/// A binary classifier's two decision names, the `decision` label values: bounded
+/// (two per model, plus `none`), label-safe and distinct.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DecisionNames {
+    below: String,
+    at_or_above: String,
+}
+
+impl Default for DecisionNames {
+    /// `negative` below the threshold, `positive` at or above it.
+    fn default() -> Self {
+        Self {
+            below: "negative".into(),
+            at_or_above: "positive".into(),
+        }
+    }
+}
+
+impl DecisionNames {
+    /// Names for the two sides of the threshold.
+    ///
+    /// # Errors
+    /// [`crate::Error::DecisionName`] when a name is not `[a-z][a-z0-9_]*` of at most
+    /// [`MAX_DECISION_LEN`] bytes, is `none`, or both names are the same.
+    pub fn new(
+        below: impl Into<String>,
+        at_or_above: impl Into<String>,
+    ) -> Result<Self, crate::Error> {
+        let (below, at_or_above) = (below.into(), at_or_above.into());
+        check_decision_name(&below)?;
+        check_decision_name(&at_or_above)?;
+        if below == at_or_above {
+            return Err(crate::Error::DecisionName {
+                name: below,
+                reason: "both decisions have this name; they must differ".into(),
+            });
+        }
+        Ok(Self { below, at_or_above })
+    }
+
+    /// The name below the threshold.
+    pub fn below(&self) -> &str {
+        &self.below
+    }
+
+    /// The name at or above the threshold.
+    pub fn at_or_above(&self) -> &str {
+        &self.at_or_above
+    }
+
+    /// The label value of `decision`.
+    pub fn name(&self, decision: Decision) -> &str {
+        match decision {
+            Decision::Below => &self.below,
+            Decision::AtOrAbove => &self.at_or_above,
+            Decision::None => NO_DECISION,
+        }
     }
 }
 
@@ -177,10 +280,6 @@ pub const CLOSED_SETS: &[(&str, &[&str])] = &[
             "cancelled",
         ],
     ),
-    (
-        crate::schema::label::DECISION,
-        &["approved", "declined", "none"],
-    ),
     (crate::schema::label::OPERATION, &["hit", "miss"]),
     (
         crate::schema::label::KIND,
@@ -202,13 +301,30 @@ mod tests {
         let enums = [
             values(Stage::ALL, Stage::as_str),
             values(Status::ALL, Status::as_str),
-            values(Decision::ALL, Decision::as_str),
             values(CacheOperation::ALL, CacheOperation::as_str),
             values(StoreErrorKind::ALL, StoreErrorKind::as_str),
             values(GuardedLabel::ALL, GuardedLabel::as_str),
         ];
         for ((_, documented), actual) in CLOSED_SETS.iter().zip(enums.iter()) {
             assert_eq!(documented, &actual.as_slice());
+        }
+    }
+
+    #[test]
+    fn decision_names_are_bounded_and_label_safe() {
+        let names = DecisionNames::new("approved", "declined").unwrap();
+        assert_eq!(names.name(Decision::for_score(0.1, 0.5)), "approved");
+        assert_eq!(names.name(Decision::for_score(0.5, 0.5)), "declined");
+        assert_eq!(names.name(Decision::None), "none");
+        assert_eq!(DecisionNames::default().below(), "negative");
+        for (below, above) in [
+            ("Approved", "declined"),
+            ("ok", "x".repeat(33).as_str()),
+            ("none", "fraud"),
+            ("same", "same"),
+            ("", "fraud"),
+        ] {
+            assert!(DecisionNames::new(below, above).is_err(), "{below} {above}");
         }
     }
 

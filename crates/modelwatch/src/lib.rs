@@ -7,7 +7,7 @@
 //! `examples/axum.rs`).
 //!
 //! ```
-//! use modelwatch::{Decision, Format, Metrics, MetricsConfig, ModelSpec, Stage, Status};
+//! use modelwatch::{Decision, DecisionNames, Format, Metrics, MetricsConfig, ModelSpec, Stage, Status};
 //! use prometheus_client::registry::Registry;
 //!
 //! let mut registry = Registry::default();
@@ -16,20 +16,22 @@
 //! let fraud = metrics.model(&ModelSpec {
 //!     name: "fraud".into(),
 //!     version: "3".into(),
+//!     // The `decision` label's values, from the model card.
+//!     decisions: Some(DecisionNames::new("approved", "declined")?),
 //!     ..ModelSpec::default()
 //! });
 //!
 //! let request = fraud.start_request();
 //! let score = fraud.time_stage(Stage::Inference, || 0.03);
 //! fraud.observe_score(score);
-//! request.finish(Status::Success, Decision::Approved);
+//! request.finish(Status::Success, Decision::for_score(score, 0.25));
 //!
 //! let mut body = String::new();
 //! Format::PrometheusText.encode(&registry, &mut body)?;
 //! assert!(body.contains(
 //!     r#"model_requests_total{model="fraud",version="3",status="success",decision="approved"} 1"#
 //! ));
-//! assert_eq!(fraud.requests(Status::Success, Decision::Approved), 1);
+//! assert_eq!(fraud.requests(Status::Success, Decision::Below), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
@@ -55,7 +57,9 @@ pub use exposition::Format;
 pub use guard::CardinalityGuard;
 pub use histogram::AtomicHistogram;
 pub use instrument::{RequestGuard, StageTimer};
-pub use labels::{CacheOperation, Decision, GuardedLabel, Stage, Status, StoreErrorKind};
+pub use labels::{
+    CacheOperation, Decision, DecisionNames, GuardedLabel, Stage, Status, StoreErrorKind,
+};
 pub use metrics::{Metrics, MetricsConfig, ModelHandle, ModelSpec};
 pub use prometheus_client;
 pub use window::{Clock, ManualClock, SystemClock};
@@ -69,6 +73,14 @@ pub enum Error {
     Buckets {
         /// Which preset.
         name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A decision name is not a usable label value.
+    #[error("invalid decision name {name:?}: {reason}")]
+    DecisionName {
+        /// The name.
+        name: String,
         /// What is wrong with it.
         reason: String,
     },

@@ -4,7 +4,10 @@
 use crate::buckets::Buckets;
 use crate::guard::CardinalityGuard;
 use crate::histogram::AtomicHistogram;
-use crate::labels::{CacheOperation, Decision, GuardedLabel, Stage, Status, StoreErrorKind};
+use crate::labels::{
+    CacheOperation, Decision, DecisionNames, GuardedLabel, NO_DECISION, Stage, Status,
+    StoreErrorKind,
+};
 use crate::schema::{self, MetricDef};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -38,8 +41,9 @@ impl Default for MetricsConfig {
     }
 }
 
-/// Describes a loaded model: the `model_info` labels and the handle's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Describes a loaded model: the `model_info` labels, the handle's identity and its
+/// decision names.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
     /// Model name, the `model` label.
     pub name: String,
@@ -51,6 +55,23 @@ pub struct ModelSpec {
     pub training_date: String,
     /// Architecture (for example `gradient_boosted_trees`).
     pub architecture: String,
+    /// A binary classifier's two `decision` label values (from its card); `None` for
+    /// a model that decides nothing (a regressor), whose requests all carry `none`.
+    pub decisions: Option<DecisionNames>,
+}
+
+impl Default for ModelSpec {
+    /// Empty names and a classifier's default decisions (`negative`, `positive`).
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            version: String::new(),
+            framework: String::new(),
+            training_date: String::new(),
+            architecture: String::new(),
+            decisions: Some(DecisionNames::default()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,7 +79,7 @@ struct RequestLabels {
     model: String,
     version: String,
     status: Status,
-    decision: Decision,
+    decision: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -226,13 +247,19 @@ impl Metrics {
             model: model.clone(),
             version: version.clone(),
         };
+        // A model without decisions records its successes as `none`: its two decided
+        // slots share the (success, none) series, so no decision series exists.
         let requests = std::array::from_fn(|i| {
             let (status, decision) = REQUEST_OUTCOMES[i];
+            let decision = spec
+                .decisions
+                .as_ref()
+                .map_or(NO_DECISION, |names| names.name(decision));
             self.requests.get_or_create_owned(&RequestLabels {
                 model: model.clone(),
                 version: version.clone(),
                 status,
-                decision,
+                decision: decision.to_string(),
             })
         });
         let stages = std::array::from_fn(|s| {
@@ -274,6 +301,7 @@ impl Metrics {
                 store_errors,
                 model,
                 version,
+                decisions: spec.decisions.clone(),
                 enabled: true,
             }),
         }
@@ -283,8 +311,8 @@ impl Metrics {
 /// The (status, decision) pairs that can occur: only a success carries a decision.
 /// These are the series created at zero for each model version.
 pub const REQUEST_OUTCOMES: [(Status, Decision); 8] = [
-    (Status::Success, Decision::Approved),
-    (Status::Success, Decision::Declined),
+    (Status::Success, Decision::Below),
+    (Status::Success, Decision::AtOrAbove),
     (Status::Success, Decision::None),
     (Status::Error, Decision::None),
     (Status::Timeout, Decision::None),
@@ -297,8 +325,8 @@ pub const REQUEST_OUTCOMES: [(Status, Decision); 8] = [
 /// a failed request decided nothing.
 pub(crate) const fn outcome_index(status: Status, decision: Decision) -> usize {
     match (status, decision) {
-        (Status::Success, Decision::Approved) => 0,
-        (Status::Success, Decision::Declined) => 1,
+        (Status::Success, Decision::Below) => 0,
+        (Status::Success, Decision::AtOrAbove) => 1,
         (Status::Success, Decision::None) => 2,
         (Status::Error, _) => 3,
         (Status::Timeout, _) => 4,
@@ -320,6 +348,7 @@ pub(crate) struct HandleInner {
     pub(crate) store_errors: [Counter; StoreErrorKind::COUNT],
     model: String,
     version: String,
+    decisions: Option<DecisionNames>,
     pub(crate) enabled: bool,
 }
 
@@ -347,6 +376,7 @@ impl ModelHandle {
                 store_errors: Default::default(),
                 model: spec.name.clone(),
                 version: spec.version.clone(),
+                decisions: spec.decisions.clone(),
                 enabled: false,
             }),
         }
@@ -367,9 +397,18 @@ impl ModelHandle {
         &self.inner.version
     }
 
-    /// Counts one finished request without timing it. Only a success carries a
-    /// decision; for any other status the decision is recorded as `none` (for example a request refused
-    /// (for example a request refused before it was parsed). Prefer
+    /// The `decision` label value of `decision` for this model: its own name, or
+    /// `none` for [`Decision::None`] and for a model without decisions.
+    pub fn decision_name(&self, decision: Decision) -> &str {
+        self.inner
+            .decisions
+            .as_ref()
+            .map_or(NO_DECISION, |names| names.name(decision))
+    }
+
+    /// Counts one finished request without timing it (for example a request refused
+    /// before it was parsed). Only a success carries a decision; for any other status,
+    /// and for a model without decisions, the decision is recorded as `none`. Prefer
     /// [`ModelHandle::start_request`].
     pub fn count_request(&self, status: Status, decision: Decision) {
         if !self.inner.enabled {

@@ -383,6 +383,14 @@ pub fn metrics_markdown() -> String {
     for (name, values) in crate::labels::CLOSED_SETS {
         let _ = writeln!(out, "| `{}` | {} |", name, values.join(", "));
     }
+    let _ = writeln!(
+        out,
+        "| `{}` | a binary classifier's two decision names, from its model card (default \
+         negative, positive; the bundled fraud model: approved, declined), and {} for a \
+         request that decided nothing or a model without decisions (a regressor) |",
+        label::DECISION,
+        crate::labels::NO_DECISION
+    );
     out
 }
 

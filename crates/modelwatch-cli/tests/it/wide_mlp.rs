@@ -79,7 +79,7 @@ pub fn write(dir: &Path) -> PathBuf {
         serde_json::from_str(modelwatch_server::load::bundled::CARD).expect("bundled card");
     let mut card = bundled.clone();
     card["name"] = "wide".into();
-    card["onnx_file"] = "wide.onnx".into();
+    card["onnx"]["file"] = "wide.onnx".into();
     card["architecture"] = format!("mlp(16-{HIDDEN}-{HIDDEN}-2, fixed weights)").into();
     card["framework"] = "hand-written onnx (tests)".into();
     let card_path = dir.join("wide.card.json");

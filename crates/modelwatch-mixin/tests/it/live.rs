@@ -87,6 +87,9 @@ pub fn fixture_replica(seed: u64) -> FixtureReplica {
         framework: "test".into(),
         training_date: "2025-01-01".into(),
         architecture: "fixture".into(),
+        decisions: Some(
+            modelwatch::DecisionNames::new("approved", "declined").expect("valid decision names"),
+        ),
     });
     let drift = drift
         .model(&model, &reference())
@@ -128,9 +131,9 @@ pub fn fixture_replica(seed: u64) -> FixtureReplica {
             model.observe_score(score);
             request.mark_stage(Stage::Postprocess);
             let decision = if approved {
-                Decision::Approved
+                Decision::Below
             } else {
-                Decision::Declined
+                Decision::AtOrAbove
             };
             request.finish(Status::Success, decision);
             let now = drift.now();

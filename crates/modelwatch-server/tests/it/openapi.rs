@@ -12,9 +12,12 @@ fn routes_of_app() -> Vec<String> {
     let start = source.find("pub fn app(").expect("app() in lib.rs");
     let end = start + source[start..].find("\n}\n").expect("end of app()");
     source[start..end]
-        .split(".route(\"")
+        .split(".route(")
         .skip(1)
-        .map(|rest| rest[..rest.find('"').expect("closing quote")].to_string())
+        .map(|rest| {
+            let rest = rest.trim_start().strip_prefix('"').expect("a path literal");
+            rest[..rest.find('"').expect("closing quote")].to_string()
+        })
         .collect()
 }
 
@@ -43,6 +46,9 @@ async fn the_document_names_every_route_with_its_methods_and_the_limits() {
     for (path, item) in paths {
         for method in item.as_object().expect("path item").keys() {
             let body = if method == "post" { "{}" } else { "" };
+            // The document names the served model as the only `{model}`.
+            let served = item[method]["parameters"][0]["schema"]["enum"][0].as_str();
+            let path = &path.replace("{model}", served.unwrap_or("{model}"));
             let (status, _) = app.call(&method.to_uppercase(), path, body).await;
             assert!(
                 status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
@@ -54,6 +60,20 @@ async fn the_document_names_every_route_with_its_methods_and_the_limits() {
                 "{method} {path} answered an undocumented {status}"
             );
         }
+    }
+    // The served card's request fields and entity keys are in the generic request.
+    let request = &doc["components"]["schemas"]["ModelRequestIn"]["properties"];
+    for field in ["amount", "timestamp"] {
+        assert!(
+            request["features"]["properties"][field].is_object(),
+            "{request}"
+        );
+    }
+    for key in ["customer_id", "terminal_id"] {
+        assert!(
+            request["entities"]["properties"][key].is_object(),
+            "{request}"
+        );
     }
     let batch = &doc["components"]["schemas"]["BatchIn"]["properties"]["transactions"];
     assert_eq!(batch["maxItems"], 7, "{batch}");

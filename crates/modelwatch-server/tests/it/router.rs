@@ -1,7 +1,7 @@
 //! Router tests through `app().oneshot(...)`: every endpoint and every row of the
 //! bad-input table in docs/api.md.
 
-use crate::support::{CUSTOMER, Options, TERMINAL, TestApp, transaction};
+use crate::support::{CUSTOMER, Options, TERMINAL, TestApp, model_request, transaction};
 use axum::http::StatusCode;
 use modelwatch_testkit::store::{customer_id, terminal_id};
 use std::time::Duration;
@@ -15,7 +15,8 @@ async fn predict_scores_and_counts_one_success() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let score = body["score"].as_f64().expect("score");
     assert!((0.0..=1.0).contains(&score));
-    let expected = if score < app.state.card.threshold {
+    let threshold = app.state.card.threshold().expect("a classifier");
+    let expected = if score < threshold {
         "approved"
     } else {
         "declined"
@@ -281,6 +282,102 @@ fn bad_inputs() -> Vec<BadInput> {
             "invalid_field",
         ),
         row(
+            "unknown model",
+            "/v1/models/nope/predict",
+            model_request("C1", "T1", 1.0).to_string(),
+            StatusCode::NOT_FOUND,
+            "unknown_model",
+        ),
+        row(
+            "unknown model (batch)",
+            "/v1/models/nope/predict/batch",
+            tx(serde_json::json!({"rows": [model_request("C1", "T1", 1.0)]})),
+            StatusCode::NOT_FOUND,
+            "unknown_model",
+        ),
+        row(
+            "missing feature that is not nullable",
+            "/v1/models/fraud/predict",
+            tx(
+                serde_json::json!({"features": {"timestamp": "2026-11-24T10:00:00Z"}, "entities": {"customer_id": "C1", "terminal_id": "T1"}}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "missing entity key",
+            "/v1/models/fraud/predict",
+            tx(
+                serde_json::json!({"features": {"amount": 1.0, "timestamp": "2026-11-24T10:00:00Z"}, "entities": {"customer_id": "C1"}}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "feature of the wrong JSON type",
+            "/v1/models/fraud/predict",
+            tx(
+                serde_json::json!({"features": {"amount": [1.0], "timestamp": "2026-11-24T10:00:00Z"}, "entities": {"customer_id": "C1", "terminal_id": "T1"}}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "text where the card reads a number",
+            "/v1/models/fraud/predict",
+            tx(
+                serde_json::json!({"features": {"amount": "12", "timestamp": "2026-11-24T10:00:00Z"}, "entities": {"customer_id": "C1", "terminal_id": "T1"}}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "time that is not RFC 3339",
+            "/v1/models/fraud/predict",
+            tx(
+                serde_json::json!({"features": {"amount": 1.0, "timestamp": "noon"}, "entities": {"customer_id": "C1", "terminal_id": "T1"}}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "entity id of the wrong JSON type",
+            "/v1/models/fraud/predict",
+            tx(
+                serde_json::json!({"features": {"amount": 1.0, "timestamp": "2026-11-24T10:00:00Z"}, "entities": {"customer_id": {"id": 1}, "terminal_id": "T1"}}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "unknown key in the body",
+            "/v1/models/fraud/predict",
+            tx(serde_json::json!({"inputs": {}})),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        row(
+            "empty model batch",
+            "/v1/models/fraud/predict/batch",
+            "{\"rows\": []}".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
+            "oversized model batch",
+            "/v1/models/fraud/predict/batch",
+            tx(serde_json::json!({"rows": vec![model_request("C1", "T1", 1.0); 9]})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+        ),
+        row(
+            "invalid row in a model batch",
+            "/v1/models/fraud/predict/batch",
+            tx(serde_json::json!({"rows": [model_request("C1", "T1", 1.0), {"features": {}}]})),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        row(
             "invalid row in batch",
             "/v1/predict/batch",
             tx(
@@ -327,6 +424,151 @@ async fn every_bad_input_gets_a_4xx_json_error_and_is_counted_as_rejected() {
 }
 
 #[tokio::test]
+async fn the_model_endpoint_scores_like_v1_predict() {
+    let app = TestApp::new(Options::default()).await;
+    let (status, v1) = app
+        .call(
+            "POST",
+            "/v1/predict",
+            transaction(CUSTOMER, TERMINAL, 420.0),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v1}");
+    let (status, generic) = app
+        .call(
+            "POST",
+            "/v1/models/fraud/predict",
+            model_request(CUSTOMER, TERMINAL, 420.0).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{generic}");
+    assert_eq!(generic["score"], v1["score"]);
+    assert_eq!(generic["decision"], v1["decision"]);
+    assert_eq!(generic["id"], "row-1");
+    assert_eq!(generic["model"], "fraud");
+    assert!(generic.get("transaction_id").is_none() && generic.get("value").is_none());
+    assert_ne!(generic["prediction_id"], v1["prediction_id"]);
+    let decision = v1["decision"].as_str().expect("decision");
+    assert_eq!(app.requests("success", decision), 2.0);
+
+    let body = serde_json::json!({"rows": [
+        model_request(CUSTOMER, TERMINAL, 420.0),
+        model_request(CUSTOMER, TERMINAL, 1.0),
+    ]});
+    let (status, batch) = app
+        .call("POST", "/v1/models/fraud/predict/batch", body.to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    assert_eq!(batch["predictions"][0]["score"], v1["score"]);
+    assert_eq!(batch["predictions"].as_array().map(Vec::len), Some(2));
+    // Times as Unix seconds read the same as RFC 3339.
+    let mut unix = model_request(CUSTOMER, TERMINAL, 420.0);
+    unix["features"]["timestamp"] = 1_795_514_400.into();
+    let (_, same) = app
+        .call("POST", "/v1/models/fraud/predict", unix.to_string())
+        .await;
+    assert_eq!(same["score"], v1["score"]);
+}
+
+/// The entry point for protocol modules: rows of fields score like `/v1/predict`,
+/// each counted as one request.
+#[tokio::test]
+async fn predict_fields_scores_rows_like_the_json_api() {
+    use modelwatch_server::features::{FieldValue, RequestFields};
+    let app = TestApp::new(Options::default()).await;
+    let (_, v1) = app
+        .call(
+            "POST",
+            "/v1/predict",
+            transaction(CUSTOMER, TERMINAL, 420.0),
+        )
+        .await;
+    let mut row = RequestFields::default();
+    row.features
+        .insert("amount".into(), FieldValue::Number(420.0));
+    row.features.insert(
+        "timestamp".into(),
+        FieldValue::Text("2026-11-24T10:00:00Z".into()),
+    );
+    row.entities.insert("customer_id".into(), CUSTOMER.into());
+    row.entities.insert("terminal_id".into(), TERMINAL.into());
+    let rows = vec![row.clone(), row.clone()];
+    let predictions = modelwatch_server::predict_fields(app.state.clone(), &rows, "inputs")
+        .await
+        .expect("scored");
+    assert_eq!(predictions.len(), 2);
+    assert_eq!(predictions[1].score, v1["score"].as_f64());
+    let decision = v1["decision"].as_str().expect("decision");
+    assert_eq!(app.requests("success", decision), 3.0);
+    row.features.remove("amount");
+    let err =
+        modelwatch_server::predict_fields(app.state.clone(), &[rows[0].clone(), row], "inputs")
+            .await
+            .expect_err("a missing feature");
+    assert_eq!(
+        err.to_string(),
+        "inputs[1].features.amount: is missing; feature `amount` is not nullable"
+    );
+    assert_eq!(app.requests("rejected", "none"), 1.0);
+    assert_eq!(app.requests("success", decision), 3.0);
+}
+
+#[tokio::test]
+async fn unknown_model_is_404_listing_the_served_names() {
+    let app = TestApp::new(Options::default()).await;
+    let (status, body) = app
+        .call(
+            "POST",
+            "/v1/models/churn/predict",
+            model_request(CUSTOMER, TERMINAL, 1.0).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body["error"]["message"],
+        "no model named \"churn\"; this server serves: fraud"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_feature_is_named_or_if_nullable_counted_as_missing() {
+    let app = TestApp::new(Options::default()).await;
+    let mut body = model_request(CUSTOMER, TERMINAL, 1.0);
+    body["features"]["amount"] = serde_json::Value::Null;
+    let (status, out) = app
+        .call("POST", "/v1/models/fraud/predict", body.to_string())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        out["error"]["message"],
+        "features.amount: is missing; feature `amount` is not nullable"
+    );
+
+    let app = TestApp::new(Options {
+        nullable: &["amount"],
+        ..Options::default()
+    })
+    .await;
+    let (status, out) = app
+        .call("POST", "/v1/models/fraud/predict", body.to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert!(
+        out["score"]
+            .as_f64()
+            .is_some_and(|s| (0.0..=1.0).contains(&s))
+    );
+    assert_eq!(
+        app.value("model_feature_missing_total", &[("feature", "amount")]),
+        1.0
+    );
+    assert_eq!(
+        app.value("model_feature_missing_total", &[("feature", "hour")]),
+        0.0
+    );
+}
+
+#[tokio::test]
 async fn named_field_errors_say_where() {
     let app = TestApp::new(Options::default()).await;
     let body = serde_json::json!({"transactions": [
@@ -339,6 +581,17 @@ async fn named_field_errors_say_where() {
     assert_eq!(
         out["error"]["message"],
         "transactions[1].amount: must not be negative"
+    );
+    let body = serde_json::json!({"rows": [
+        model_request("C1", "T1", 1.0),
+        {"features": {"amount": 1.0, "timestamp": 0}, "entities": {"customer_id": "C1"}},
+    ]});
+    let (_, out) = app
+        .call("POST", "/v1/models/fraud/predict/batch", body.to_string())
+        .await;
+    assert_eq!(
+        out["error"]["message"],
+        "rows[1].entities.terminal_id: is missing; it keys feature group `terminal`"
     );
 }
 

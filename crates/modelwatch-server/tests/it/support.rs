@@ -28,6 +28,8 @@ pub struct Options {
     pub model_delay: Duration,
     pub fault_injection: bool,
     pub store_timeout: Duration,
+    /// Features made nullable in the bundled card before the app is built.
+    pub nullable: &'static [&'static str],
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             model_delay: Duration::ZERO,
             fault_injection: true,
             store_timeout: Duration::from_millis(500),
+            nullable: &[],
         }
     }
 }
@@ -86,14 +89,18 @@ impl TestApp {
         wrap: impl FnOnce(SqliteStore) -> Arc<dyn FeatureStore>,
     ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let loaded = load::load_model(None, dir.path()).expect("bundled model loads");
+        let mut loaded = load::load_model(None, dir.path()).expect("bundled model loads");
+        for feature in loaded.card.features.iter_mut() {
+            feature.nullable |= options.nullable.contains(&feature.name.as_str());
+        }
         let card = loaded.card.clone();
         let layout = FeatureLayout::from_card(&card).expect("layout");
         let store = SqliteStore::open(&dir.path().join("features.sqlite")).expect("store");
         modelwatch_testkit::store::seed(&store, &layout);
         let mut registry = Registry::default();
         let config = MetricsConfig {
-            buckets: Buckets::default().with_score_threshold(card.threshold),
+            buckets: Buckets::default()
+                .with_score_threshold(card.threshold().expect("the bundled model classifies")),
             process_metrics: false,
             ..MetricsConfig::default()
         };
@@ -101,6 +108,7 @@ impl TestApp {
         let handle = metrics.model(&ModelSpec {
             name: card.name.clone(),
             version: card.version.clone(),
+            decisions: modelwatch_server::features::decision_names(&card).expect("decisions"),
             ..ModelSpec::default()
         });
         let drift_metrics =
@@ -243,6 +251,15 @@ async fn split(response: axum::response::Response) -> (StatusCode, serde_json::V
         serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
     });
     (status, json)
+}
+
+/// A valid `/v1/models/fraud/predict` body: the same row as [`transaction`].
+pub fn model_request(customer: &str, terminal: &str, amount: f64) -> serde_json::Value {
+    serde_json::json!({
+        "id": "row-1",
+        "features": {"amount": amount, "timestamp": "2026-11-24T10:00:00Z"},
+        "entities": {"customer_id": customer, "terminal_id": terminal},
+    })
 }
 
 /// A valid single-transaction body.

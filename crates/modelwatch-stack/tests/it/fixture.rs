@@ -34,6 +34,9 @@ pub fn replica() -> Stub {
         framework: "fixture".into(),
         training_date: "2025-01-01".into(),
         architecture: "fixture".into(),
+        decisions: Some(
+            modelwatch::DecisionNames::new("approved", "declined").expect("valid decision names"),
+        ),
     });
     let reference = ModelReference {
         score: bins(&[0.1, 0.3, 0.5], &[0.4, 0.3, 0.2, 0.1], 1.0),
@@ -72,9 +75,9 @@ pub fn replica() -> Stub {
             model.observe_score(score);
             request.mark_stage(Stage::Postprocess);
             let decision = if approved {
-                Decision::Approved
+                Decision::Below
             } else {
-                Decision::Declined
+                Decision::AtOrAbove
             };
             request.finish(Status::Success, decision);
             let now = drift.now();

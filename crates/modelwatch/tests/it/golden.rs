@@ -5,8 +5,8 @@ use crate::support::assert_matches_file;
 use modelwatch::prometheus_client::registry::Registry;
 use modelwatch::schema;
 use modelwatch::{
-    CacheOperation, Decision, Format, Metrics, MetricsConfig, ModelSpec, Stage, Status,
-    StoreErrorKind,
+    CacheOperation, Decision, DecisionNames, Format, Metrics, MetricsConfig, ModelSpec, Stage,
+    Status, StoreErrorKind,
 };
 use modelwatch_testkit::exposition::{self, Exposition};
 use modelwatch_testkit::promtool::check_metrics as promtool_check_metrics;
@@ -19,6 +19,7 @@ fn spec(version: &str) -> ModelSpec {
         framework: "sklearn-1.9.1/skl2onnx-1.20.0".into(),
         training_date: "2026-11-01".into(),
         architecture: "gradient_boosted_trees".into(),
+        decisions: Some(DecisionNames::new("approved", "declined").expect("valid decision names")),
     }
 }
 
@@ -41,9 +42,9 @@ fn deterministic_registry() -> Registry {
         fraud.count_request(
             Status::Success,
             if score < 0.5 {
-                Decision::Approved
+                Decision::Below
             } else {
-                Decision::Declined
+                Decision::AtOrAbove
             },
         );
     }
