@@ -193,12 +193,34 @@ async fn the_page_shows_the_dashboard_and_an_incident_in_a_browser() {
     let dashboard = Dashboard::model_health().expect("dashboard");
     let shots = screenshot_dir();
 
-    // Clean traffic: wait until the serving and behaviour rows have data.
-    let clean = wait_page(&client, &page, Duration::from_secs(40), |b| {
-        b.contains("data-verdict=") && panels_with_data(b).len() >= 10
+    let titled = |id: u64| {
+        dashboard
+            .panels()
+            .find(|p| p.id == id)
+            .map_or(String::new(), |p| p.title.clone())
+    };
+    // One chart or stat per row that live traffic feeds: each must have data.
+    let wanted = [
+        "Requests per second",
+        "p95 latency by stage",
+        "Requests by status",
+        "Score distribution",
+        "Feature age by group",
+    ];
+    let all_drawn = |html: &str| {
+        let with_data = panels_with_data(html);
+        wanted
+            .iter()
+            .all(|w| with_data.iter().any(|id| titled(*id) == *w))
+    };
+
+    // Clean traffic: wait until those panels have data (recording rules need a few
+    // evaluations over the scaled windows).
+    let clean = wait_page(&client, &page, Duration::from_secs(60), |b| {
+        b.contains("data-verdict=") && all_drawn(b)
     })
     .await;
-    assert!(clean.is_some(), "the page never had data for 10 panels");
+    assert!(clean.is_some(), "the page never had data in {wanted:?}");
     let html = dom(&page);
     assert!(html.contains("id=\"verdict\""), "no verdict on the page");
     for panel in dashboard.panels() {
@@ -217,22 +239,10 @@ async fn the_page_shows_the_dashboard_and_an_incident_in_a_browser() {
         );
     }
     let with_data = panels_with_data(&html);
-    let titled = |id: u64| {
-        dashboard
-            .panels()
-            .find(|p| p.id == id)
-            .map_or(String::new(), |p| p.title.clone())
-    };
-    for wanted in [
-        "Requests per second",
-        "p95 latency by stage",
-        "Requests by status",
-        "Score distribution",
-        "Feature age by group",
-    ] {
+    for wanted in wanted {
         assert!(
             with_data.iter().any(|id| titled(*id) == wanted),
-            "{wanted:?} has no data; panels with data: {:?}",
+            "{wanted:?} has no data in the browser; panels with data: {:?}",
             with_data.iter().map(|id| titled(*id)).collect::<Vec<_>>()
         );
     }
