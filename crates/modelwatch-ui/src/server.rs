@@ -186,13 +186,15 @@ async fn page(
     let model = match query.get("model").filter(|m| !m.is_empty()) {
         Some(m) if models.contains(m) => Some(m.clone()),
         Some(m) => {
+            let known = if models.is_empty() {
+                "it has no model yet (no model_info series scraped); leave model out".into()
+            } else {
+                format!("it has: {}", models.join(", "))
+            };
             return error(
                 StatusCode::BAD_REQUEST,
                 "unknown_model",
-                format!(
-                    "Prometheus has no model {m:?}; it has: {}",
-                    models.join(", ")
-                ),
+                format!("Prometheus has no model {m:?}; {known}"),
             );
         }
         None => models.first().cloned(),
