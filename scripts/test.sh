@@ -29,10 +29,30 @@ fi
 # Debian starts nothing here (no systemd); the tests start their own instances on
 # loopback with temporary directories.
 
-if ! python3 -c 'import kubernetes_validate, jsonschema, yaml' 2>/dev/null; then
-    step "installing the manifest validators (deploy/tests/requirements.txt)"
-    python3 -m pip install -q -r deploy/tests/requirements.txt \
-        || python3 -m pip install -q --break-system-packages -r deploy/tests/requirements.txt
+# Every pinned Python requirement of the project goes into one virtual environment,
+# .venv (git-ignored); the tests run its interpreter. Debian's python3 needs the
+# python3-venv package for `python3 -m venv`.
+python_requirements=(deploy/tests/requirements.txt scripts/schemathesis/requirements.txt)
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    step "installing python3-venv (Debian package)"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: python3-venv missing and not running as root" >&2
+        echo "hint: sudo apt-get install -y python3-venv" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+[ -x .venv/bin/python ] || { step "creating .venv"; python3 -m venv .venv; }
+# Reinstall only when a requirements file changed since the last install.
+stamp=.venv/.requirements.sha256
+if ! sha256sum "${python_requirements[@]}" | cmp -s - "$stamp"; then
+    step "installing the pinned Python requirements into .venv (${python_requirements[*]})"
+    for file in "${python_requirements[@]}"; do
+        .venv/bin/python -m pip install -q -r "$file"
+    done
+    sha256sum "${python_requirements[@]}" >"$stamp"
 fi
 
 step "cargo fmt --check"
@@ -50,5 +70,9 @@ cargo test --workspace --all-targets --locked
 
 step "doc tests"
 cargo test --workspace --doc --locked
+
+step "schemathesis against modelwatch serve (scripts/schemathesis.sh)"
+cargo build -q --locked --workspace  # the features of the test build: nothing rebuilds
+bash scripts/schemathesis.sh
 
 step "all green"

@@ -280,9 +280,10 @@ fn job_from_selector(selector: &str) -> String {
 impl Drop for Lab {
     fn drop(&mut self) {
         // Stop by our own process id: SIGTERM (graceful drain), then SIGKILL.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.server.id().to_string()])
-            .status();
+        let _ = modelwatch_stack::process::signal(
+            self.server.id(),
+            modelwatch_stack::process::Signal::TERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if matches!(self.server.try_wait(), Ok(Some(_))) {

@@ -9,20 +9,44 @@ pub const MAX_ID_LEN: usize = 64;
 /// Largest accepted amount; anything above is a unit mistake, not a transaction.
 pub const MAX_AMOUNT: f64 = 1e9;
 
-/// One transaction to score, as posted to `/v1/predict`.
-#[derive(Debug, Clone, Deserialize)]
+/// One transaction to score, as posted to `/v1/predict`. Unknown fields are ignored.
+///
+/// The ids' schema pattern excludes the control characters (Unicode category Cc) that
+/// `char::is_control` finds, which is what validation refuses.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct TransactionIn {
-    /// The caller's id for the transaction, echoed back.
+    /// The caller's id for the transaction, echoed back: 1 to 64 bytes of UTF-8, no
+    /// control characters.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$",
+        example = "tx-81e2"
+    )]
     pub transaction_id: Option<String>,
-    /// The card holder.
+    /// The card holder: 1 to 64 bytes of UTF-8, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$",
+        example = "C000123"
+    )]
     pub customer_id: String,
-    /// The payment terminal.
+    /// The payment terminal: 1 to 64 bytes of UTF-8, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$",
+        example = "T00042"
+    )]
     pub terminal_id: String,
-    /// Amount in the account currency; finite and non-negative.
+    /// Amount in the account currency, from 0 to 1e9.
+    #[schema(minimum = 0, maximum = 1e9, example = 42.5)]
     pub amount: f64,
     /// When the transaction happened (RFC 3339); defaults to now.
     #[serde(default)]
+    #[schema(format = DateTime, example = "2026-11-24T10:00:00Z")]
     pub timestamp: Option<String>,
 }
 
@@ -42,14 +66,16 @@ pub struct Transaction {
 }
 
 /// The body of `/v1/predict/batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct BatchIn {
-    /// The transactions, scored in order.
+    /// The transactions, scored in order: at least one, and at most the server's
+    /// `--max-batch-request` (the served document states the configured limit).
+    #[schema(min_items = 1)]
     pub transactions: Vec<TransactionIn>,
 }
 
 /// The answer for one transaction.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Prediction {
     /// Id of this prediction, for joining a delayed label later.
     pub prediction_id: String,
@@ -57,6 +83,7 @@ pub struct Prediction {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub transaction_id: Option<String>,
     /// Probability of fraud, in [0, 1].
+    #[schema(minimum = 0, maximum = 1)]
     pub score: f64,
     /// `approved` below the threshold, `declined` at or above.
     pub decision: String,
@@ -67,7 +94,7 @@ pub struct Prediction {
 }
 
 /// The answer for a batch.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchPrediction {
     /// One prediction per transaction, in request order.
     pub predictions: Vec<Prediction>,
@@ -138,6 +165,42 @@ impl TransactionIn {
 /// position and the problem.
 pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+/// Decodes and validates the body of `/v1/predict`, as the handler does; `now` (Unix
+/// seconds) stands in for a missing timestamp. Every failure is a 4xx [`ApiError`].
+pub fn decode_transaction(body: &[u8], now: i64) -> Result<Transaction, ApiError> {
+    parse_json::<TransactionIn>(body)?.validate("", now)
+}
+
+/// Decodes and validates the body of `/v1/predict/batch`, as the handler does: one
+/// to `max_transactions` transactions, every one valid, or the whole batch is refused
+/// with an error naming the first bad row. Every failure is a 4xx [`ApiError`].
+pub fn decode_batch(
+    body: &[u8],
+    max_transactions: usize,
+    now: i64,
+) -> Result<Vec<Transaction>, ApiError> {
+    let batch = parse_json::<BatchIn>(body)?;
+    let n = batch.transactions.len();
+    if n > max_transactions {
+        return Err(ApiError::BatchTooLarge {
+            given: n,
+            limit: max_transactions,
+        });
+    }
+    if n == 0 {
+        return Err(ApiError::field(
+            "transactions",
+            "must hold at least one transaction",
+        ));
+    }
+    batch
+        .transactions
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| t.validate(&format!("transactions[{i}]."), now))
+        .collect()
 }
 
 #[cfg(test)]

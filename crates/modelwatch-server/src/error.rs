@@ -54,16 +54,25 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The body of every error answer: `{"error": {"type", "message"}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
+/// The `error` object of an [`ErrorBody`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable snake_case name for programs: `invalid_json`, `invalid_field`,
+    /// `payload_too_large`, `batch_too_large`, `overloaded`, `timeout`, `unavailable`,
+    /// `internal`, `not_found` or `method_not_allowed`.
     #[serde(rename = "type")]
-    kind: &'a str,
-    message: String,
+    #[schema(example = "invalid_field")]
+    pub kind: &'static str,
+    /// A sentence for people that names the field and says what to fix.
+    #[schema(example = "amount: must not be negative")]
+    pub message: String,
 }
 
 impl ApiError {

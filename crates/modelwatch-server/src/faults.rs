@@ -4,7 +4,9 @@
 //! Faults exist only when `serve` runs with `--enable-fault-injection`; they are set
 //! through `POST /admin/faults` on the metrics listener, never on the API port.
 
+use modelwatch_runtime::{Backend, Model, RuntimeError};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub struct Faults {
     error_ppm: AtomicU64,
     cache_disabled: AtomicBool,
     counter: AtomicU64,
+    /// Model calls left that panic.
+    model_panics: AtomicU64,
 }
 
 impl Default for Faults {
@@ -32,6 +36,7 @@ impl Default for Faults {
             error_ppm: AtomicU64::new(0),
             cache_disabled: AtomicBool::new(false),
             counter: AtomicU64::new(0),
+            model_panics: AtomicU64::new(0),
         }
     }
 }
@@ -55,6 +60,10 @@ pub struct FaultSpec {
     /// Bypass the feature cache (every lookup goes to the store).
     #[serde(default)]
     pub cache_disabled: bool,
+    /// The next this many model calls (batches) panic inside the inference thread,
+    /// as a model bug would. Reading the faults back gives the calls still to panic.
+    #[serde(default)]
+    pub model_panics: u64,
 }
 
 impl Faults {
@@ -76,6 +85,13 @@ impl Faults {
     /// Whether the feature cache is bypassed.
     pub fn cache_disabled(&self) -> bool {
         self.cache_disabled.load(Ordering::Relaxed)
+    }
+
+    /// Whether this model call should panic (consumes one of `model_panics`).
+    pub fn take_model_panic(&self) -> bool {
+        self.model_panics
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Whether this prediction should fail (deterministic spread over requests).
@@ -128,6 +144,8 @@ impl Faults {
             .store((spec.error_ratio * 1e6).round() as u64, Ordering::Relaxed);
         self.cache_disabled
             .store(spec.cache_disabled, Ordering::Relaxed);
+        self.model_panics
+            .store(spec.model_panics, Ordering::Relaxed);
         Ok(())
     }
 
@@ -145,7 +163,41 @@ impl Faults {
             missing_feature: self.missing_column().and_then(|c| features.get(c).cloned()),
             error_ratio: self.error_ppm.load(Ordering::Relaxed) as f64 / 1e6,
             cache_disabled: self.cache_disabled(),
+            model_panics: self.model_panics.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The served model wrapped with the model faults; used only when fault injection is
+/// enabled, so the production path holds no fault check.
+#[derive(Debug)]
+pub struct FaultyModel {
+    inner: Arc<dyn Model>,
+    faults: Arc<Faults>,
+}
+
+impl FaultyModel {
+    /// Wraps `inner`.
+    pub fn wrap(inner: Arc<dyn Model>, faults: Arc<Faults>) -> Arc<dyn Model> {
+        Arc::new(Self { inner, faults })
+    }
+}
+
+impl Model for FaultyModel {
+    fn n_features(&self) -> usize {
+        self.inner.n_features()
+    }
+
+    fn predict(&self, input: &[f32], out: &mut [f32]) -> Result<(), RuntimeError> {
+        // A fault-injection scenario asks for it: a panic as a model bug would raise.
+        if self.faults.take_model_panic() {
+            panic!("injected model panic (POST /admin/faults model_panics)");
+        }
+        self.inner.predict(input, out)
+    }
+
+    fn backend(&self) -> Backend {
+        self.inner.backend()
     }
 }
 
@@ -173,6 +225,20 @@ mod tests {
         faults.apply(&spec, &[], &[]).unwrap();
         let failed = (0..1000).filter(|_| faults.should_fail()).count();
         assert_eq!(failed, 250);
+    }
+
+    #[test]
+    fn model_panics_count_down_to_zero() {
+        let faults = Faults::default();
+        let spec = FaultSpec {
+            model_panics: 2,
+            ..FaultSpec::default()
+        };
+        faults.apply(&spec, &[], &[]).unwrap();
+        assert_eq!(faults.spec(&[], &[]).model_panics, 2);
+        let taken = (0..5).filter(|_| faults.take_model_panic()).count();
+        assert_eq!(taken, 2);
+        assert_eq!(faults.spec(&[], &[]).model_panics, 0);
     }
 
     #[test]

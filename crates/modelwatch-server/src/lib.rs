@@ -21,12 +21,13 @@ pub mod error;
 pub mod faults;
 pub mod features;
 pub mod load;
+pub mod openapi;
 pub mod refresher;
 pub mod server;
 pub mod store;
 pub mod webconfig;
 
-use crate::api::{BatchIn, BatchPrediction, Prediction, Transaction, TransactionIn, parse_json};
+use crate::api::{BatchPrediction, Prediction, Transaction, parse_json};
 use crate::batcher::{BatchError, Batcher};
 use crate::error::ApiError;
 use crate::faults::{FaultSpec, Faults};
@@ -164,6 +165,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/predict/batch", post(predict_batch))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -215,6 +217,16 @@ fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
+#[utoipa::path(post, path = "/v1/predict", request_body = api::TransactionIn, responses(
+    (status = 200, description = "Scored", body = Prediction),
+    (status = 400, description = "`invalid_json` or `invalid_field`: the message names the field", body = error::ErrorBody),
+    (status = 413, description = "`payload_too_large`: the body is over --max-body-bytes", body = error::ErrorBody),
+    (status = 429, description = "`overloaded`: the queue is full", body = error::ErrorBody,
+        headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    (status = 500, description = "`internal`: the model failed; the detail is logged", body = error::ErrorBody),
+    (status = 503, description = "`unavailable`: shutting down", body = error::ErrorBody),
+    (status = 504, description = "`timeout`: past --request-timeout", body = error::ErrorBody),
+))]
 async fn predict(
     State(state): State<Arc<AppState>>,
     body: Result<axum::body::Bytes, BytesRejection>,
@@ -222,8 +234,7 @@ async fn predict(
     let mut request = state.metrics.start_request();
     let parsed = body
         .map_err(|r| body_error(r, state.limits.max_body_bytes))
-        .and_then(|b| parse_json::<TransactionIn>(&b))
-        .and_then(|t| t.validate("", unix_now()));
+        .and_then(|b| api::decode_transaction(&b, unix_now()));
     let tx = match parsed {
         Ok(tx) => tx,
         Err(e) => {
@@ -255,46 +266,31 @@ async fn predict(
     }
 }
 
+#[utoipa::path(post, path = "/v1/predict/batch", request_body = api::BatchIn, responses(
+    (status = 200, description = "Every transaction scored, in request order", body = BatchPrediction),
+    (status = 400, description = "`invalid_json` or `invalid_field` (`transactions[i].field`): nothing is scored", body = error::ErrorBody),
+    (status = 413, description = "`payload_too_large` (over --max-body-bytes) or `batch_too_large` (over --max-batch-request)", body = error::ErrorBody),
+    (status = 429, description = "`overloaded`: the queue is full", body = error::ErrorBody,
+        headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    (status = 500, description = "`internal`: the model failed; the detail is logged", body = error::ErrorBody),
+    (status = 503, description = "`unavailable`: shutting down", body = error::ErrorBody),
+    (status = 504, description = "`timeout`: past --request-timeout", body = error::ErrorBody),
+))]
 async fn predict_batch(
     State(state): State<Arc<AppState>>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
     let parsed = body
         .map_err(|r| body_error(r, state.limits.max_body_bytes))
-        .and_then(|b| parse_json::<BatchIn>(&b));
-    let batch = match parsed {
-        Ok(batch) => batch,
+        .and_then(|b| api::decode_batch(&b, state.limits.max_batch_request, unix_now()));
+    let transactions = match parsed {
+        Ok(transactions) => transactions,
         Err(e) => {
             state.metrics.count_request(e.status(), Decision::None);
             return e.into_response();
         }
     };
-    let n = batch.transactions.len();
-    if n > state.limits.max_batch_request {
-        let e = ApiError::BatchTooLarge {
-            given: n,
-            limit: state.limits.max_batch_request,
-        };
-        state.metrics.count_request(e.status(), Decision::None);
-        return e.into_response();
-    }
-    if n == 0 {
-        let e = ApiError::field("transactions", "must hold at least one transaction");
-        state.metrics.count_request(e.status(), Decision::None);
-        return e.into_response();
-    }
-    // Refuse the whole batch when any row is invalid, naming it: nothing is scored.
-    let now = unix_now();
-    let mut transactions = Vec::with_capacity(n);
-    for (i, t) in batch.transactions.into_iter().enumerate() {
-        match t.validate(&format!("transactions[{i}]."), now) {
-            Ok(tx) => transactions.push(tx),
-            Err(e) => {
-                state.metrics.count_request(e.status(), Decision::None);
-                return e.into_response();
-            }
-        }
-    }
+    let n = transactions.len();
     let deadline = state.limits.request_timeout;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, tx) in transactions.into_iter().enumerate() {
@@ -410,10 +406,15 @@ async fn score(
     Ok((prediction, decision))
 }
 
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive", body = openapi::Health)))]
 async fn healthz() -> Response {
     Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "Takes traffic", body = openapi::Ready),
+    (status = 503, description = "Out of rotation", body = openapi::NotReady),
+))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if !state.accepting.load(Ordering::Relaxed) {
         let body = serde_json::json!({"status": "not_ready", "reason": "shutting down"});
@@ -429,6 +430,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "status": "ready",
             "model": state.card.name,
             "version": state.card.version,
+            "inference_restarts": state.batcher.health().restarts(),
         }))
         .into_response(),
         Ok(Err(e)) => {

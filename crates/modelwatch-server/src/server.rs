@@ -86,8 +86,13 @@ pub async fn build_state(
         handle.clone(),
         faults.clone(),
     );
+    let model = if args.enable_fault_injection {
+        crate::faults::FaultyModel::wrap(loaded.model, faults.clone())
+    } else {
+        loaded.model
+    };
     let batcher = Batcher::start(
-        loaded.model,
+        model,
         handle.clone(),
         BatcherConfig {
             max_batch: args.max_batch,

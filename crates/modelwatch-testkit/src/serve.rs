@@ -36,6 +36,8 @@ pub struct Serve {
     child: Option<Child>,
     pid: u32,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The thread draining stderr; it ends when the server's stderr closes.
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Kept so the data directory lives as long as the server.
     data: tempfile::TempDir,
 }
@@ -67,7 +69,7 @@ impl Serve {
         let stderr = child.stderr.take().expect("stderr is piped");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let kept = Arc::new(Mutex::new(Vec::new()));
-        {
+        let reader = {
             let kept = kept.clone();
             // Drains stderr for the server's whole life, so it never blocks on a full
             // pipe, and keeps the last lines for failure messages.
@@ -82,14 +84,15 @@ impl Serve {
                     }
                     kept.push(line);
                 }
-            });
-        }
+            })
+        };
         let mut serve = Self {
             api: String::new(),
             metrics: String::new(),
             child: Some(child),
             pid,
             stderr: kept,
+            reader: Some(reader),
             data,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -151,6 +154,34 @@ impl Serve {
                 let _ = child.wait();
                 panic!(
                     "modelwatch serve did not exit within {TERMINATE_TIMEOUT:?} of SIGTERM:\n{}",
+                    self.stderr_tail()
+                );
+            }
+        }
+    }
+}
+
+impl Serve {
+    /// Waits up to `timeout` for the server to exit on its own and returns its exit
+    /// code (`None` when a signal ended it) and the last lines of its stderr. Panics
+    /// when it is still running then.
+    pub fn wait_exit(mut self, timeout: Duration) -> (Option<i32>, String) {
+        let mut child = self.child.take().expect("the server was started");
+        match wait_until(&mut child, timeout) {
+            Some(status) => {
+                // Its stderr is closed now: the reader has seen every line.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                (status.code(), self.stderr_tail())
+            }
+            None => {
+                let _ = signal(self.pid, Signal::TERM);
+                let _ = wait_until(&mut child, DROP_TIMEOUT);
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "modelwatch serve did not exit on its own within {timeout:?}:\n{}",
                     self.stderr_tail()
                 );
             }

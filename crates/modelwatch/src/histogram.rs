@@ -31,8 +31,17 @@ pub struct AtomicHistogram {
 }
 
 impl AtomicHistogram {
-    /// A histogram with the given upper bounds (increasing; `+Inf` is implied).
+    /// A histogram with the given upper bounds (increasing; `+Inf` is implied, and a
+    /// non-finite bound is dropped, as prometheus-client's `Histogram` does).
     pub fn new(bounds: Arc<[f64]>) -> Self {
+        // The `+Inf` bucket always exists: an explicit `+Inf` bound would expose a second
+        // `le="+Inf"` series, which Prometheus refuses (see
+        // histogram_with_an_explicit_inf_bound_exposes_one_inf_bucket in tests/it).
+        let bounds = if bounds.iter().all(|b| b.is_finite()) {
+            bounds
+        } else {
+            bounds.iter().copied().filter(|b| b.is_finite()).collect()
+        };
         let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
         Self {
             inner: Arc::new(Inner {

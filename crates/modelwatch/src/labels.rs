@@ -133,7 +133,7 @@ closed_set! {
     CacheOperation {
         /// Served from the in-process cache.
         Hit => "hit",
-        /// Fetched from the feature store (or defaulted).
+        /// The store was asked (it answered with values, with "unknown", or failed).
         Miss => "miss",
     }
 }

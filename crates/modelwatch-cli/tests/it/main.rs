@@ -3,6 +3,7 @@
 //! so cargo runs them one after the other instead of sharing two cores.
 
 mod cancellation;
+mod inference_panic;
 mod metrics_security;
 mod serve;
 mod status;

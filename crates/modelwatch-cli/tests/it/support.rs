@@ -21,6 +21,12 @@ impl Server {
     pub fn terminate(self) -> Option<i32> {
         self.0.terminate()
     }
+
+    /// Waits for the server to exit on its own and returns the exit code, with the
+    /// last lines of its stderr.
+    pub fn wait_exit(self, timeout: std::time::Duration) -> (Option<i32>, String) {
+        self.0.wait_exit(timeout)
+    }
 }
 
 impl std::ops::Deref for Server {

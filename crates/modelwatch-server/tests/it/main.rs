@@ -1,5 +1,7 @@
 //! Integration tests of the serving pipeline, one module per area.
 
 mod flood;
+mod fuzz_corpus;
+mod openapi;
 mod router;
 mod support;

@@ -72,7 +72,7 @@ metadata: {name: typo}
 spec:
   ports: [{name: http, port: \"eighty\"}]
 ";
-    let output = std::process::Command::new("python3")
+    let output = std::process::Command::new(crate::support::python())
         .arg(repo("deploy/tests/validate.py"))
         .arg("-")
         .stdin(std::process::Stdio::piped())

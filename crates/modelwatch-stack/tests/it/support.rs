@@ -83,11 +83,22 @@ pub fn by_kind_and_name(
         .collect()
 }
 
+/// The interpreter of the repository's virtual environment (`.venv`, which
+/// scripts/test.sh creates with every pinned requirement), or `python3` without one.
+pub fn python() -> std::path::PathBuf {
+    let venv = repo(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
 /// Validates a YAML stream with deploy/tests/validate.py; panics with its report
 /// when an object is invalid, with a hint when Python or its modules are missing.
 pub fn validate_objects(yaml_stream: &str) -> String {
     use std::io::Write as _;
-    let mut child = std::process::Command::new("python3")
+    let mut child = std::process::Command::new(python())
         .arg(repo("deploy/tests/validate.py"))
         .arg("-")
         .stdin(std::process::Stdio::piped())
@@ -95,7 +106,7 @@ pub fn validate_objects(yaml_stream: &str) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("cannot run python3: {e}\nhint: install Python 3, then pip install -r deploy/tests/requirements.txt")
+            panic!("cannot run python3: {e}\nhint: run scripts/test.sh once, or python3 -m venv .venv && .venv/bin/pip install -r deploy/tests/requirements.txt")
         });
     child
         .stdin

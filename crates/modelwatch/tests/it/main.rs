@@ -2,4 +2,5 @@
 
 mod docs;
 mod golden;
+mod properties;
 mod support;
