@@ -36,6 +36,9 @@ enum Command {
     Schema,
     /// Simulate card transactions and write featurised training data as CSV
     Simulate(modelwatch_sim::cli::SimulateArgs),
+    /// Serve the model-health page: the Grafana dashboard drawn live from Prometheus,
+    /// with the status verdict and the firing alerts
+    Ui(modelwatch_ui::cli::UiArgs),
     /// Run Prometheus and Alertmanager on this machine (up, down, status), or
     /// generate the Kubernetes objects from the mixin
     Stack(modelwatch_stack::cli::StackArgs),
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         }
         Command::Simulate(args) => modelwatch_sim::cli::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Stack(args) => modelwatch_stack::cli::run(&args),
+        Command::Ui(args) => block_on(modelwatch_ui::cli::run(&args)),
     };
     report(result)
 }

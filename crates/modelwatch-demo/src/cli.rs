@@ -125,6 +125,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if let Some(am) = &lab.alertmanager {
         eprintln!("demo: alertmanager {}", am.url());
     }
+    let listen = modelwatch_ui::cli::DEFAULT_LISTEN.parse()?;
+    eprintln!(
+        "demo: page       {}  (open it in a browser)",
+        crate::page::start(&lab, listen).await?
+    );
     let scenario = timeline()?;
     let config = LoadConfig {
         target: lab.api.clone(),

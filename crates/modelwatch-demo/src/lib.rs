@@ -12,5 +12,6 @@
 
 pub mod cli;
 pub mod lab;
+pub mod page;
 
 pub use lab::{Lab, LabOptions};

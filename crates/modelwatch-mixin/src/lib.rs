@@ -36,6 +36,7 @@ pub mod promtool_tests;
 pub mod recording;
 pub mod rules;
 pub mod runbook;
+pub mod variables;
 pub mod yaml;
 
 pub use cli::{MixinArgs, run};

@@ -180,10 +180,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The metrics listener's router: `/metrics`, and `/admin/faults` when fault
+/// The metrics listener's router: `/metrics`, the page at `/` (the status verdict
+/// from two scrapes, computed only when asked for), and `/admin/faults` when fault
 /// injection is enabled.
 pub fn metrics_app(state: Arc<AppState>) -> Router {
-    let mut router = Router::new().route("/metrics", get(metrics));
+    let mut router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/", get(page));
     if state.fault_injection {
         router = router.route(
             "/admin/faults",
@@ -191,6 +194,17 @@ pub fn metrics_app(state: Arc<AppState>) -> Router {
         );
     }
     router.fallback(not_found).with_state(state)
+}
+
+async fn page(State(state): State<Arc<AppState>>) -> Response {
+    let config = modelwatch_mixin::MixinConfig::default();
+    let encode = || {
+        let mut body = String::with_capacity(state.last_scrape_len.load(Ordering::Relaxed) + 1024);
+        Format::PrometheusText
+            .encode(&state.registry, &mut body)
+            .map(|()| body)
+    };
+    modelwatch_ui::listener::page(encode, &state.card.name, &config).await
 }
 
 async fn method_not_allowed() -> Response {

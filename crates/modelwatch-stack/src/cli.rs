@@ -121,6 +121,18 @@ pub struct UpArgs {
     #[arg(long, env = "MODELWATCH_STACK_WEBHOOK", value_name = "URL")]
     pub webhook: Option<String>,
 
+    /// Where `modelwatch ui`, the model-health page on this Prometheus, listens
+    #[arg(
+        long,
+        env = "MODELWATCH_STACK_PAGE_LISTEN",
+        default_value = "127.0.0.1:9470"
+    )]
+    pub page_listen: SocketAddr,
+
+    /// Do not start the model-health page
+    #[arg(long)]
+    pub no_page: bool,
+
     /// How Prometheus reaches targets secured by `modelwatch serve
     /// --metrics-web-config` (HTTPS, credentials)
     #[command(flatten)]
@@ -316,6 +328,19 @@ pub fn run(args: &StackArgs) -> anyhow::Result<ExitCode> {
                 state.targets.join(", "),
                 state.job
             );
+            if !up.no_page {
+                // The stack is up either way: a page that cannot start is reported,
+                // and does not fail `up` with Prometheus left running.
+                match crate::page::start_page(
+                    &options.state_dir,
+                    &state.prometheus.url,
+                    up.page_listen,
+                    options.scrape_interval,
+                ) {
+                    Ok(url) => println!("page          {url}  (the model-health dashboard, live)"),
+                    Err(e) => eprintln!("the page did not start: {e:#}"),
+                }
+            }
             eprintln!(
                 "state in {}; logs in its prometheus/ and alertmanager/ directories",
                 options.state_dir.display()
@@ -328,6 +353,9 @@ pub fn run(args: &StackArgs) -> anyhow::Result<ExitCode> {
         }
         StackCommand::Down(down) => {
             let dir = down.state.resolve();
+            if let Some(pid) = crate::page::stop_page(&dir) {
+                eprintln!("stopped the page (pid {pid})");
+            }
             match local::down(&dir, down.purge)? {
                 None => eprintln!("no local stack recorded in {}", dir.display()),
                 Some((state, outcome)) => {

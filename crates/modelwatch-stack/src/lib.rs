@@ -43,6 +43,7 @@ pub mod cli;
 pub mod env;
 pub mod k8s;
 pub mod local;
+pub mod page;
 pub mod process;
 pub mod prometheus;
 

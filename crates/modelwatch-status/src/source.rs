@@ -216,13 +216,8 @@ fn total(samples: &[Sample], name: &str, filter: impl Fn(&Sample) -> bool) -> f6
 
 const METRICS_HINT: &str = "hint: --metrics takes the server's metrics URL, such as http://127.0.0.1:9464/metrics (the metrics listener, not the API port)";
 
-/// One scrape, restricted to `model` when given. A page without modelwatch's request
-/// counter (another exporter, a model name that is not there) cannot be judged.
-async fn scrape(
-    client: &reqwest::Client,
-    url: &str,
-    model: Option<&str>,
-) -> anyhow::Result<Vec<Sample>> {
+/// The text of one scrape of `url`.
+async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let response = client
         .get(url)
         .header("accept", "text/plain")
@@ -233,11 +228,17 @@ async fn scrape(
     if !http_status.is_success() {
         anyhow::bail!("{url} answered {http_status}\n{METRICS_HINT}");
     }
-    let text = response
+    response
         .text()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot read the page at {url}: {e}\n{METRICS_HINT}"))?;
-    let mut samples = parse(&text);
+        .map_err(|e| anyhow::anyhow!("cannot read the page at {url}: {e}\n{METRICS_HINT}"))
+}
+
+/// One scrape's samples, restricted to `model` when given. A page without
+/// modelwatch's request counter (another exporter, a model name that is not there)
+/// cannot be judged; `source` names the page in the error.
+fn samples(text: &str, source: &str, model: Option<&str>) -> anyhow::Result<Vec<Sample>> {
+    let mut samples = parse(text);
     let requests = schema::REQUESTS_TOTAL.name;
     let models: std::collections::BTreeSet<String> = samples
         .iter()
@@ -245,13 +246,13 @@ async fn scrape(
         .map(|s| s.label("model").to_string())
         .collect();
     if models.is_empty() {
-        anyhow::bail!("{url} has no modelwatch metrics (no {requests} series)\n{METRICS_HINT}");
+        anyhow::bail!("{source} has no modelwatch metrics (no {requests} series)\n{METRICS_HINT}");
     }
     if let Some(model) = model {
         if !models.contains(model) {
             let known: Vec<&str> = models.iter().map(String::as_str).collect();
             anyhow::bail!(
-                "{url} has no model {model:?}\nhint: its models are {}; pass one to --model, or leave it out",
+                "{source} has no model {model:?}\nhint: its models are {}; pass one to --model, or leave it out",
                 known.join(", ")
             );
         }
@@ -269,11 +270,37 @@ pub async fn from_metrics(
     interval: Duration,
     config: &MixinConfig,
 ) -> anyhow::Result<Report> {
-    let first = scrape(client, url, model).await?;
+    let first = fetch(client, url).await?;
+    samples(&first, url, model)?;
     let started = std::time::Instant::now();
     tokio::time::sleep(interval).await;
-    let second = scrape(client, url, model).await?;
-    let dt = started.elapsed().as_secs_f64();
+    let second = fetch(client, url).await?;
+    let elapsed = started.elapsed();
+    let mut report = from_scrapes(&first, &second, elapsed, url, model, config)?;
+    report.source = format!(
+        "metrics {url}, {:.1} s between scrapes",
+        elapsed.as_secs_f64()
+    );
+    Ok(report)
+}
+
+/// Judges two scrapes of one server (text exposition), `elapsed` apart, as
+/// `status --metrics` does: their difference gives rates, the second one's gauges
+/// drift and freshness. With `model`, only that model's series count. `source`
+/// names the page in errors and in the report. A server that holds its own
+/// registry (the page on `serve`'s metrics listener) calls this with two encodings
+/// of it, without a socket.
+pub fn from_scrapes(
+    first: &str,
+    second: &str,
+    elapsed: Duration,
+    source: &str,
+    model: Option<&str>,
+    config: &MixinConfig,
+) -> anyhow::Result<Report> {
+    let first = samples(first, source, model)?;
+    let second = samples(second, source, model)?;
+    let dt = elapsed.as_secs_f64();
     let delta = |name: &str, filter: &dyn Fn(&Sample) -> bool| {
         total(&second, name, filter) - total(&first, name, filter)
     };
@@ -332,7 +359,7 @@ pub async fn from_metrics(
     let (verdict, mut reasons) = judge(&figures, &[], config);
     reasons.push("read from /metrics: per-replica drift windows; the 7-day approval comparison needs Prometheus".into());
     Ok(Report {
-        source: format!("metrics {url}, {dt:.1} s between scrapes"),
+        source: format!("{source}, {dt:.1} s between scrapes"),
         verdict,
         figures,
         reasons,

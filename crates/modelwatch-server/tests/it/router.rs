@@ -160,6 +160,41 @@ async fn metrics_endpoint_negotiates_the_format() {
     assert!(String::from_utf8_lossy(&bytes).ends_with("# EOF\n"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_page_judges_the_traffic_between_its_two_readings() {
+    let app = std::sync::Arc::new(TestApp::new(Options::default()).await);
+    let page = tokio::spawn({
+        let app = app.clone();
+        async move { app.admin("GET", "/", "").await }
+    });
+    // Traffic while the page waits between its two encodings of the registry; bounded
+    // by a count, and stopped as soon as the page has answered.
+    let mut sent = 0;
+    while !page.is_finished() && sent < 2_000 {
+        let (status, body) = app
+            .call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 42.0))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = page.await.expect("page task");
+    assert_eq!(status, StatusCode::OK);
+    let html = body.as_str().expect("an HTML page");
+    assert!(html.contains(r#"id="verdict""#), "{html}");
+    assert!(html.contains(r#"id="without-prometheus""#), "{html}");
+    // The requests sent between the two readings are seen: without them the
+    // verdict's reasons would say "no traffic".
+    assert!(sent > 1, "no prediction went in while the page read");
+    assert!(!html.contains("<li>no traffic</li>"), "{html}");
+    let tile = &html[html.find(">Requests per second<").expect("the RPS tile")..];
+    let value = &tile[tile.find(r#"class="value""#).expect("its value")..];
+    assert!(
+        !value.starts_with(r#"class="value" data-color="red">0 "#),
+        "{value:.80}"
+    );
+}
+
 /// One row of the bad-input table: what is sent, the status and error type expected.
 struct BadInput {
     name: &'static str,
