@@ -21,6 +21,7 @@ pub mod error;
 pub mod faults;
 pub mod features;
 pub mod load;
+pub mod oip;
 pub mod refresher;
 pub mod server;
 pub mod store;
@@ -154,7 +155,8 @@ fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 
-/// The API router: `/v1/predict`, `/v1/predict/batch`, `/healthz`, `/readyz`.
+/// The API router: `/v1/predict`, `/v1/predict/batch`, `/healthz`, `/readyz`, and
+/// the Open Inference Protocol's `/v2/...` ([`oip::routes`]).
 pub fn app(state: Arc<AppState>) -> Router {
     // The body limit is enforced by axum while reading, and its rejection is turned
     // into our JSON error by the handlers (they take `Result<Bytes, _>`).
@@ -164,6 +166,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/predict/batch", post(predict_batch))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(oip::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -281,6 +284,21 @@ async fn predict_batch(
             }
         }
     }
+    match score_batch(&state, transactions).await {
+        Ok(predictions) => Json(BatchPrediction { predictions }).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Scores validated transactions side by side, each one a prediction of its own:
+/// counted in `model_requests_total`, timed per stage, its score and features
+/// recorded for drift. The first error fails the whole answer (the rows that did
+/// score stay counted). `/v1/predict/batch` and the OIP's infer both come here.
+async fn score_batch(
+    state: &Arc<AppState>,
+    transactions: Vec<Transaction>,
+) -> Result<Vec<Prediction>, ApiError> {
+    let n = transactions.len();
     let deadline = state.limits.request_timeout;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, tx) in transactions.into_iter().enumerate() {
@@ -321,10 +339,9 @@ async fn predict_batch(
         }
     }
     if let Some(e) = first_error {
-        return e.into_response();
+        return Err(e);
     }
-    let predictions = slots.into_iter().flatten().collect();
-    Json(BatchPrediction { predictions }).into_response()
+    Ok(slots.into_iter().flatten().collect())
 }
 
 /// Runs one validated transaction through the pipeline.
@@ -400,29 +417,34 @@ async fn healthz() -> Response {
     Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// Whether the replica should get traffic: not shutting down, the inference thread
+/// running, the feature store answering within 1 s. `Err` says why not.
+/// `/readyz` and the OIP's `/v2/health/ready` both answer from it.
+async fn readiness(state: &AppState) -> Result<(), String> {
     if !state.accepting.load(Ordering::Relaxed) {
-        let body = serde_json::json!({"status": "not_ready", "reason": "shutting down"});
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        return Err("shutting down".into());
     }
     if let Some(reason) = state.batcher.health().reason() {
-        let body = serde_json::json!({"status": "not_ready", "reason": reason});
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        return Err(reason);
     }
     let ping = tokio::time::timeout(Duration::from_secs(1), state.fetcher.store().ping()).await;
     match ping {
-        Ok(Ok(())) => Json(serde_json::json!({
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("feature store did not answer within 1s".into()),
+    }
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match readiness(&state).await {
+        Ok(()) => Json(serde_json::json!({
             "status": "ready",
             "model": state.card.name,
             "version": state.card.version,
         }))
         .into_response(),
-        Ok(Err(e)) => {
-            let body = serde_json::json!({"status": "not_ready", "reason": e.to_string()});
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
-        Err(_) => {
-            let body = serde_json::json!({"status": "not_ready", "reason": "feature store did not answer within 1s"});
+        Err(reason) => {
+            let body = serde_json::json!({"status": "not_ready", "reason": reason});
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
