@@ -1,5 +1,6 @@
 //! Integration tests of the serving pipeline, one module per area.
 
 mod flood;
+mod oip;
 mod router;
 mod support;
