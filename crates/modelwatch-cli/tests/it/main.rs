@@ -4,6 +4,7 @@
 
 mod cancellation;
 mod metrics_security;
+mod oip;
 mod serve;
 mod status;
 mod support;
