@@ -9,9 +9,11 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 
-/// Rows of `(customer, terminal, amount, timestamp)`: known and unknown entities,
-/// night and day, weekday and weekend.
-fn rows() -> Vec<(String, String, f64, String)> {
+/// `(customer, terminal, amount, timestamp)`.
+type Row = (String, String, f64, String);
+
+/// Known and unknown entities, night and day, weekday and weekend.
+fn rows() -> Vec<Row> {
     let known = (CUSTOMER.to_string(), TERMINAL.to_string());
     let unknown = ("C424242".to_string(), "T42424".to_string());
     [
@@ -26,7 +28,7 @@ fn rows() -> Vec<(String, String, f64, String)> {
     .collect()
 }
 
-fn v1_batch(rows: &[(String, String, f64, String)]) -> String {
+fn v1_batch(rows: &[Row]) -> String {
     let transactions: Vec<Value> = rows
         .iter()
         .map(|(c, t, a, ts)| {
@@ -36,11 +38,9 @@ fn v1_batch(rows: &[(String, String, f64, String)]) -> String {
     json!({ "transactions": transactions }).to_string()
 }
 
-fn v2_json(rows: &[(String, String, f64, String)]) -> Value {
+fn v2_json(rows: &[Row]) -> Value {
     let n = rows.len();
-    let column = |f: &dyn Fn(&(String, String, f64, String)) -> Value| -> Vec<Value> {
-        rows.iter().map(f).collect()
-    };
+    let column = |f: &dyn Fn(&Row) -> Value| -> Vec<Value> { rows.iter().map(f).collect() };
     json!({"id": "req-7", "inputs": [
         {"name": "amount", "datatype": "FP64", "shape": [n, 1], "data": column(&|r| json!([r.2]))},
         {"name": "customer_id", "datatype": "BYTES", "shape": [n], "data": column(&|r| json!(r.0))},
@@ -60,7 +60,7 @@ fn length_prefixed<'a>(items: impl Iterator<Item = &'a str>) -> Vec<u8> {
 
 /// The same rows with every input as binary data (amount FP32), asking for every
 /// output as binary data.
-fn v2_binary(rows: &[(String, String, f64, String)]) -> (usize, Vec<u8>) {
+fn v2_binary(rows: &[Row]) -> (usize, Vec<u8>) {
     let n = rows.len();
     let amounts: Vec<u8> = rows
         .iter()
