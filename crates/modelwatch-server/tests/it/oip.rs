@@ -397,6 +397,16 @@ fn bad_inputs() -> Vec<BadInput> {
         (header.len().to_string(), body)
     };
     let (truncated_length, truncated) = amount_binary(8, &[0; 5]);
+    let (trailing_length, trailing) = amount_binary(8, &[0; 11]);
+    let (prefix_length, broken_prefix) = {
+        let mut v = good.clone();
+        v["inputs"][1] = json!({"name": "customer_id", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 11}});
+        let header = v.to_string();
+        let mut body = header.clone().into_bytes();
+        // "C1", then a prefix that claims 200 bytes with 1 left.
+        body.extend_from_slice(&[2, 0, 0, 0, b'C', b'1', 200, 0, 0, 0, b'x']);
+        (header.len().to_string(), body)
+    };
     let (size_length, size_mismatch) = amount_binary(12, &[0; 12]);
     vec![
         json(
@@ -427,6 +437,44 @@ fn bad_inputs() -> Vec<BadInput> {
             }),
             StatusCode::BAD_REQUEST,
             "input \"customer_id\": datatype INT64 is not accepted; use BYTES",
+        ),
+        json(
+            "input given twice",
+            edit(&|v| {
+                let copy = v["inputs"][1].clone();
+                v["inputs"].as_array_mut().expect("inputs").push(copy);
+            }),
+            StatusCode::BAD_REQUEST,
+            "input \"customer_id\": is given more than once",
+        ),
+        json(
+            "not a protocol datatype",
+            edit(&|v| v["inputs"][0]["datatype"] = json!("FP8")),
+            StatusCode::BAD_REQUEST,
+            "input \"amount\": unknown datatype \"FP8\"",
+        ),
+        json(
+            "shape size overflows",
+            edit(&|v| v["inputs"][0]["shape"] = json!([u64::MAX, 3])),
+            StatusCode::BAD_REQUEST,
+            "input \"amount\": shape [18446744073709551615, 3] is too large",
+        ),
+        json(
+            "element of the wrong type",
+            edit(&|v| v["inputs"][0]["data"][0] = json!(["12"])),
+            StatusCode::BAD_REQUEST,
+            "input \"amount\": element 0: expected a number, got a string",
+        ),
+        json(
+            "no row",
+            edit(&|v| {
+                for t in v["inputs"].as_array_mut().expect("inputs") {
+                    t["shape"] = json!([0]);
+                    t["data"] = json!([]);
+                }
+            }),
+            StatusCode::BAD_REQUEST,
+            "the inputs hold no row",
         ),
         json(
             "wrong shape",
@@ -517,6 +565,26 @@ fn bad_inputs() -> Vec<BadInput> {
                 size_mismatch,
                 StatusCode::BAD_REQUEST,
                 "input \"amount\": binary_data_size is 12 bytes but its shape and datatype need 8",
+            )
+        },
+        BadInput {
+            name: "bytes after the last binary tensor",
+            header_length: Some(trailing_length),
+            ..json(
+                "",
+                trailing,
+                StatusCode::BAD_REQUEST,
+                "3 bytes follow the last binary tensor",
+            )
+        },
+        BadInput {
+            name: "broken BYTES length prefix",
+            header_length: Some(prefix_length),
+            ..json(
+                "",
+                broken_prefix,
+                StatusCode::BAD_REQUEST,
+                "input \"customer_id\": element 1: declares 200 bytes at byte 6",
             )
         },
         BadInput {
