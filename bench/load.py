@@ -27,9 +27,10 @@ least 80%).
 
 With --protocols, it compares the two APIs on one `modelwatch serve`: rounds of wrk
 alternating `POST /v1/predict` and the Open Inference Protocol's
-`POST /v2/models/fraud/infer` with one row per request, the same transactions
-(the realistic mix, same seed) in both, and prints the median of each and the
-v2 / v1 throughput per round.
+`POST /v2/models/fraud/infer` with one row per request, plus `/v1/predict/batch`
+with one transaction (the scoring path v2 shares), the same transactions (the
+realistic mix, same seed) in all, and prints the median of each and each one's
+throughput against /v1/predict per round.
 
     python3 bench/load.py --protocols [--rounds 3] [--mix realistic] [--binary PATH]
 """
@@ -224,7 +225,7 @@ def run_mixes(args, binary):
         print(json.dumps(rounds, indent=2))
 
 
-PROTOCOLS = ("v1", "v2")
+PROTOCOLS = ("v1", "v1-batch", "v2")
 
 
 def run_protocols(args, binary):
@@ -247,8 +248,8 @@ def run_protocols(args, binary):
                 wrk(api, 3, args.connections, args.mix, population, protocol=protocol)
             for r in range(args.rounds):
                 results = {}
-                # Alternate which goes first, so neither always runs on a warmer cache.
-                for protocol in (PROTOCOLS if r % 2 == 0 else PROTOCOLS[::-1]):
+                # Rotate which goes first, so none always runs on a warmer cache.
+                for protocol in PROTOCOLS[r % 3:] + PROTOCOLS[:r % 3]:
                     before = metric_sum(metrics, "model_requests_total", 'status="success"')
                     rps, p50, p99, non2xx = wrk(api, args.duration, args.connections, args.mix,
                                                 population, seed=r + 1, bodies=args.bodies,
@@ -256,7 +257,7 @@ def run_protocols(args, binary):
                     scored = metric_sum(metrics, "model_requests_total", 'status="success"') - before
                     results[protocol] = {"rps": rps, "p50_ms": p50, "p99_ms": p99,
                                          "non2xx": non2xx, "scored": scored}
-                    log(f"   round {r + 1} {protocol} {rps:>9,.0f} req/s  p50 {p50:.3f} ms  "
+                    log(f"   round {r + 1} {protocol:<8} {rps:>9,.0f} req/s  p50 {p50:.3f} ms  "
                         f"p99 {p99:.2f} ms  non-2xx {non2xx}  scored {scored:,.0f}")
                 rounds.append(results)
             rss = rss_mib(proc.pid)
@@ -270,19 +271,20 @@ def run_protocols(args, binary):
         shutil.rmtree(data, ignore_errors=True)
 
     width = 16
-    names = {"v1": "/v1/predict", "v2": "/v2/.../infer"}
+    names = {"v1": "/v1/predict", "v1-batch": "/v1/.../batch", "v2": "/v2/.../infer"}
     print(f"{'':<22}" + "".join(f"{names[p]:>{width}}" for p in PROTOCOLS))
     for label, key, fmt in [("req/s (median)", "rps", "{:,.0f}"), ("p50 ms", "p50_ms", "{:.3f}"),
                             ("p99 ms", "p99_ms", "{:.3f}"), ("non-2xx answers", "non2xx", "{:.0f}")]:
         cells = [f"{fmt.format(statistics.median(r[p][key] for r in rounds)):>{width}}"
                  for p in PROTOCOLS]
         print(f"{label:<22}" + "".join(cells))
-    ratios = [r["v2"]["rps"] / r["v1"]["rps"] for r in rounds]
     print()
-    print(f"rounds: {args.rounds} x {args.duration} s per API, alternating, wrk -t1 "
-          f"-c{args.connections}, mix {args.mix}; RSS after load {rss:.1f} MiB")
-    print("v2 / v1 throughput per round: " + ", ".join(f"{x:.2f}" for x in ratios))
-    print(f"v2 / v1 throughput (median):  {statistics.median(ratios):.2f}")
+    print(f"rounds: {args.rounds} x {args.duration} s per API, rotating, wrk -t1 "
+          f"-c{args.connections}, mix {args.mix}, one row per request; RSS after load {rss:.1f} MiB")
+    for other in ("v1-batch", "v2"):
+        ratios = [r[other]["rps"] / r["v1"]["rps"] for r in rounds]
+        print(f"{other} / v1 throughput per round: " + ", ".join(f"{x:.2f}" for x in ratios)
+              + f"; median {statistics.median(ratios):.2f}")
     if args.json:
         print(json.dumps(rounds, indent=2))
 
