@@ -9,6 +9,7 @@
 //! are really in the body), and every refusal is an [`OipError`] that names the
 //! tensor and what is wrong with it.
 
+mod json;
 mod routes;
 
 pub use routes::routes;
@@ -18,8 +19,8 @@ use crate::error::ApiError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use json::{Map, Value};
 use serde::Serialize;
-use serde_json::{Map, Value};
 use std::fmt;
 
 /// The header that gives the length of the JSON part of a body that carries binary
@@ -573,12 +574,18 @@ pub fn decode_infer(header_length: Option<&[u8]>, body: &[u8]) -> Result<InferRe
             (json, Some(rest))
         }
     };
-    let request: Map<String, Value> =
+    let request: Value =
         serde_json::from_slice(json).map_err(|e| OipError::InvalidJson(e.to_string()))?;
+    let Value::Object(request) = request else {
+        return Err(OipError::InvalidJson(format!(
+            "expected an object, got {}",
+            kind(&request)
+        )));
+    };
 
     let id = match request.get("id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(id)) => Some(id.clone()),
+        Some(Value::String(id)) => Some(id.to_string()),
         Some(other) => {
             return Err(OipError::InvalidRequest(format!(
                 "\"id\" must be a string, not {}",
@@ -652,7 +659,7 @@ fn parse_header_length(raw: &[u8]) -> Result<u64, OipError> {
 }
 
 /// The parameters object, if any; `Err` when it is not an object.
-fn parameters(value: Option<&Value>) -> Result<Option<&Map<String, Value>>, String> {
+fn parameters<'v, 'a>(value: Option<&'v Value<'a>>) -> Result<Option<&'v Map<'a>>, String> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(map)) => Ok(Some(map)),
@@ -660,7 +667,7 @@ fn parameters(value: Option<&Value>) -> Result<Option<&Map<String, Value>>, Stri
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+fn kind(value: &Value<'_>) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -673,7 +680,7 @@ fn kind(value: &Value) -> &'static str {
 
 fn decode_input(
     position: usize,
-    raw: &Value,
+    raw: &Value<'_>,
     binary: &mut Option<&[u8]>,
 ) -> Result<InputTensor, OipError> {
     let Value::Object(input) = raw else {
@@ -683,7 +690,7 @@ fn decode_input(
         )));
     };
     let name = match input.get("name") {
-        Some(Value::String(name)) => name.clone(),
+        Some(Value::String(name)) => name.to_string(),
         _ => {
             return Err(OipError::InvalidRequest(format!(
                 "inputs[{position}] has no \"name\" string"
@@ -701,7 +708,7 @@ fn decode_input(
                     accepted: Datatype::DECODED.to_vec(),
                 });
             }
-            None => return fail(TensorProblem::UnknownDatatype(text.clone())),
+            None => return fail(TensorProblem::UnknownDatatype(text.to_string())),
         },
         _ => {
             return fail(TensorProblem::MissingField {
@@ -790,12 +797,12 @@ fn decode_input(
 fn decode_json_data(
     datatype: Datatype,
     declared: u64,
-    data: &Value,
+    data: &Value<'_>,
 ) -> Result<TensorData, TensorProblem> {
     let mut leaves = Vec::new();
     // serde_json refuses documents nested deeper than 128, so this recursion is
     // bounded; it stops collecting once past the declared count.
-    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Value>, cap: usize) {
+    fn walk<'v, 'a>(v: &'v Value<'a>, out: &mut Vec<&'v Value<'a>>, cap: usize) {
         match v {
             Value::Array(items) => {
                 for item in items {
@@ -817,11 +824,11 @@ fn decode_json_data(
         });
     }
     let element = |index: usize, reason: String| TensorProblem::InvalidElement { index, reason };
-    let number = |i: usize, v: &Value| {
+    let number = |i: usize, v: &Value<'_>| {
         v.as_f64()
             .ok_or_else(|| element(i, format!("expected a number, got {}", kind(v))))
     };
-    let integer = |i: usize, v: &Value| {
+    let integer = |i: usize, v: &Value<'_>| {
         v.as_i64()
             .ok_or_else(|| element(i, format!("expected an integer, got {v}")))
     };
@@ -994,7 +1001,7 @@ fn decode_binary_strings(declared: u64, mut bytes: &[u8]) -> Result<Vec<Vec<u8>>
     Ok(out)
 }
 
-fn decode_output(position: usize, raw: &Value) -> Result<RequestedOutput, OipError> {
+fn decode_output(position: usize, raw: &Value<'_>) -> Result<RequestedOutput, OipError> {
     let Value::Object(output) = raw else {
         return Err(OipError::InvalidRequest(format!(
             "outputs[{position}] must be an object, not {}",
@@ -1007,7 +1014,7 @@ fn decode_output(position: usize, raw: &Value) -> Result<RequestedOutput, OipErr
         )));
     };
     let invalid = |parameter, reason| OipError::InvalidOutputParameter {
-        name: name.clone(),
+        name: name.to_string(),
         parameter,
         reason,
     };
@@ -1023,7 +1030,7 @@ fn decode_output(position: usize, raw: &Value) -> Result<RequestedOutput, OipErr
         }
     };
     Ok(RequestedOutput {
-        name: name.clone(),
+        name: name.to_string(),
         binary,
     })
 }

@@ -1,7 +1,7 @@
 //! Decoding and encoding, with hostile inputs: every one is a typed error, none panics.
 
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn decode_json(request: Value) -> Result<InferRequest, OipError> {
     decode_infer(None, request.to_string().as_bytes())
