@@ -24,6 +24,15 @@ as a share of the realistic mix's (the median of the per-round ratios; target: a
 least 80%).
 
     python3 bench/load.py --mixes [--rounds 3] [--binary PATH] [--no-build]
+
+With --protocols, it compares the two APIs on one `modelwatch serve`: rounds of wrk
+alternating `POST /v1/predict` and the Open Inference Protocol's
+`POST /v2/models/fraud/infer` with one row per request, plus `/v1/predict/batch`
+with one transaction (the scoring path v2 shares), the same transactions (the
+realistic mix, same seed) in all, and prints the median of each and each one's
+throughput against /v1/predict per round.
+
+    python3 bench/load.py --protocols [--rounds 3] [--mix realistic] [--binary PATH]
 """
 
 import argparse
@@ -91,9 +100,10 @@ def parse_wrk(text):
 MIXES = ("realistic", "uniform", "unknown")
 
 
-def wrk(url, duration, connections, mix="uniform", population=(5000, 10000), seed=1, bodies=None):
+def wrk(url, duration, connections, mix="uniform", population=(5000, 10000), seed=1, bodies=None,
+        protocol="v1"):
     lua = os.path.join(ROOT, "bench", "wrk-predict.lua")
-    extra = [str(bodies)] if bodies else []
+    extra = [str(bodies or 0), protocol]
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", lua, url,
          "--", mix, str(seed), str(population[0]), str(population[1]), *extra],
@@ -160,14 +170,14 @@ def run_mixes(args, binary):
         try:
             wait_ready(api + "/readyz", proc)
             for mix in MIXES:
-                wrk(api + "/v1/predict", 3, args.connections, mix, population)
+                wrk(api, 3, args.connections, mix, population)
             for r in range(args.rounds):
                 results = {}
                 for mix in MIXES:
                     before = {op: metric_sum(metrics, "model_feature_cache_operations_total",
                                              f'operation="{op}"') for op in ("hit", "miss")}
                     # A new seed each round: the unknown flood's ids are new to the cache.
-                    rps, p50, p99, non2xx = wrk(api + "/v1/predict", args.duration,
+                    rps, p50, p99, non2xx = wrk(api, args.duration,
                                                 args.connections, mix, population, seed=r + 1,
                                                 bodies=args.bodies if mix != "uniform" else None)
                     after = {op: metric_sum(metrics, "model_feature_cache_operations_total",
@@ -215,6 +225,70 @@ def run_mixes(args, binary):
         print(json.dumps(rounds, indent=2))
 
 
+PROTOCOLS = ("v1", "v1-batch", "v2")
+
+
+def run_protocols(args, binary):
+    """/v1/predict against /v2/models/fraud/infer, one row per request, alternating
+    within each round on one server."""
+    data = tempfile.mkdtemp(prefix="modelwatch-bench-")
+    rounds = []
+    try:
+        seed_store(binary, data)
+        population = stored_population(data)
+        port, mport = free_port(), free_port()
+        cmd = [binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
+               "--metrics-listen", f"127.0.0.1:{mport}", *args.serve_arg]
+        log(f"== {' '.join(cmd)}")
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        api, metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mport}/metrics"
+        try:
+            wait_ready(api + "/readyz", proc)
+            for protocol in PROTOCOLS:
+                wrk(api, 3, args.connections, args.mix, population, protocol=protocol)
+            for r in range(args.rounds):
+                results = {}
+                # Rotate which goes first, so none always runs on a warmer cache.
+                for protocol in PROTOCOLS[r % 3:] + PROTOCOLS[:r % 3]:
+                    before = metric_sum(metrics, "model_requests_total", 'status="success"')
+                    rps, p50, p99, non2xx = wrk(api, args.duration, args.connections, args.mix,
+                                                population, seed=r + 1, bodies=args.bodies,
+                                                protocol=protocol)
+                    scored = metric_sum(metrics, "model_requests_total", 'status="success"') - before
+                    results[protocol] = {"rps": rps, "p50_ms": p50, "p99_ms": p99,
+                                         "non2xx": non2xx, "scored": scored}
+                    log(f"   round {r + 1} {protocol:<8} {rps:>9,.0f} req/s  p50 {p50:.3f} ms  "
+                        f"p99 {p99:.2f} ms  non-2xx {non2xx}  scored {scored:,.0f}")
+                rounds.append(results)
+            rss = rss_mib(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+    width = 16
+    names = {"v1": "/v1/predict", "v1-batch": "/v1/.../batch", "v2": "/v2/.../infer"}
+    print(f"{'':<22}" + "".join(f"{names[p]:>{width}}" for p in PROTOCOLS))
+    for label, key, fmt in [("req/s (median)", "rps", "{:,.0f}"), ("p50 ms", "p50_ms", "{:.3f}"),
+                            ("p99 ms", "p99_ms", "{:.3f}"), ("non-2xx answers", "non2xx", "{:.0f}")]:
+        cells = [f"{fmt.format(statistics.median(r[p][key] for r in rounds)):>{width}}"
+                 for p in PROTOCOLS]
+        print(f"{label:<22}" + "".join(cells))
+    print()
+    print(f"rounds: {args.rounds} x {args.duration} s per API, rotating, wrk -t1 "
+          f"-c{args.connections}, mix {args.mix}, one row per request; RSS after load {rss:.1f} MiB")
+    for other in ("v1-batch", "v2"):
+        ratios = [r[other]["rps"] / r["v1"]["rps"] for r in rounds]
+        print(f"{other} / v1 throughput per round: " + ", ".join(f"{x:.2f}" for x in ratios)
+              + f"; median {statistics.median(ratios):.2f}")
+    if args.json:
+        print(json.dumps(rounds, indent=2))
+
+
 def loadgen(binary, target, rate, duration):
     out = subprocess.run(
         [binary, "loadgen", "--target", target, "--rps", str(rate),
@@ -242,9 +316,9 @@ def measure(name, cmd, ready_url, api, metrics_url, args, binary):
     try:
         startup = wait_ready(ready_url, proc)
         log(f"   ready in {startup * 1e3:.0f} ms; warming up")
-        wrk(api + "/v1/predict", 3, args.connections)
+        wrk(api, 3, args.connections)
         log(f"   saturation: wrk -t1 -c{args.connections} {args.duration}s")
-        rps, p50, p99, non2xx = wrk(api + "/v1/predict", args.duration, args.connections)
+        rps, p50, p99, non2xx = wrk(api, args.duration, args.connections)
         log(f"   fixed rate: loadgen {args.rate} req/s {args.duration}s")
         f50, f99, _ = loadgen(binary, api, args.rate, args.duration)
         scrape_ms, scrape_bytes = scrape(metrics_url) if metrics_url else (None, None)
@@ -274,7 +348,12 @@ def main():
     parser.add_argument("--no-build", action="store_true", help="use the release binaries already built")
     parser.add_argument("--mixes", action="store_true",
                         help="compare the traffic mixes (realistic, uniform, unknown) on one serve")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each mix with --mixes (default 3)")
+    parser.add_argument("--protocols", action="store_true",
+                        help="compare /v1/predict with /v2/models/fraud/infer (one row per request) on one serve")
+    parser.add_argument("--mix", default="realistic", choices=MIXES,
+                        help="the traffic mix of --protocols (default realistic)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds with --mixes or --protocols (default 3)")
     parser.add_argument("--binary", help="the modelwatch binary for --mixes (default: the release build; "
                                          "implies --no-build)")
     parser.add_argument("--bodies", type=int, default=None,
@@ -284,11 +363,12 @@ def main():
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("error: wrk not found\nhint: apt-get install -y wrk")
-    if args.mixes:
+    if args.mixes or args.protocols:
         if args.binary is None and not args.no_build:
             log("building the release binary...")
             subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
-        run_mixes(args, args.binary or os.path.join(ROOT, "target", "release", "modelwatch"))
+        binary = args.binary or os.path.join(ROOT, "target", "release", "modelwatch")
+        (run_protocols if args.protocols else run_mixes)(args, binary)
         return
 
     if not args.no_build:

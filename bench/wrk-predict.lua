@@ -1,7 +1,17 @@
--- wrk script for modelwatch's load benchmark: POST /v1/predict with varied bodies.
--- Bodies are built once in init so Lua costs wrk as little as possible.
+-- wrk script for modelwatch's load benchmark: POST /v1/predict (or the Open
+-- Inference Protocol's infer) with varied bodies. Bodies are built once in init so
+-- Lua costs wrk as little as possible.
 --
---   wrk ... -s bench/wrk-predict.lua URL -- [MIX] [SEED] [CUSTOMERS] [TERMINALS] [BODIES]
+--   wrk ... -s bench/wrk-predict.lua URL -- [MIX] [SEED] [CUSTOMERS] [TERMINALS] [BODIES] [PROTOCOL]
+--
+-- PROTOCOL (default v1):
+--   v1        POST /v1/predict, one transaction
+--   v1-batch  POST /v1/predict/batch with that one transaction (the scoring path
+--             the v2 infer shares)
+--   v2        POST /v2/models/fraud/infer, the same transaction as one tensor row (amount
+--             FP64 [1], customer_id and terminal_id BYTES [1]; JSON in and out,
+--             every output)
+-- The same MIX and SEED give the same transactions in all three.
 --
 -- Ids are in the store's format (customers C000123, six digits; terminals T00042,
 -- five digits). The seeded store holds customers 0 .. CUSTOMERS-1 and terminals
@@ -20,10 +30,23 @@ local i = 0
 -- Requests sent, read by bench/wrk-paced.lua.
 sent = 0
 
+local protocol = "v1"
+
 local function body(customer, terminal, amount)
-  return wrk.format("POST", "/v1/predict", { ["Content-Type"] = "application/json" },
-    string.format('{"customer_id":"C%06d","terminal_id":"T%05d","amount":%.2f}',
-      customer, terminal, amount))
+  if protocol == "v2" then
+    return wrk.format("POST", "/v2/models/fraud/infer", { ["Content-Type"] = "application/json" },
+      string.format('{"inputs":[{"name":"amount","datatype":"FP64","shape":[1],"data":[%.2f]},'
+        .. '{"name":"customer_id","datatype":"BYTES","shape":[1],"data":["C%06d"]},'
+        .. '{"name":"terminal_id","datatype":"BYTES","shape":[1],"data":["T%05d"]}]}',
+        amount, customer, terminal))
+  end
+  local transaction = string.format('{"customer_id":"C%06d","terminal_id":"T%05d","amount":%.2f}',
+    customer, terminal, amount)
+  if protocol == "v1-batch" then
+    return wrk.format("POST", "/v1/predict/batch", { ["Content-Type"] = "application/json" },
+      '{"transactions":[' .. transaction .. ']}')
+  end
+  return wrk.format("POST", "/v1/predict", { ["Content-Type"] = "application/json" }, transaction)
 end
 
 init = function(args)
@@ -34,6 +57,10 @@ init = function(args)
   n = tonumber(args[5] or (mix == "uniform" and "4096" or "65536"))
   if n == 0 then
     n = mix == "uniform" and 4096 or 65536
+  end
+  protocol = args[6] or "v1"
+  if protocol ~= "v1" and protocol ~= "v1-batch" and protocol ~= "v2" then
+    error("unknown protocol " .. protocol .. "; use v1, v1-batch or v2")
   end
   math.randomseed(seed)
   if mix == "uniform" then

@@ -22,13 +22,16 @@ pub mod faults;
 pub mod features;
 pub mod ingest;
 pub mod load;
+pub mod oip;
 pub mod openapi;
 pub mod refresher;
 pub mod server;
 pub mod store;
 pub mod webconfig;
 
-use crate::api::{BatchPrediction, ModelBatchIn, ModelRequestIn, Prediction, parse_json};
+use crate::api::{
+    BatchPrediction, ModelBatchIn, ModelRequestIn, Prediction, Transaction, parse_json,
+};
 use crate::batcher::{BatchError, Batcher};
 use crate::error::ApiError;
 use crate::faults::{FaultSpec, Faults};
@@ -158,7 +161,8 @@ fn unix_now() -> i64 {
 
 /// The API router: `/v1/predict` and `/v1/predict/batch` (the default model's
 /// transaction body), `/v1/models/{model}/predict` and `.../predict/batch` (request
-/// fields by name), `/healthz`, `/readyz`.
+/// fields by name), `/healthz`, `/readyz`, `/openapi.json` (the document of those),
+/// and the Open Inference Protocol's `/v2/...` ([`oip::routes`]).
 pub fn app(state: Arc<AppState>) -> Router {
     // The body limit is enforced by axum while reading, and its rejection is turned
     // into our JSON error by the handlers (they take `Result<Bytes, _>`).
@@ -174,6 +178,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::serve))
+        .merge(oip::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -507,6 +512,33 @@ pub async fn predict_fields(
     score_rows(state, prepared, |p, _| p).await
 }
 
+/// Scores validated transactions of the default model side by side, each one a
+/// prediction of its own, as `/v1/predict/batch` does; the OIP's infer comes here.
+async fn score_transactions(
+    state: &Arc<AppState>,
+    transactions: Vec<Transaction>,
+) -> Result<Vec<Prediction>, ApiError> {
+    let now = unix_now();
+    let layout = state.fetcher.layout();
+    let mut rows = Vec::with_capacity(transactions.len());
+    for (i, tx) in transactions.into_iter().enumerate() {
+        let prefix = format!("[{i}].");
+        let (id, fields) = tx.into_fields();
+        match layout.prepare(&fields, &prefix, &prefix, now) {
+            Ok(row) => rows.push((id, row)),
+            Err(e) => {
+                state.metrics.count_request(e.status(), Decision::None);
+                return Err(e);
+            }
+        }
+    }
+    score_rows(state.clone(), rows, |p, id| Prediction {
+        transaction_id: id,
+        ..p
+    })
+    .await
+}
+
 async fn score_rows(
     state: Arc<AppState>,
     rows: Vec<(Option<String>, PreparedRow)>,
@@ -617,34 +649,39 @@ async fn healthz() -> Response {
     Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
+/// Whether the replica should get traffic: not shutting down, the inference thread
+/// running, the feature store answering within 1 s. `Err` says why not.
+/// `/readyz` and the OIP's `/v2/health/ready` both answer from it.
+async fn readiness(state: &AppState) -> Result<(), String> {
+    if !state.accepting.load(Ordering::Relaxed) {
+        return Err("shutting down".into());
+    }
+    if let Some(reason) = state.batcher.health().reason() {
+        return Err(reason);
+    }
+    let ping = tokio::time::timeout(Duration::from_secs(1), state.fetcher.store().ping()).await;
+    match ping {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("feature store did not answer within 1s".into()),
+    }
+}
+
 #[utoipa::path(get, path = "/readyz", responses(
     (status = 200, description = "Takes traffic", body = openapi::Ready),
     (status = 503, description = "Out of rotation", body = openapi::NotReady),
 ))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if !state.accepting.load(Ordering::Relaxed) {
-        let body = serde_json::json!({"status": "not_ready", "reason": "shutting down"});
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-    }
-    if let Some(reason) = state.batcher.health().reason() {
-        let body = serde_json::json!({"status": "not_ready", "reason": reason});
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-    }
-    let ping = tokio::time::timeout(Duration::from_secs(1), state.fetcher.store().ping()).await;
-    match ping {
-        Ok(Ok(())) => Json(serde_json::json!({
+    match readiness(&state).await {
+        Ok(()) => Json(serde_json::json!({
             "status": "ready",
             "model": state.card.name,
             "version": state.card.version,
             "inference_restarts": state.batcher.health().restarts(),
         }))
         .into_response(),
-        Ok(Err(e)) => {
-            let body = serde_json::json!({"status": "not_ready", "reason": e.to_string()});
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
-        Err(_) => {
-            let body = serde_json::json!({"status": "not_ready", "reason": "feature store did not answer within 1s"});
+        Err(reason) => {
+            let body = serde_json::json!({"status": "not_ready", "reason": reason});
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }

@@ -8,7 +8,9 @@
 //! - [`exposition`]: a parser of the Prometheus text exposition (and OpenMetrics);
 //! - [`dashboard`]: the dashboard's queries, with Grafana's variables replaced;
 //! - [`promtool`]: `promtool` from Debian's `prometheus` package;
-//! - [`http::Stub`]: a loopback HTTP endpoint (a metrics target, a webhook).
+//! - [`http::Stub`]: a loopback HTTP endpoint (a metrics target, a webhook);
+//! - [`venv`]: the Python virtual environment of the tests that run real Python
+//!   clients (tritonclient).
 //!
 //! Prometheus itself is started by `modelwatch_stack::start_prometheus`, the one
 //! launcher of the workspace.
@@ -27,6 +29,7 @@ pub mod http;
 pub mod promtool;
 pub mod serve;
 pub mod store;
+pub mod venv;
 
 pub use serve::Serve;
 

@@ -6,6 +6,7 @@ mod cancellation;
 mod features;
 mod inference_panic;
 mod metrics_security;
+mod oip;
 mod serve;
 mod status;
 mod support;
