@@ -111,7 +111,7 @@ def main():
             wrk = subprocess.Popen(
                 ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "-s", lua,
                  api + "/v1/predict", "--", "realistic", "7", str(population[0]), str(population[1]),
-                 "0", str(rate)],
+                 "0", "v1", str(rate)],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             start = time.monotonic()
             try:

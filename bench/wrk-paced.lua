@@ -1,6 +1,6 @@
 -- wrk script for bench/soak.py: bench/wrk-predict.lua's bodies at a fixed rate.
 --
---   wrk ... -s bench/wrk-paced.lua URL -- MIX SEED CUSTOMERS TERMINALS BODIES RATE
+--   wrk ... -s bench/wrk-paced.lua URL -- MIX SEED CUSTOMERS TERMINALS BODIES PROTOCOL RATE
 --
 -- RATE is requests/s for this wrk thread. wrk has no rate limit, so each connection
 -- waits before its next request. wrk's delay() takes whole milliseconds: the wait is
@@ -16,7 +16,7 @@ local unpaced_init = init
 local rate = 0
 init = function(args)
   unpaced_init(args)
-  rate = tonumber(args[6] or "0")
+  rate = tonumber(args[7] or "0")
 end
 
 -- The mean wait in ms, and the wall-clock second being counted.
