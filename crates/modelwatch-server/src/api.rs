@@ -288,6 +288,24 @@ pub fn decode_transaction(body: &[u8], now: i64) -> Result<Transaction, ApiError
     parse_json::<TransactionIn>(body)?.validate("", now)
 }
 
+/// Refuses a batch of `n` rows (the array `field`, of `what`s) that is empty or
+/// longer than `limit`.
+///
+/// # Errors
+/// [`ApiError::BatchTooLarge`] (413) or [`ApiError::InvalidField`] (400).
+pub fn check_batch_len(n: usize, limit: usize, field: &str, what: &str) -> Result<(), ApiError> {
+    if n > limit {
+        return Err(ApiError::BatchTooLarge { given: n, limit });
+    }
+    if n == 0 {
+        return Err(ApiError::field(
+            field,
+            format!("must hold at least one {what}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes and validates the body of `/v1/predict/batch`, as the handler does: one
 /// to `max_transactions` transactions, every one valid, or the whole batch is refused
 /// with an error naming the first bad row. Every failure is a 4xx [`ApiError`].
@@ -297,19 +315,12 @@ pub fn decode_batch(
     now: i64,
 ) -> Result<Vec<Transaction>, ApiError> {
     let batch = parse_json::<BatchIn>(body)?;
-    let n = batch.transactions.len();
-    if n > max_transactions {
-        return Err(ApiError::BatchTooLarge {
-            given: n,
-            limit: max_transactions,
-        });
-    }
-    if n == 0 {
-        return Err(ApiError::field(
-            "transactions",
-            "must hold at least one transaction",
-        ));
-    }
+    check_batch_len(
+        batch.transactions.len(),
+        max_transactions,
+        "transactions",
+        "transaction",
+    )?;
     batch
         .transactions
         .into_iter()

@@ -29,9 +29,7 @@ pub mod server;
 pub mod store;
 pub mod webconfig;
 
-use crate::api::{
-    BatchPrediction, ModelBatchIn, ModelRequestIn, Prediction, Transaction, parse_json,
-};
+use crate::api::{BatchPrediction, ModelBatchIn, ModelRequestIn, Prediction, parse_json};
 use crate::batcher::{BatchError, Batcher};
 use crate::error::ApiError;
 use crate::faults::{FaultSpec, Faults};
@@ -421,7 +419,10 @@ async fn model_predict_batch(
     let parsed = check_model(&state, &model)
         .and_then(|()| body.map_err(|r| body_error(r, state.limits.max_body_bytes)))
         .and_then(|b| parse_json::<ModelBatchIn>(&b))
-        .and_then(|batch| check_batch_len(&state, batch.rows.len(), "rows", "row").map(|()| batch))
+        .and_then(|batch| {
+            let limit = state.limits.max_batch_request;
+            api::check_batch_len(batch.rows.len(), limit, "rows", "row").map(|()| batch)
+        })
         .and_then(|batch| {
             let now = unix_now();
             let layout = state.fetcher.layout();
@@ -446,22 +447,6 @@ async fn model_predict_batch(
             e.into_response()
         }
     }
-}
-
-fn check_batch_len(state: &AppState, n: usize, field: &str, what: &str) -> Result<(), ApiError> {
-    if n > state.limits.max_batch_request {
-        return Err(ApiError::BatchTooLarge {
-            given: n,
-            limit: state.limits.max_batch_request,
-        });
-    }
-    if n == 0 {
-        return Err(ApiError::field(
-            field,
-            format!("must hold at least one {what}"),
-        ));
-    }
-    Ok(())
 }
 
 /// Scores checked rows side by side, each counted as one request, and answers in
@@ -510,33 +495,6 @@ pub async fn predict_fields(
         }
     }
     score_rows(state, prepared, |p, _| p).await
-}
-
-/// Scores validated transactions of the default model side by side, each one a
-/// prediction of its own, as `/v1/predict/batch` does; the OIP's infer comes here.
-async fn score_transactions(
-    state: &Arc<AppState>,
-    transactions: Vec<Transaction>,
-) -> Result<Vec<Prediction>, ApiError> {
-    let now = unix_now();
-    let layout = state.fetcher.layout();
-    let mut rows = Vec::with_capacity(transactions.len());
-    for (i, tx) in transactions.into_iter().enumerate() {
-        let prefix = format!("[{i}].");
-        let (id, fields) = tx.into_fields();
-        match layout.prepare(&fields, &prefix, &prefix, now) {
-            Ok(row) => rows.push((id, row)),
-            Err(e) => {
-                state.metrics.count_request(e.status(), Decision::None);
-                return Err(e);
-            }
-        }
-    }
-    score_rows(state.clone(), rows, |p, id| Prediction {
-        transaction_id: id,
-        ..p
-    })
-    .await
 }
 
 async fn score_rows(

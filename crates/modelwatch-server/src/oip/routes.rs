@@ -286,8 +286,14 @@ async fn infer_at(
             return e.into_response();
         }
     };
-    // The same path as /v1/predict/batch: each row is counted and recorded there.
-    let predictions = match crate::score_transactions(state, accepted.transactions).await {
+    // The generic path of /v1/models/{model}/predict/batch: each row is counted and
+    // recorded there, as one request.
+    let rows: Vec<_> = accepted
+        .transactions
+        .into_iter()
+        .map(|tx| tx.into_fields().1)
+        .collect();
+    let predictions = match crate::predict_fields(state.clone(), &rows, "inputs").await {
         Ok(p) => p,
         Err(e) => return OipError::from(e).into_response(),
     };

@@ -30,50 +30,62 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
-#[test]
-fn every_transaction_corpus_body_is_accepted_or_refused_with_a_4xx() {
-    let (mut accepted, mut refused) = (0, 0);
-    for (path, body) in corpus("decode_transaction") {
-        match decode_transaction(&body, NOW) {
-            Ok(tx) => {
-                eprintln!("{}", path.display());
-                checks::accepted(&tx);
-                accepted += 1;
+/// Names the corpus file being checked when a check fails.
+struct Naming<'a>(&'a std::path::Path);
+
+impl Drop for Naming<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("failing corpus file: {}", self.0.display());
+        }
+    }
+}
+
+/// Runs every file of `target`'s corpus through `decode`, checks an accepted value
+/// with `accepted` and a refusal with the targets' own check, and requires both sides
+/// to be exercised (the seeds are valid, the fuzzer's finds mostly not).
+fn replay<T>(
+    target: &str,
+    decode: impl Fn(&[u8]) -> Result<T, modelwatch_server::error::ApiError>,
+    accepted: impl Fn(&T),
+) {
+    let (mut n_accepted, mut n_refused) = (0, 0);
+    for (path, body) in corpus(target) {
+        let _naming = Naming(&path);
+        match decode(&body) {
+            Ok(value) => {
+                accepted(&value);
+                n_accepted += 1;
             }
             Err(e) => {
-                eprintln!("{}", path.display());
                 checks::refused(&e);
-                refused += 1;
+                n_refused += 1;
             }
         }
     }
-    // The seeds are valid, and the fuzzer's finds are mostly not: both sides are run.
     assert!(
-        accepted > 0 && refused > 0,
-        "{accepted} accepted, {refused} refused"
+        n_accepted > 0 && n_refused > 0,
+        "{target}: {n_accepted} accepted, {n_refused} refused"
+    );
+}
+
+#[test]
+fn every_transaction_corpus_body_is_accepted_or_refused_with_a_4xx() {
+    replay(
+        "decode_transaction",
+        |body| decode_transaction(body, NOW),
+        checks::accepted,
     );
 }
 
 #[test]
 fn every_batch_corpus_body_is_accepted_or_refused_with_a_4xx() {
-    let (mut accepted, mut refused) = (0, 0);
-    for (path, body) in corpus("decode_batch") {
-        match decode_batch(&body, MAX_TRANSACTIONS, NOW) {
-            Ok(batch) => {
-                eprintln!("{}", path.display());
-                assert!((1..=MAX_TRANSACTIONS).contains(&batch.len()));
-                batch.iter().for_each(checks::accepted);
-                accepted += 1;
-            }
-            Err(e) => {
-                eprintln!("{}", path.display());
-                checks::refused(&e);
-                refused += 1;
-            }
-        }
-    }
-    assert!(
-        accepted > 0 && refused > 0,
-        "{accepted} accepted, {refused} refused"
+    replay(
+        "decode_batch",
+        |body| decode_batch(body, MAX_TRANSACTIONS, NOW),
+        |batch| {
+            assert!((1..=MAX_TRANSACTIONS).contains(&batch.len()));
+            batch.iter().for_each(checks::accepted);
+        },
     );
 }
