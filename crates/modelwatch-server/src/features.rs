@@ -15,13 +15,15 @@
 //!   `model_feature_missing_total`.
 //! - An unknown entity is not an error: a new customer or terminal has no history, so
 //!   its group gets zeros (the value of every count and average over an empty window).
-//!   The store's "unknown" is cached like a value (a negative entry), so an unknown id
-//!   costs one store read per cache TTL, not one per request: a flood of made-up ids
-//!   cannot turn every request into a store call.
+//!   An id the store certainly does not hold ([`FeatureStore::may_hold`], the SQLite
+//!   store's known-id filter) is answered in memory and not cached: a flood of
+//!   made-up ids neither reaches the store nor pushes the hot set out of the cache.
+//!   The few that pass the filter, and any unknown id of a store without one, are
+//!   read once and the store's "unknown" is cached like a value (a negative entry).
 //! - `model_feature_cache_operations_total` counts one operation per entity group and
-//!   request: `hit` when the cache answered, a cached "unknown" included (a negative
-//!   hit), `miss` when the store was asked. Its hit ratio is the share of lookups the
-//!   store did not have to serve.
+//!   request: `hit` when the process answered (the cache, a cached "unknown" included,
+//!   or the known-id filter), `miss` when the store was asked. Its hit ratio is the
+//!   share of lookups the store did not have to serve.
 //! - The groups that miss are read from the store concurrently.
 //! - A failing or slow store (past `store_timeout`) is counted in
 //!   `model_feature_store_errors_total` and the group's values are missing (NaN), which
@@ -449,6 +451,13 @@ impl FeatureFetcher {
                     self.model.cache(CacheOperation::Hit);
                     place(group, *group_index, Ok(values), row, event_times);
                 }
+                // Certainly not in the store (its known-id filter): unknown, without
+                // a store call, and not cached, so a flood of made-up ids neither
+                // reaches the store nor pushes the hot set out of the cache.
+                None if !self.store.may_hold(&group.name, entity) => {
+                    self.model.cache(CacheOperation::Hit);
+                    place(group, *group_index, Ok(None), row, event_times);
+                }
                 None => {
                     self.model.cache(CacheOperation::Miss);
                     missed[slot] = true;
@@ -849,5 +858,118 @@ mod tests {
             assert_eq!(row, [1.0, 2.0, 3.0]);
         }
         assert_eq!(store.reads.load(Ordering::Relaxed), 4);
+    }
+
+    /// The real store, every read counted; its known-id filter is the real one.
+    #[derive(Debug)]
+    struct Counted {
+        inner: SqliteStore,
+        reads: AtomicU64,
+    }
+
+    impl FeatureStore for Counted {
+        fn get<'a>(
+            &'a self,
+            group: &'a str,
+            entity: &'a str,
+        ) -> BoxFuture<'a, Result<Option<GroupValues>, StoreError>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.inner.get(group, entity)
+        }
+
+        fn may_hold(&self, group: &str, entity: &str) -> bool {
+            self.inner.may_hold(group, entity)
+        }
+
+        fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.inner.ping()
+        }
+
+        fn touch_group<'a>(
+            &'a self,
+            group: &'a str,
+            event_time: i64,
+        ) -> BoxFuture<'a, Result<u64, StoreError>> {
+            self.inner.touch_group(group, event_time)
+        }
+    }
+
+    /// Issue 11: an unknown-id flood sent every made-up id to SQLite and filled the
+    /// cache with negative entries.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unknown_id_flood_neither_reaches_the_store_nor_fills_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteStore::open_with_readers(&dir.path().join("f.sqlite"), 2).unwrap();
+        let customers: Vec<(String, [f32; 2])> = (0..2_000)
+            .map(|i| (format!("C{i:06}"), [i as f32, 1.0]))
+            .collect();
+        inner
+            .upsert_group(
+                "customer",
+                &["a", "b"],
+                customers.iter().map(|(id, v)| (id.clone(), &v[..], 5)),
+            )
+            .unwrap();
+        inner
+            .upsert_group(
+                "terminal",
+                &["c"],
+                [("T00001".to_string(), &[3.0f32][..], 6)],
+            )
+            .unwrap();
+        let store = Arc::new(Counted {
+            inner,
+            reads: AtomicU64::new(0),
+        });
+        let spec = modelwatch::ModelSpec::default();
+        let fetcher = FeatureFetcher::new(
+            layout(),
+            store.clone(),
+            FetchConfig {
+                cache_ttl: Duration::from_secs(600),
+                cache_capacity: 10_000,
+                store_timeout: Duration::from_secs(10),
+            },
+            ModelHandle::disabled(&spec),
+            Arc::new(crate::faults::Faults::default()),
+        );
+        let (mut row, mut times) = ([f32::INFINITY; 3], [0i64; 2]);
+        let flood = 10_000;
+        for i in 0..flood {
+            fetcher
+                .fetch(
+                    &tx(
+                        &format!("C{:06}", 500_000 + i),
+                        &format!("T{:05}", 50_000 + i),
+                    ),
+                    &mut row,
+                    &mut times,
+                )
+                .await;
+            assert_eq!(row, [0.0, 0.0, 0.0], "made-up id {i}");
+            assert_eq!(times, [i64::MAX, i64::MAX]);
+        }
+        // About 0.8% of absent ids pass a Bloom filter; the rest cost nothing.
+        let reads = store.reads.load(Ordering::Relaxed);
+        assert!(
+            reads < 2 * flood / 50,
+            "{reads} store reads for {} made-up ids",
+            2 * flood
+        );
+        let mut cached = 0;
+        for cache in &fetcher.caches {
+            cache.run_pending_tasks().await;
+            cached += cache.entry_count();
+        }
+        assert!(
+            cached <= reads,
+            "{cached} cache entries after {reads} store reads"
+        );
+        // Every stored id still passes and is read from the store, then cached.
+        for (id, values) in customers.iter().step_by(97) {
+            fetcher.fetch(&tx(id, "T00001"), &mut row, &mut times).await;
+            assert_eq!(row, [values[0], values[1], 3.0], "{id}");
+            assert_eq!(times, [5, 6]);
+        }
     }
 }

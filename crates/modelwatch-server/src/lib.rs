@@ -21,6 +21,7 @@ pub mod error;
 pub mod faults;
 pub mod features;
 pub mod ingest;
+pub mod known_ids;
 pub mod load;
 pub mod oip;
 pub mod openapi;

@@ -24,16 +24,30 @@ pub struct Bound {
     pub api: tokio::net::TcpListener,
     /// The metrics listener.
     pub metrics: tokio::net::TcpListener,
-    refresher: tokio::task::JoinHandle<()>,
+    background: Background,
     web_config: Option<WebConfig>,
     drain_timeout: std::time::Duration,
 }
 
+/// How often the store's id generation is read, so ids another process loads
+/// (`modelwatch features load`) pass the known-id filter within this long.
+pub const ID_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The server's background tasks (the feature refresher, the store's id watch),
+/// aborted when dropped.
+#[derive(Debug)]
+pub struct Background(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
 /// Builds the state from settings: loads the model and its reference, opens (and if
-/// empty, seeds) the feature store, registers every metric.
-pub async fn build_state(
-    args: &ServeArgs,
-) -> anyhow::Result<(Arc<AppState>, tokio::task::JoinHandle<()>)> {
+/// empty, seeds) the feature store, registers every metric, and starts the
+/// background tasks (they stop when the returned [`Background`] is dropped).
+pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, Background)> {
     let data_dir = args.data_dir();
     let loaded = load::load_model(args.model.as_deref(), &data_dir)?;
     let card = loaded.card;
@@ -76,6 +90,10 @@ pub async fn build_state(
     let store_path = data_dir.join("features.sqlite");
     let store = SqliteStore::open_with_readers(&store_path, args.store_readers)?;
     load::seed_if_empty(&store, &layout, args.population.config()).await?;
+    // Created now so a failure further on stops what was started.
+    let mut background = Background(vec![tokio::spawn(
+        store.clone().watch_ids(ID_WATCH_INTERVAL),
+    )]);
     let store: Arc<dyn FeatureStore> = Arc::new(store);
 
     let faults = Arc::new(Faults::default());
@@ -125,7 +143,8 @@ pub async fn build_state(
         faults,
         args.enable_fault_injection,
     ));
-    Ok((state, refresher))
+    background.0.push(refresher);
+    Ok((state, background))
 }
 
 async fn bind(
@@ -147,14 +166,14 @@ pub async fn bind_server(args: &ServeArgs) -> anyhow::Result<Bound> {
             anyhow::anyhow!("invalid --metrics-web-config: {e}\nhint: fix the file (its format is in docs/metrics-security.md), or leave out --metrics-web-config to serve /metrics over plain HTTP without auth")
         })?),
     };
-    let (state, refresher) = build_state(args).await?;
+    let (state, background) = build_state(args).await?;
     let api = bind(args.listen, "API", "--listen").await?;
     let metrics = bind(args.metrics_listen, "metrics", "--metrics-listen").await?;
     Ok(Bound {
         state,
         api,
         metrics,
-        refresher,
+        background,
         web_config,
         drain_timeout: args.drain_timeout.0,
     })
@@ -234,7 +253,7 @@ impl Bound {
             let _ = metrics.await;
         })
         .await;
-        self.refresher.abort();
+        drop(self.background);
         if drained.is_err() {
             tracing::warn!(timeout = ?self.drain_timeout, "drain timed out; exiting with requests in flight");
         }

@@ -1,12 +1,14 @@
 //! Module implementing the feature store interface and the embedded SQLite store. See
 //! [`FeatureStore`] and [`SqliteStore`] for details.
 
+use crate::known_ids::KnownIds;
 use modelwatch::StoreErrorKind;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
 
 /// A boxed future, the return type of [`FeatureStore`] methods (the trait is used as
 /// `dyn`, and a store call only happens on a cache miss).
@@ -52,6 +54,14 @@ pub trait FeatureStore: Send + Sync + std::fmt::Debug + 'static {
     /// Answers when the store is reachable (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// `false` when the store certainly does not hold `entity` in `group`, answered in
+    /// memory (no I/O): the lookup is skipped and the entity is unknown. A store
+    /// without such knowledge says `true` and is asked.
+    fn may_hold(&self, group: &str, entity: &str) -> bool {
+        let _ = (group, entity);
+        true
+    }
+
     /// Sets the event time of every entity in `group` (the batch pipeline ran).
     fn touch_group<'a>(
         &'a self,
@@ -66,6 +76,13 @@ pub trait FeatureStore: Send + Sync + std::fmt::Debug + 'static {
 /// Lookups go through a pool of reader connections (see [`SqliteStore::open_with_readers`]),
 /// so concurrent misses are read in parallel instead of queueing on one connection;
 /// writes (seeding, refreshes) have a connection of their own.
+///
+/// The store keeps a Bloom filter of the ids of each group ([`KnownIds`]), so an
+/// unknown id is answered in memory ([`FeatureStore::may_hold`]). Writes through this
+/// store add their ids to it at once. Writes by another process (`modelwatch features
+/// load` while `serve` runs) bump the store's id generation, and
+/// [`SqliteStore::watch_ids`] rebuilds the filters when it changes: their new ids are
+/// served within one poll interval.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -78,6 +95,10 @@ struct Inner {
     /// Serves writes (seeding, refreshes). In WAL mode a writer never blocks the
     /// readers, so a refresh of every entity never stalls the request path.
     writer: Mutex<Connection>,
+    /// The ids each group holds, as of the generation they were built from.
+    known: RwLock<Arc<KnownIds>>,
+    /// Held by a rebuild of `known`, so two never race to swap in older filters.
+    rebuilding: Mutex<()>,
 }
 
 /// A fixed set of reader connections. A caller takes one for the length of a query
@@ -150,6 +171,11 @@ CREATE TABLE IF NOT EXISTS feature_groups (
     feature_group TEXT PRIMARY KEY,
     feature_names TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS id_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO id_generation (id, generation) VALUES (1, 0);
 ";
 
 fn sql_error(e: rusqlite::Error) -> StoreError {
@@ -214,7 +240,7 @@ impl SqliteStore {
                 Ok(conn)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 readers: Readers {
@@ -223,8 +249,110 @@ impl SqliteStore {
                     size: readers,
                 },
                 writer: Mutex::new(writer),
+                // Generation -1: the first rebuild below always builds.
+                known: RwLock::new(Arc::new(KnownIds::build(-1, &[], std::iter::empty()))),
+                rebuilding: Mutex::new(()),
             }),
-        })
+        };
+        store.rebuild_known_ids()?;
+        Ok(store)
+    }
+
+    /// The filters in use.
+    pub fn known_ids(&self) -> Arc<KnownIds> {
+        self.inner
+            .known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Rebuilds the known-id filters from the file when its id generation changed
+    /// since they were built (another process wrote ids); `Ok(true)` when it did.
+    ///
+    /// The generation and the ids are read in one transaction, so a write that
+    /// commits during the scan changes the generation the next call sees.
+    pub fn rebuild_known_ids(&self) -> Result<bool, StoreError> {
+        let _one = self
+            .inner
+            .rebuilding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let built = self.known_ids().generation;
+        let conn = self.lock();
+        let tx = conn.unchecked_transaction().map_err(sql_error)?;
+        let generation: i64 = tx
+            .query_row(
+                "SELECT generation FROM id_generation WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql_error)?;
+        if generation == built {
+            return Ok(false);
+        }
+        let counts = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT feature_group, COUNT(*) FROM feature_values GROUP BY feature_group",
+                )
+                .map_err(sql_error)?;
+            stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+            })
+            .map_err(sql_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_error)?
+        };
+        let mut stmt = tx
+            .prepare("SELECT feature_group, entity_id FROM feature_values")
+            .map_err(sql_error)?;
+        let mut rows = stmt.query([]).map_err(sql_error)?;
+        let mut known = KnownIds::build(generation, &counts, std::iter::empty());
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            let group = row
+                .get_ref(0)
+                .and_then(|v| Ok(v.as_str()?))
+                .map_err(sql_error)?;
+            let id = row
+                .get_ref(1)
+                .and_then(|v| Ok(v.as_str()?))
+                .map_err(sql_error)?;
+            known.insert(group, id);
+        }
+        for (group, filter) in known.groups() {
+            tracing::debug!(
+                group,
+                ids = filter.ids(),
+                bytes = filter.bytes(),
+                generation,
+                "known-id filter built"
+            );
+        }
+        *self.inner.known.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(known);
+        Ok(true)
+    }
+
+    /// Checks the id generation every `every` and rebuilds the known-id filters when
+    /// another process wrote ids, until the task is aborted.
+    pub async fn watch_ids(self, every: Duration) {
+        let mut ticker = tokio::time::interval(every.max(Duration::from_millis(100)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let store = self.clone();
+            match blocking(move || store.rebuild_known_ids()).await {
+                Ok(true) => tracing::info!(
+                    generation = self.known_ids().generation,
+                    "new feature store ids: known-id filters rebuilt"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the feature store's ids; keeping the filters")
+                }
+            }
+        }
     }
 
     /// The database file.
@@ -263,8 +391,13 @@ impl SqliteStore {
         feature_names: &[&str],
         rows: impl IntoIterator<Item = (String, &'r [f32], i64)>,
     ) -> anyhow::Result<u64> {
+        let known = self.known_ids();
         let mut conn = self.lock_writer();
         let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE id_generation SET generation = generation + 1 WHERE id = 1",
+            [],
+        )?;
         tx.execute(
             "INSERT OR REPLACE INTO feature_groups (feature_group, feature_names) VALUES (?1, ?2)",
             params![group, feature_names.join(",")],
@@ -282,10 +415,18 @@ impl SqliteStore {
                     feature_names.len()
                 );
                 stmt.execute(params![group, entity, event_time, encode_values(values)])?;
+                // Into the filters before the commit makes the row readable, so no
+                // lookup ever finds the row in the file but not in the filter.
+                if let Some(filter) = known.group(group) {
+                    filter.insert(&entity);
+                }
                 written += 1;
             }
         }
         tx.commit()?;
+        drop(conn);
+        // Resized to the group's new count (and a new group gets its filter).
+        self.rebuild_known_ids()?;
         Ok(written)
     }
 
@@ -354,6 +495,14 @@ impl FeatureStore for SqliteStore {
         let store = self.clone();
         let (group, entity) = (group.to_string(), entity.to_string());
         Box::pin(blocking(move || store.get_blocking(&group, &entity)))
+    }
+
+    fn may_hold(&self, group: &str, entity: &str) -> bool {
+        self.inner
+            .known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .may_contain(group, entity)
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -441,6 +590,107 @@ mod tests {
         }
         drop(held);
         assert_eq!(store.inner.readers.idle.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_are_answered_in_memory_and_stored_ones_never_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("f.sqlite")).unwrap();
+        let ids: Vec<String> = (0..5_000).map(|i| format!("C{i:06}")).collect();
+        let values = [1.0f32];
+        store
+            .upsert_group(
+                "customer",
+                &["a"],
+                ids.iter().map(|id| (id.clone(), &values[..], 1)),
+            )
+            .unwrap();
+        assert!(
+            ids.iter().all(|id| store.may_hold("customer", id)),
+            "a stored id was filtered out"
+        );
+        let passed = (0..50_000)
+            .filter(|i| store.may_hold("customer", &format!("C{:06}", 100_000 + i)))
+            .count();
+        assert!(passed < 1_000, "{passed} of 50000 unknown ids passed");
+        // A group the store has never held is not filtered (nothing is known of it).
+        assert!(store.may_hold("merchant", "M1"));
+    }
+
+    #[tokio::test]
+    async fn ids_another_process_writes_are_seen_after_the_next_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.sqlite");
+        let serving = SqliteStore::open(&path).unwrap();
+        let values = [2.0f32];
+        serving
+            .upsert_group("terminal", &["x"], [("T00001".to_string(), &values[..], 1)])
+            .unwrap();
+        // Nothing changed since the last build: no rebuild.
+        assert!(!serving.rebuild_known_ids().unwrap());
+        // `modelwatch features load` in another process: its own connections.
+        let loader = SqliteStore::open(&path).unwrap();
+        let new: Vec<String> = (0..1_000).map(|i| format!("T{:05}", 10_000 + i)).collect();
+        loader
+            .upsert_group(
+                "terminal",
+                &["x"],
+                new.iter().map(|id| (id.clone(), &values[..], 2)),
+            )
+            .unwrap();
+        let before = new
+            .iter()
+            .filter(|id| serving.may_hold("terminal", id))
+            .count();
+        assert!(
+            before < 100,
+            "{before} of 1000 unseen ids passed before the rebuild"
+        );
+        assert!(serving.rebuild_known_ids().unwrap());
+        assert!(new.iter().all(|id| serving.may_hold("terminal", id)));
+        assert_eq!(
+            serving
+                .get("terminal", "T10999")
+                .await
+                .unwrap()
+                .unwrap()
+                .event_time,
+            2
+        );
+        assert_eq!(
+            serving.known_ids().generation,
+            loader.known_ids().generation
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watch_picks_up_another_process_s_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.sqlite");
+        let serving = SqliteStore::open(&path).unwrap();
+        let watch = tokio::spawn(serving.clone().watch_ids(Duration::from_millis(100)));
+        let loader = SqliteStore::open(&path).unwrap();
+        let values = [2.0f32];
+        let ids: Vec<String> = (0..200).map(|i| format!("C{i:06}")).collect();
+        loader
+            .upsert_group(
+                "customer",
+                &["a"],
+                ids.iter().map(|id| (id.clone(), &values[..], 2)),
+            )
+            .unwrap();
+        // Bounded: 300 polls of 50 ms, the watch ticks every 100 ms.
+        let seen = async {
+            for _ in 0..300 {
+                if ids.iter().all(|id| serving.may_hold("customer", id)) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        };
+        assert!(seen.await, "the watch never rebuilt the filters");
+        watch.abort();
     }
 
     #[test]

@@ -234,7 +234,8 @@ impl DecisionNames {
 closed_set! {
     /// Result of a feature cache lookup.
     CacheOperation {
-        /// Served from the in-process cache.
+        /// Answered in the process, without the store: from the cache, or by the
+        /// store's known-id filter (an id the store certainly does not hold).
         Hit => "hit",
         /// The store was asked (it answered with values, with "unknown", or failed).
         Miss => "miss",
