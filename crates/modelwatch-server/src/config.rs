@@ -37,9 +37,32 @@ pub struct ServeArgs {
 
     /// Model card of the model to serve (the ONNX file and the reference sit next to
     /// it). Default: the bundled fraud model.
-    #[arg(long, env = "MODELWATCH_MODEL", value_name = "CARD.json")]
+    #[arg(
+        long,
+        env = "MODELWATCH_MODEL",
+        value_name = "CARD.json",
+        conflicts_with = "model_repository"
+    )]
     #[serde(default)]
     pub model: Option<PathBuf>,
+
+    /// Directory of models to serve side by side: every `*.card.json` in it, each
+    /// with its ONNX file and reference next to it. Each model has its own batcher,
+    /// feature cache and `model` label; they share the feature store.
+    #[arg(long, env = "MODELWATCH_MODEL_REPOSITORY", value_name = "DIR")]
+    #[serde(default)]
+    pub model_repository: Option<PathBuf>,
+
+    /// The model of `/v1/predict` and `/v1/predict/batch` (and of `/admin/faults`),
+    /// by name, with `--model-repository`. Default: the first name in sort order.
+    #[arg(
+        long,
+        env = "MODELWATCH_DEFAULT_MODEL",
+        value_name = "NAME",
+        requires = "model_repository"
+    )]
+    #[serde(default)]
+    pub default_model: Option<String>,
 
     /// Address of the prediction API.
     #[arg(long, env = "MODELWATCH_LISTEN", default_value = "0.0.0.0:8080")]
@@ -248,6 +271,14 @@ impl ServeArgs {
             self.refresh_interval
         );
         anyhow::ensure!(self.store_readers >= 1, "store_readers must be at least 1");
+        anyhow::ensure!(
+            self.model.is_none() || self.model_repository.is_none(),
+            "model and model_repository cannot both be set\nhint: --model serves one card, --model-repository every card in a directory; keep one"
+        );
+        anyhow::ensure!(
+            self.default_model.is_none() || self.model_repository.is_some(),
+            "default_model needs model_repository\nhint: with --model, the one model is the default"
+        );
         anyhow::ensure!(
             self.listen != self.metrics_listen || self.listen.port() == 0,
             "--listen and --metrics-listen must differ ({})",

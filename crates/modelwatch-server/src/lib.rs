@@ -25,16 +25,17 @@ pub mod known_ids;
 pub mod load;
 pub mod oip;
 pub mod openapi;
+pub mod pipeline;
 pub mod refresher;
 pub mod server;
 pub mod store;
 pub mod webconfig;
 
 use crate::api::{BatchPrediction, ModelBatchIn, ModelRequestIn, Prediction, parse_json};
-use crate::batcher::{BatchError, Batcher};
 use crate::error::ApiError;
 use crate::faults::{FaultSpec, Faults};
-use crate::features::{FeatureFetcher, PreparedRow, RequestFields};
+pub use crate::pipeline::{ServedModel, predict_fields};
+use crate::pipeline::{score_batch, score_in_time};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -42,8 +43,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use modelwatch::prometheus_client::registry::Registry;
-use modelwatch::{Decision, DriftHandle, Format, ModelHandle, Stage, Status};
-use modelwatch_runtime::ModelCard;
+use modelwatch::{Decision, Format};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -65,16 +65,8 @@ pub struct Limits {
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct AppState {
-    /// The loaded model's card.
-    pub card: ModelCard,
-    /// The model's metric handles.
-    pub metrics: ModelHandle,
-    /// The model's drift and freshness handle.
-    pub drift: DriftHandle,
-    /// Feature assembly.
-    pub fetcher: FeatureFetcher,
-    /// The micro-batcher in front of the model.
-    pub batcher: Batcher,
+    /// The served models in name order, the default model (`/v1/predict`'s) first.
+    models: Vec<Arc<ServedModel>>,
     /// The registry `/metrics` encodes.
     pub registry: Registry,
     /// Request limits.
@@ -90,25 +82,22 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Assembles the state from its parts.
-    #[allow(clippy::too_many_arguments)]
+    /// Assembles the state: `default` answers `/v1/predict` and takes the injected
+    /// faults; `others` are served beside it by name.
     pub fn new(
-        card: ModelCard,
-        metrics: ModelHandle,
-        drift: DriftHandle,
-        fetcher: FeatureFetcher,
-        batcher: Batcher,
+        default: ServedModel,
+        others: Vec<ServedModel>,
         registry: Registry,
         limits: Limits,
         faults: Arc<Faults>,
         fault_injection: bool,
     ) -> Self {
+        let models = std::iter::once(default)
+            .chain(others)
+            .map(Arc::new)
+            .collect();
         Self {
-            card,
-            metrics,
-            drift,
-            fetcher,
-            batcher,
+            models,
             registry,
             limits,
             faults,
@@ -117,6 +106,38 @@ impl AppState {
             ids: PredictionIds::new(),
             last_scrape_len: AtomicUsize::new(16 * 1024),
         }
+    }
+
+    /// The model of `/v1/predict` and `/v1/predict/batch`.
+    pub fn default_model(&self) -> &Arc<ServedModel> {
+        &self.models[0]
+    }
+
+    /// Every served model, the default one first.
+    pub fn models(&self) -> &[Arc<ServedModel>] {
+        &self.models
+    }
+
+    /// The model a path names, or a 404 listing the names that exist. The name is
+    /// echoed in the body only, never in a label.
+    pub fn model(&self, name: &str) -> Result<&Arc<ServedModel>, ApiError> {
+        self.models
+            .iter()
+            .find(|m| m.card.name == name)
+            .ok_or_else(|| ApiError::UnknownModel {
+                name: name.chars().take(crate::api::MAX_ID_LEN).collect(),
+                known: self.model_names().join(", "),
+            })
+    }
+
+    /// The served models' names, the default one first.
+    pub fn model_names(&self) -> Vec<String> {
+        self.models.iter().map(|m| m.card.name.clone()).collect()
+    }
+
+    /// A new prediction id, unique across replicas.
+    pub fn next_prediction_id(&self) -> String {
+        self.ids.next()
     }
 }
 
@@ -208,7 +229,7 @@ async fn page(State(state): State<Arc<AppState>>) -> Response {
             .encode(&state.registry, &mut body)
             .map(|()| body)
     };
-    modelwatch_ui::listener::page(encode, &state.card.name, &config).await
+    modelwatch_ui::listener::page(encode, &state.default_model().card.name, &config).await
 }
 
 async fn method_not_allowed() -> Response {
@@ -229,37 +250,6 @@ fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
-/// Scores one prepared row under the request deadline, finishing `request` with the
-/// outcome.
-async fn score_in_time(
-    state: &AppState,
-    prepared: PreparedRow,
-    mut request: modelwatch::RequestGuard<'_>,
-) -> Result<Prediction, ApiError> {
-    match tokio::time::timeout(
-        state.limits.request_timeout,
-        score(state, prepared, &mut request),
-    )
-    .await
-    {
-        Ok(Ok((prediction, decision))) => {
-            request.finish(Status::Success, decision);
-            Ok(prediction)
-        }
-        Ok(Err(e)) => {
-            request.finish(e.status(), Decision::None);
-            Err(e)
-        }
-        Err(_) => {
-            let e = ApiError::Timeout {
-                deadline_ms: state.limits.request_timeout.as_millis() as u64,
-            };
-            request.finish(e.status(), Decision::None);
-            Err(e)
-        }
-    }
-}
-
 #[utoipa::path(post, path = "/v1/predict", request_body = api::TransactionIn, responses(
     (status = 200, description = "Scored", body = Prediction),
     (status = 400, description = "`invalid_json` or `invalid_field`: the message names the field", body = error::ErrorBody),
@@ -274,13 +264,14 @@ async fn predict(
     State(state): State<Arc<AppState>>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
-    let request = state.metrics.start_request();
+    let model = state.default_model();
+    let request = model.metrics.start_request();
     let parsed = body
         .map_err(|r| body_error(r, state.limits.max_body_bytes))
         .and_then(|b| api::decode_transaction(&b, unix_now()))
         .and_then(|tx| {
             let (id, fields) = tx.into_fields();
-            let prepared = state
+            let prepared = model
                 .fetcher
                 .layout()
                 .prepare(&fields, "", "", unix_now())?;
@@ -293,7 +284,7 @@ async fn predict(
             return e.into_response();
         }
     };
-    match score_in_time(&state, prepared, request).await {
+    match score_in_time(&state, model, prepared, request).await {
         Ok(prediction) => Json(Prediction {
             transaction_id,
             ..prediction
@@ -301,19 +292,6 @@ async fn predict(
         .into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-/// Refuses a path's model name unless this server serves it.
-fn check_model(state: &AppState, name: &str) -> Result<(), ApiError> {
-    if name == state.card.name {
-        return Ok(());
-    }
-    // The name is echoed in the body only (never a label), cut to a sane length.
-    let name: String = name.chars().take(crate::api::MAX_ID_LEN).collect();
-    Err(ApiError::UnknownModel {
-        name,
-        known: state.card.name.clone(),
-    })
 }
 
 #[utoipa::path(post, path = "/v1/models/{model}/predict", request_body = api::ModelRequestIn,
@@ -330,16 +308,21 @@ fn check_model(state: &AppState, name: &str) -> Result<(), ApiError> {
 ))]
 async fn model_predict(
     State(state): State<Arc<AppState>>,
-    Path(model): Path<String>,
+    Path(name): Path<String>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
-    let request = state.metrics.start_request();
-    let parsed = check_model(&state, &model)
-        .and_then(|()| body.map_err(|r| body_error(r, state.limits.max_body_bytes)))
+    // An unknown model is no model's request: it is refused uncounted.
+    let model = match state.model(&name) {
+        Ok(model) => model,
+        Err(e) => return e.into_response(),
+    };
+    let request = model.metrics.start_request();
+    let parsed = body
+        .map_err(|r| body_error(r, state.limits.max_body_bytes))
         .and_then(|b| parse_json::<ModelRequestIn>(&b))
         .and_then(|r| r.into_fields(""))
         .and_then(|(id, fields)| {
-            let layout = state.fetcher.layout();
+            let layout = model.fetcher.layout();
             let prepared = layout.prepare(&fields, "features.", "entities.", unix_now())?;
             Ok((id, prepared))
         });
@@ -350,7 +333,7 @@ async fn model_predict(
             return e.into_response();
         }
     };
-    match score_in_time(&state, prepared, request).await {
+    match score_in_time(&state, model, prepared, request).await {
         Ok(prediction) => Json(Prediction { id, ..prediction }).into_response(),
         Err(e) => e.into_response(),
     }
@@ -370,13 +353,14 @@ async fn predict_batch(
     State(state): State<Arc<AppState>>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
+    let model = state.default_model().clone();
     let parsed = body
         .map_err(|r| body_error(r, state.limits.max_body_bytes))
         .and_then(|b| api::decode_batch(&b, state.limits.max_batch_request, unix_now()))
         .and_then(|transactions| {
             // Refuse the whole batch when any row is invalid, naming it.
             let now = unix_now();
-            let layout = state.fetcher.layout();
+            let layout = model.fetcher.layout();
             let mut rows = Vec::with_capacity(transactions.len());
             for (i, tx) in transactions.into_iter().enumerate() {
                 let prefix = format!("transactions[{i}].");
@@ -387,14 +371,14 @@ async fn predict_batch(
         });
     match parsed {
         Ok(rows) => {
-            score_batch(state, rows, |p, id| Prediction {
+            score_batch(state, model, rows, |p, id| Prediction {
                 transaction_id: id,
                 ..p
             })
             .await
         }
         Err(e) => {
-            state.metrics.count_request(e.status(), Decision::None);
+            model.metrics.count_request(e.status(), Decision::None);
             e.into_response()
         }
     }
@@ -414,11 +398,15 @@ async fn predict_batch(
 ))]
 async fn model_predict_batch(
     State(state): State<Arc<AppState>>,
-    Path(model): Path<String>,
+    Path(name): Path<String>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = check_model(&state, &model)
-        .and_then(|()| body.map_err(|r| body_error(r, state.limits.max_body_bytes)))
+    let model = match state.model(&name) {
+        Ok(model) => model.clone(),
+        Err(e) => return e.into_response(),
+    };
+    let parsed = body
+        .map_err(|r| body_error(r, state.limits.max_body_bytes))
         .and_then(|b| parse_json::<ModelBatchIn>(&b))
         .and_then(|batch| {
             let limit = state.limits.max_batch_request;
@@ -426,7 +414,7 @@ async fn model_predict_batch(
         })
         .and_then(|batch| {
             let now = unix_now();
-            let layout = state.fetcher.layout();
+            let layout = model.fetcher.layout();
             let mut rows = Vec::with_capacity(batch.rows.len());
             for (i, r) in batch.rows.into_iter().enumerate() {
                 let prefix = format!("rows[{i}].");
@@ -442,165 +430,12 @@ async fn model_predict_batch(
             Ok(rows)
         });
     match parsed {
-        Ok(rows) => score_batch(state, rows, |p, id| Prediction { id, ..p }).await,
+        Ok(rows) => score_batch(state, model, rows, |p, id| Prediction { id, ..p }).await,
         Err(e) => {
-            state.metrics.count_request(e.status(), Decision::None);
+            model.metrics.count_request(e.status(), Decision::None);
             e.into_response()
         }
     }
-}
-
-/// Scores checked rows side by side, each counted as one request, and answers in
-/// request order (or with the first error).
-async fn score_batch(
-    state: Arc<AppState>,
-    rows: Vec<(Option<String>, PreparedRow)>,
-    echo: fn(Prediction, Option<String>) -> Prediction,
-) -> Response {
-    match score_rows(state, rows, echo).await {
-        Ok(predictions) => Json(BatchPrediction { predictions }).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Scores rows of request fields for the served model, as `/v1/models/{model}/predict`
-/// does: for a protocol module (such as the Open Inference Protocol's) that decodes
-/// its own body. Every row is checked first; one invalid row refuses them all
-/// (counted once as `rejected`, the error naming `{prefix}[i].features.<field>`).
-/// Each row is then one request in the metrics, scored side by side, and the
-/// predictions come back in row order.
-///
-/// # Errors
-/// The first row's [`ApiError`]: a field error, or the first scoring failure.
-pub async fn predict_fields(
-    state: Arc<AppState>,
-    rows: &[RequestFields],
-    prefix: &str,
-) -> Result<Vec<Prediction>, ApiError> {
-    let now = unix_now();
-    let layout = state.fetcher.layout();
-    let mut prepared = Vec::with_capacity(rows.len());
-    for (i, fields) in rows.iter().enumerate() {
-        let row = layout.prepare(
-            fields,
-            &format!("{prefix}[{i}].features."),
-            &format!("{prefix}[{i}].entities."),
-            now,
-        );
-        match row {
-            Ok(row) => prepared.push((None, row)),
-            Err(e) => {
-                state.metrics.count_request(e.status(), Decision::None);
-                return Err(e);
-            }
-        }
-    }
-    score_rows(state, prepared, |p, _| p).await
-}
-
-async fn score_rows(
-    state: Arc<AppState>,
-    rows: Vec<(Option<String>, PreparedRow)>,
-    echo: fn(Prediction, Option<String>) -> Prediction,
-) -> Result<Vec<Prediction>, ApiError> {
-    let n = rows.len();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, (id, prepared)) in rows.into_iter().enumerate() {
-        let state = state.clone();
-        tasks.spawn(async move {
-            let request = state.metrics.start_request();
-            let result = score_in_time(&state, prepared, request).await;
-            (i, result.map(|p| echo(p, id)))
-        });
-    }
-    let mut slots: Vec<Option<Prediction>> = vec![None; n];
-    let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((i, Ok(p))) => slots[i] = Some(p),
-            Ok((_, Err(e))) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => {
-                first_error.get_or_insert(ApiError::Internal(format!("batch task failed: {e}")));
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    Ok(slots.into_iter().flatten().collect())
-}
-
-/// Runs one checked row through the pipeline.
-async fn score(
-    state: &AppState,
-    prepared: PreparedRow,
-    request: &mut modelwatch::RequestGuard<'_>,
-) -> Result<(Prediction, Decision), ApiError> {
-    if state.faults.should_fail() {
-        return Err(ApiError::Internal("injected fault: error_ratio".into()));
-    }
-    let width = state.fetcher.layout().n_features;
-    let PreparedRow {
-        mut row,
-        mut event_times,
-        entities,
-    } = prepared;
-    state
-        .fetcher
-        .fetch(&entities, &mut row[..width], &mut event_times)
-        .await;
-    request.mark_stage(Stage::FeatureFetch);
-
-    let deadline = request.started_at() + state.limits.request_timeout;
-    let scored = state
-        .batcher
-        .score(&row[..width], deadline)
-        .await
-        .map_err(|e| match e {
-            BatchError::Overloaded => ApiError::Overloaded,
-            BatchError::Stopped => ApiError::Unavailable,
-            BatchError::Expired => ApiError::Timeout {
-                deadline_ms: state.limits.request_timeout.as_millis() as u64,
-            },
-            BatchError::Model(m) => ApiError::Internal(m),
-            BatchError::Panicked(m) => ApiError::Internal(format!("the model panicked: {m}")),
-        })?;
-    state
-        .metrics
-        .observe_stage(Stage::Queue, scored.queue_seconds);
-    state
-        .metrics
-        .observe_stage(Stage::Inference, scored.inference_seconds);
-    request.restart_mark();
-
-    let output = f64::from(scored.score);
-    let threshold = state.card.threshold();
-    let decision = threshold.map_or(Decision::None, |t| Decision::for_score(output, t));
-    state.metrics.observe_score(output);
-    if state.metrics.enabled() {
-        state.drift.record_prediction(
-            state.drift.now(),
-            output,
-            decision == Decision::Below,
-            &row[..width],
-            &event_times,
-        );
-    }
-    let prediction = Prediction {
-        prediction_id: state.ids.next(),
-        transaction_id: None,
-        id: None,
-        score: threshold.map(|_| output),
-        value: threshold.is_none().then_some(output),
-        decision: (decision != Decision::None)
-            .then(|| state.metrics.decision_name(decision).to_string()),
-        model: state.card.name.clone(),
-        version: state.card.version.clone(),
-    };
-    request.mark_stage(Stage::Postprocess);
-    Ok((prediction, decision))
 }
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive", body = openapi::Health)))]
@@ -615,10 +450,18 @@ async fn readiness(state: &AppState) -> Result<(), String> {
     if !state.accepting.load(Ordering::Relaxed) {
         return Err("shutting down".into());
     }
-    if let Some(reason) = state.batcher.health().reason() {
-        return Err(reason);
+    for model in state.models() {
+        if let Some(reason) = model.batcher.health().reason() {
+            return Err(if state.models.len() == 1 {
+                reason
+            } else {
+                format!("model {}: {reason}", model.card.name)
+            });
+        }
     }
-    let ping = tokio::time::timeout(Duration::from_secs(1), state.fetcher.store().ping()).await;
+    // One store serves every model.
+    let store = state.default_model().fetcher.store();
+    let ping = tokio::time::timeout(Duration::from_secs(1), store.ping()).await;
     match ping {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
@@ -632,13 +475,28 @@ async fn readiness(state: &AppState) -> Result<(), String> {
 ))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match readiness(&state).await {
-        Ok(()) => Json(serde_json::json!({
-            "status": "ready",
-            "model": state.card.name,
-            "version": state.card.version,
-            "inference_restarts": state.batcher.health().restarts(),
-        }))
-        .into_response(),
+        Ok(()) => {
+            let default = state.default_model();
+            let models: Vec<_> = state
+                .models()
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "name": m.card.name,
+                        "version": m.card.version,
+                        "inference_restarts": m.batcher.health().restarts(),
+                    })
+                })
+                .collect();
+            Json(serde_json::json!({
+                "status": "ready",
+                "model": default.card.name,
+                "version": default.card.version,
+                "inference_restarts": default.batcher.health().restarts(),
+                "models": models,
+            }))
+            .into_response()
+        }
         Err(reason) => {
             let body = serde_json::json!({"status": "not_ready", "reason": reason});
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
@@ -661,8 +519,9 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 }
 
 fn names(state: &AppState) -> (Vec<String>, Vec<String>) {
-    let groups = state.fetcher.layout().group_names.clone();
-    let features = state.card.features.iter().map(|f| f.name.clone()).collect();
+    let model = state.default_model();
+    let groups = model.fetcher.layout().group_names.clone();
+    let features = model.card.features.iter().map(|f| f.name.clone()).collect();
     (groups, features)
 }
 
@@ -680,7 +539,7 @@ async fn set_faults(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
     match state.faults.apply(&spec, &groups, &features) {
         Ok(()) => {
             if spec.cache_disabled {
-                state.fetcher.invalidate_cache();
+                state.default_model().fetcher.invalidate_cache();
             }
             tracing::warn!(?spec, "fault injection changed");
             Json(state.faults.spec(&groups, &features)).into_response()

@@ -92,6 +92,49 @@ pub fn load_model(card_path: Option<&Path>, data_dir: &Path) -> anyhow::Result<L
     })
 }
 
+/// Loads every model of a repository: each `*.card.json` in `dir` (not its
+/// subdirectories), in file-name order, each with its ONNX file and reference next
+/// to it. Refuses an empty directory and two cards with one name.
+pub fn load_repository(dir: &Path) -> anyhow::Result<Vec<LoadedModel>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the model repository {}: {e}\nhint: --model-repository takes a directory of <name>.card.json files",
+            dir.display()
+        )
+    })?;
+    let mut cards: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(".card.json"))
+        })
+        .collect();
+    cards.sort();
+    anyhow::ensure!(
+        !cards.is_empty(),
+        "the model repository {} holds no model card\nhint: put <name>.card.json there with its .onnx and <name>.reference.json next to it",
+        dir.display()
+    );
+    let mut models: Vec<LoadedModel> = Vec::with_capacity(cards.len());
+    for path in &cards {
+        let model = load_model(Some(path), dir)
+            .map_err(|e| anyhow::anyhow!("model card {}: {e}", path.display()))?;
+        if let Some(other) = models.iter().find(|m| m.card.name == model.card.name) {
+            anyhow::bail!(
+                "two cards name the model {:?}: {} and {}\nhint: a name is the `model` label of every series; give each card its own",
+                model.card.name,
+                other.card_path.display(),
+                path.display()
+            );
+        }
+        models.push(model);
+    }
+    Ok(models)
+}
+
 /// Converts the runtime's reference file into the library's drift reference, in the
 /// card's feature order (which is the model row order the server records in).
 pub fn to_model_reference(
@@ -128,26 +171,73 @@ pub fn to_model_reference(
     })
 }
 
-/// Seeds the embedded store from the simulator when any entity group is empty: the
+/// Seeds the embedded store from the simulator for each entity group that is empty
+/// and that the simulator computes (`customer` and `terminal` with its features): the
 /// feature values of the simulated population as of now, so live traffic from
-/// `modelwatch loadgen` (same simulator, same seed) finds its customers and terminals.
+/// `modelwatch loadgen` (same simulator, same seed) finds its customers and
+/// terminals. Any other empty group is left empty with a warning (its entities are
+/// unknown, so zeros, until `modelwatch features load` fills it).
 pub async fn seed_if_empty(
     store: &SqliteStore,
     layout: &FeatureLayout,
     population: modelwatch_sim::SimConfig,
 ) -> anyhow::Result<()> {
-    let mut empty = false;
+    let mut to_seed = layout.clone();
+    let mut empty = Vec::new();
     for (_, group) in &layout.entity_groups {
-        empty |= store.count(&group.name)? == 0;
+        if store.count(&group.name)? == 0 {
+            empty.push(group.name.clone());
+        }
     }
-    if !empty {
+    to_seed.entity_groups.retain(|(_, group)| {
+        if !empty.contains(&group.name) {
+            return false;
+        }
+        match simulator_order(group) {
+            Ok(_) => true,
+            Err(why) => {
+                eprintln!(
+                    "warning: feature group {:?} is empty and the simulator cannot seed it ({why}); its entities are unknown until it is loaded\nhint: modelwatch features load --model CARD --group {} FILE.csv",
+                    group.name, group.name
+                );
+                false
+            }
+        }
+    });
+    if to_seed.entity_groups.is_empty() {
         return Ok(());
     }
     let store = store.clone();
-    let layout = layout.clone();
-    tokio::task::spawn_blocking(move || seed(&store, &layout, population))
+    tokio::task::spawn_blocking(move || seed(&store, &to_seed, population))
         .await
         .context("seeding task failed")?
+}
+
+/// The simulator's group for `group`, and the position in the simulator's features
+/// of each of the card's, or why the simulator cannot compute the group.
+fn simulator_order(
+    group: &crate::features::EntityGroup,
+) -> Result<(modelwatch_sim::FeatureGroup, Vec<usize>), String> {
+    let sim_group = modelwatch_sim::FeatureGroup::from_name(&group.name)
+        .ok_or_else(|| format!("the simulator has no feature group {:?}", group.name))?;
+    if sim_group == modelwatch_sim::FeatureGroup::Transaction {
+        return Err(format!(
+            "the simulator computes group {:?} from a request, not a store",
+            group.name
+        ));
+    }
+    let sim_features = sim_group.features();
+    let order = group
+        .features
+        .iter()
+        .map(|name| {
+            sim_features
+                .iter()
+                .position(|f| f.name == name)
+                .ok_or_else(|| format!("the simulator cannot compute feature {name:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((sim_group, order))
 }
 
 fn seed(
@@ -168,26 +258,7 @@ fn seed(
     let snapshot = modelwatch_sim::FeatureBuilder::new(&history).snapshot(history.end_timestamp());
     let now = crate::unix_now();
     for (_, group) in &layout.entity_groups {
-        let sim_group = modelwatch_sim::FeatureGroup::from_name(&group.name).ok_or_else(|| {
-            anyhow::anyhow!("the simulator has no feature group {:?}", group.name)
-        })?;
-        // Map the card's order of the group's features to the simulator's.
-        let sim_features = sim_group.features();
-        let order: Vec<usize> = group
-            .features
-            .iter()
-            .map(|name| {
-                sim_features
-                    .iter()
-                    .position(|f| f.name == name)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "the simulator cannot compute feature {name:?} of group {:?}",
-                            group.name
-                        )
-                    })
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let (sim_group, order) = simulator_order(group).map_err(|why| anyhow::anyhow!(why))?;
         let rows: Vec<(String, Vec<f32>)> = match sim_group {
             modelwatch_sim::FeatureGroup::Customer => snapshot
                 .iter_customers()
@@ -197,10 +268,7 @@ fn seed(
                 .iter_terminals()
                 .map(|(id, v)| (id.to_string(), order.iter().map(|i| v[*i]).collect()))
                 .collect(),
-            modelwatch_sim::FeatureGroup::Transaction => anyhow::bail!(
-                "group {:?} is read from the store, but the simulator computes it from a request",
-                group.name
-            ),
+            modelwatch_sim::FeatureGroup::Transaction => continue,
         };
         // The same writer as `modelwatch features load`.
         let written = crate::ingest::write_group(

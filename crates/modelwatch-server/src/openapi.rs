@@ -42,6 +42,20 @@ pub struct Ready {
     pub version: String,
     /// Times the inference thread restarted after a panic in the model since start.
     pub inference_restarts: u64,
+    /// Every served model (the default one first), each with its restarts.
+    pub models: Vec<ReadyModel>,
+}
+
+/// One served model in the body of `GET /readyz`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyModel {
+    /// Its name (the `model` label).
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Times its inference thread restarted after a panic in the model.
+    pub inference_restarts: u64,
 }
 
 /// The body of `GET /readyz` when the replica should be out of rotation.
@@ -86,21 +100,27 @@ pub struct NotReady {
         ErrorDetail,
         Health,
         Ready,
+        ReadyModel,
         NotReady
     ))
 )]
 struct ApiDoc;
 
 /// The OpenAPI 3.1 document of the API listener, with `limits` written into the body
-/// size, batch size and deadline descriptions, and the served `card`'s request fields
-/// and model name written into the `/v1/models/{model}` operations.
-pub fn document(limits: &Limits, card: &ModelCard) -> serde_json::Value {
+/// size, batch size and deadline descriptions, and the served `cards`' request fields
+/// and model names written into the `/v1/models/{model}` operations.
+///
+/// With one model, the body schema is exactly its fields, with the required ones
+/// marked. With several, it holds every model's fields and marks none required,
+/// since which are depends on the model named in the path (a missing one is a 400
+/// naming it).
+pub fn document(limits: &Limits, cards: &[&ModelCard]) -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     let schemas = &mut doc["components"]["schemas"];
     schemas["BatchIn"]["properties"]["transactions"]["maxItems"] = limits.max_batch_request.into();
     schemas["ModelBatchIn"]["properties"]["rows"]["maxItems"] = limits.max_batch_request.into();
     let (mut features, mut entities) = (serde_json::Map::new(), serde_json::Map::new());
-    for (name, kind) in card.request_fields() {
+    for (name, kind) in cards.iter().flat_map(|card| card.request_fields()) {
         let schema = match kind {
             FieldKind::Number => serde_json::json!({"type": ["number", "null"]}),
             FieldKind::Time => serde_json::json!({"anyOf": [
@@ -118,22 +138,25 @@ pub fn document(limits: &Limits, card: &ModelCard) -> serde_json::Value {
     }
     // A field is required when a feature that may not be missing reads it; an entity
     // key when its group has such a feature.
-    let required_fields: Vec<&str> = card
-        .features
-        .iter()
-        .filter(|f| !f.nullable)
-        .filter_map(|f| f.field.as_deref())
-        .collect();
-    let required_keys: Vec<&str> = card
-        .groups
-        .iter()
-        .filter(|(name, _)| {
-            card.features
-                .iter()
-                .any(|f| !f.nullable && &f.group == *name)
-        })
-        .filter_map(|(_, g)| g.entity_key.as_deref())
-        .collect();
+    let (mut required_fields, mut required_keys) = (Vec::new(), Vec::new());
+    if let [card] = cards {
+        required_fields = card
+            .features
+            .iter()
+            .filter(|f| !f.nullable)
+            .filter_map(|f| f.field.as_deref())
+            .collect();
+        required_keys = card
+            .groups
+            .iter()
+            .filter(|(name, _)| {
+                card.features
+                    .iter()
+                    .any(|f| !f.nullable && &f.group == *name)
+            })
+            .filter_map(|(_, g)| g.entity_key.as_deref())
+            .collect();
+    }
     let mut required = Vec::new();
     if !required_fields.is_empty() {
         required.push("features");
@@ -155,7 +178,8 @@ pub fn document(limits: &Limits, card: &ModelCard) -> serde_json::Value {
     ] {
         if let Some(params) = doc["paths"][path]["post"]["parameters"].as_array_mut() {
             for param in params {
-                param["schema"] = serde_json::json!({"type": "string", "enum": [card.name]});
+                let names: Vec<&str> = cards.iter().map(|c| c.name.as_str()).collect();
+                param["schema"] = serde_json::json!({"type": "string", "enum": names});
             }
         }
     }
@@ -190,5 +214,6 @@ fn sorted_unique(mut names: Vec<&str>) -> Vec<String> {
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
 )]
 pub(crate) async fn serve(State(state): State<Arc<AppState>>) -> Response {
-    Json(document(&state.limits, &state.card)).into_response()
+    let cards: Vec<&ModelCard> = state.models().iter().map(|m| &m.card).collect();
+    Json(document(&state.limits, &cards)).into_response()
 }

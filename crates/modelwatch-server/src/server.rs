@@ -7,7 +7,7 @@ use crate::faults::Faults;
 use crate::features::{FeatureFetcher, FeatureLayout, FetchConfig};
 use crate::store::{FeatureStore, SqliteStore};
 use crate::webconfig::WebConfig;
-use crate::{AppState, Limits, app, load, metrics_app, refresher};
+use crate::{AppState, Limits, ServedModel, app, load, metrics_app, refresher};
 use anyhow::Context as _;
 use modelwatch::prometheus_client::registry::Registry;
 use modelwatch::{Buckets, DriftConfig, DriftMetrics, Metrics, MetricsConfig, ModelSpec};
@@ -44,38 +44,46 @@ impl Drop for Background {
     }
 }
 
-/// Builds the state from settings: loads the model and its reference, opens (and if
-/// empty, seeds) the feature store, registers every metric, and starts the
+/// Builds the state from settings: loads the models and their references, opens
+/// (and if empty, seeds) the feature store, registers every metric, and starts the
 /// background tasks (they stop when the returned [`Background`] is dropped).
 pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, Background)> {
     let data_dir = args.data_dir();
-    let loaded = load::load_model(args.model.as_deref(), &data_dir)?;
-    let card = loaded.card;
-    let layout = FeatureLayout::from_card(&card)?;
+    let mut loaded = match &args.model_repository {
+        Some(dir) => load::load_repository(dir)?,
+        None => vec![load::load_model(args.model.as_deref(), &data_dir)?],
+    };
+    if let Some(name) = &args.default_model {
+        let Some(index) = loaded.iter().position(|m| &m.card.name == name) else {
+            let names: Vec<&str> = loaded.iter().map(|m| m.card.name.as_str()).collect();
+            anyhow::bail!(
+                "--default-model {name:?} is not in the repository\nhint: it serves {}",
+                names.join(", ")
+            );
+        };
+        let default = loaded.remove(index);
+        loaded.insert(0, default);
+    }
+    let layouts = loaded
+        .iter()
+        .map(|m| {
+            FeatureLayout::from_card(&m.card)
+                .map_err(|e| anyhow::anyhow!("model {}: {e}", m.card.name))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
     let mut registry = Registry::default();
+    // One score histogram for every model: its buckets put an edge on the default
+    // model's threshold.
     let config = MetricsConfig {
-        buckets: match card.threshold() {
+        buckets: match loaded[0].card.threshold() {
             Some(threshold) => Buckets::default().with_score_threshold(threshold),
             None => Buckets::default(),
         },
+        max_models: MetricsConfig::default().max_models.max(loaded.len()),
         ..MetricsConfig::default()
     };
     let metrics = Metrics::register(&mut registry, &config)?;
-    let spec = ModelSpec {
-        name: card.name.clone(),
-        version: card.version.clone(),
-        framework: card.framework.clone(),
-        training_date: card.training_date.clone(),
-        architecture: card.architecture.clone(),
-        decisions: crate::features::decision_names(&card)?,
-    };
-    let handle = if args.no_instrumentation {
-        tracing::warn!("--no-instrumentation: no metric will be recorded");
-        modelwatch::ModelHandle::disabled(&spec)
-    } else {
-        metrics.model(&spec)
-    };
     let drift_config = DriftConfig {
         window: args.drift_window.0,
         freshness_window: (args.drift_window.0 / 12).max(std::time::Duration::from_secs(
@@ -85,55 +93,100 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, Bac
     };
     let drift_metrics =
         DriftMetrics::register(&mut registry, &drift_config).context("invalid --drift-window")?;
-    let drift = drift_metrics.model(&handle, &loaded.reference)?;
+    if args.no_instrumentation {
+        tracing::warn!("--no-instrumentation: no metric will be recorded");
+    }
 
+    // One store for every model; a group two cards share is one set of rows.
     let store_path = data_dir.join("features.sqlite");
     let store = SqliteStore::open_with_readers(&store_path, args.store_readers)?;
-    load::seed_if_empty(&store, &layout, args.population.config()).await?;
+    for layout in &layouts {
+        load::seed_if_empty(&store, layout, args.population.config()).await?;
+    }
     // Created now so a failure further on stops what was started.
     let mut background = Background(vec![tokio::spawn(
         store.clone().watch_ids(ID_WATCH_INTERVAL),
     )]);
     let store: Arc<dyn FeatureStore> = Arc::new(store);
 
+    // The default model takes the injected faults; the others get inert ones.
     let faults = Arc::new(Faults::default());
-    let fetcher = FeatureFetcher::new(
-        layout.clone(),
-        store.clone(),
-        FetchConfig {
-            cache_ttl: args.cache_ttl.0,
-            cache_capacity: args.cache_capacity,
-            store_timeout: args.store_timeout.0,
-        },
-        handle.clone(),
-        faults.clone(),
-    );
-    let model = if args.enable_fault_injection {
-        crate::faults::FaultyModel::wrap(loaded.model, faults.clone())
-    } else {
-        loaded.model
+    let fetch = FetchConfig {
+        cache_ttl: args.cache_ttl.0,
+        cache_capacity: args.cache_capacity,
+        store_timeout: args.store_timeout.0,
     };
-    let batcher = Batcher::start(
-        model,
-        handle.clone(),
-        BatcherConfig {
-            max_batch: args.max_batch,
-            max_delay: args.max_delay.0,
-            queue_capacity: args.queue_capacity,
-        },
-    )?;
-    let groups = layout
-        .entity_groups
-        .iter()
-        .map(|(i, g)| (*i, g.name.clone()))
-        .collect();
-    let refresher = refresher::spawn(store, groups, args.refresh_interval.0, faults.clone());
+    let batching = BatcherConfig {
+        max_batch: args.max_batch,
+        max_delay: args.max_delay.0,
+        queue_capacity: args.queue_capacity,
+    };
+    // The refresher's groups: the default model's by layout index (the fault
+    // endpoint pauses them by that index), then any other model's, never paused.
+    let mut refreshed: Vec<refresher::RefreshedGroup> = Vec::new();
+    let mut served = Vec::with_capacity(loaded.len());
+    for (i, (model, layout)) in loaded.into_iter().zip(layouts).enumerate() {
+        let card = model.card;
+        let spec = ModelSpec {
+            name: card.name.clone(),
+            version: card.version.clone(),
+            framework: card.framework.clone(),
+            training_date: card.training_date.clone(),
+            architecture: card.architecture.clone(),
+            decisions: crate::features::decision_names(&card)?,
+        };
+        let handle = if args.no_instrumentation {
+            modelwatch::ModelHandle::disabled(&spec)
+        } else {
+            metrics.model(&spec)
+        };
+        let drift = drift_metrics
+            .model(&handle, &model.reference)
+            .map_err(|e| anyhow::anyhow!("model {}: {e}", card.name))?;
+        let model_faults = if i == 0 {
+            faults.clone()
+        } else {
+            Arc::new(Faults::default())
+        };
+        for (index, group) in &layout.entity_groups {
+            if !refreshed.iter().any(|(_, name)| name == &group.name) {
+                refreshed.push((if i == 0 { *index } else { usize::MAX }, group.name.clone()));
+            }
+        }
+        let fetcher = FeatureFetcher::new(
+            layout,
+            store.clone(),
+            fetch.clone(),
+            handle.clone(),
+            model_faults.clone(),
+        );
+        let evaluator = if args.enable_fault_injection && i == 0 {
+            crate::faults::FaultyModel::wrap(model.model, faults.clone())
+        } else {
+            model.model
+        };
+        let batcher = Batcher::start(evaluator, handle.clone(), batching)
+            .map_err(|e| anyhow::anyhow!("model {}: {e}", card.name))?;
+        served.push(ServedModel {
+            card,
+            metrics: handle,
+            drift,
+            fetcher,
+            batcher,
+            faults: model_faults,
+        });
+    }
+    background.0.push(refresher::spawn(
+        store,
+        refreshed,
+        args.refresh_interval.0,
+        faults.clone(),
+    ));
+    let mut served = served.into_iter();
+    let default = served.next().context("no model to serve")?;
     let state = Arc::new(AppState::new(
-        card,
-        handle,
-        drift,
-        fetcher,
-        batcher,
+        default,
+        served.collect(),
         registry,
         Limits {
             max_body_bytes: args.max_body_bytes,
@@ -143,7 +196,6 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, Bac
         faults,
         args.enable_fault_injection,
     ));
-    background.0.push(refresher);
     Ok((state, background))
 }
 
@@ -222,8 +274,8 @@ impl Bound {
             metrics = %metrics_addr,
             metrics_tls = self.web_config.as_ref().is_some_and(WebConfig::tls),
             metrics_auth = self.web_config.as_ref().is_some_and(WebConfig::requires_auth),
-            model = %state.card.name,
-            version = %state.card.version,
+            models = %state.model_names().join(","),
+            default_model = %state.default_model().card.name,
             "serving"
         );
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -240,11 +292,36 @@ impl Bound {
         // A model that panics in batch after batch stops the inference thread; the
         // replica then stops too, with the reason, instead of staying up answering
         // nothing (its supervisor restarts it).
-        let health = state.batcher.health().clone();
+        let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel(state.models().len());
+        let watchers = Background(
+            state
+                .models()
+                .iter()
+                .map(|model| {
+                    let health = model.batcher.health().clone();
+                    let name = model.card.name.clone();
+                    let several = state.models().len() > 1;
+                    let failed_tx = failed_tx.clone();
+                    tokio::spawn(async move {
+                        health.stopped().await;
+                        let reason = health.reason().map(|r| {
+                            if several {
+                                format!("model {name}: {r}")
+                            } else {
+                                r
+                            }
+                        });
+                        let _ = failed_tx.send(reason).await;
+                    })
+                })
+                .collect(),
+        );
+        drop(failed_tx);
         let failed = tokio::select! {
             () = shutdown => None,
-            () = health.stopped() => health.reason(),
+            Some(reason) = failed_rx.recv() => reason,
         };
+        drop(watchers);
         tracing::info!("shutting down: no new connections, draining in-flight requests");
         state.accepting.store(false, Ordering::Relaxed);
         let _ = stop_tx.send(true);
@@ -273,9 +350,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let bound = bind_server(&args).await?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     eprintln!(
-        "modelwatch serve: {} {} on http://{} (metrics on {}://{}/metrics{}), ready in {} ms",
-        bound.state.card.name,
-        bound.state.card.version,
+        "modelwatch serve: {} on http://{} (metrics on {}://{}/metrics{}), ready in {} ms",
+        bound
+            .state
+            .models()
+            .iter()
+            .map(|m| format!("{} {}", m.card.name, m.card.version))
+            .collect::<Vec<_>>()
+            .join(", "),
         bound.api.local_addr()?,
         bound.metrics_scheme(),
         bound.metrics.local_addr()?,

@@ -5,8 +5,8 @@ use super::{
     BINARY_TENSOR_EXTENSION, Datatype, HEADER_LENGTH_HEADER, INPUTS, OipError, Output,
     decode_infer, encode_response, row_error, rows_from_tensors, select_outputs,
 };
-use crate::AppState;
 use crate::api::Transaction;
+use crate::{AppState, ServedModel};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -47,26 +47,26 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
 }
 
-/// The card of the model a path names, or 404 with the names that exist.
+/// The model a path names, or 404 with the names that exist.
 fn find_model<'a>(
     state: &'a AppState,
     name: &str,
     version: Option<&str>,
-) -> Result<&'a ModelCard, OipError> {
-    let card = &state.card;
-    if name != card.name {
+) -> Result<&'a Arc<ServedModel>, OipError> {
+    let Some(model) = state.models().iter().find(|m| m.card.name == name) else {
         return Err(OipError::UnknownModel {
             given: name.to_string(),
-            available: vec![card.name.clone()],
+            available: state.model_names(),
         });
-    }
+    };
+    let card = &model.card;
     match version {
         Some(v) if v != card.version => Err(OipError::UnknownVersion {
             model: card.name.clone(),
             given: v.to_string(),
             available: vec![card.version.clone()],
         }),
-        _ => Ok(card),
+        _ => Ok(model),
     }
 }
 
@@ -151,7 +151,7 @@ async fn model_metadata(
         Err(r) => return path_error(r),
     };
     match find_model(&state, &name, None) {
-        Ok(card) => metadata(card),
+        Ok(model) => metadata(&model.card),
         Err(e) => e.into_response(),
     }
 }
@@ -165,14 +165,14 @@ async fn model_metadata_version(
         Err(r) => return path_error(r),
     };
     match find_model(&state, &name, Some(&version)) {
-        Ok(card) => metadata(card),
+        Ok(model) => metadata(&model.card),
         Err(e) => e.into_response(),
     }
 }
 
 async fn model_ready_at(state: &AppState, name: &str, version: Option<&str>) -> Response {
     let card = match find_model(state, name, version) {
-        Ok(card) => card,
+        Ok(model) => &model.card,
         Err(e) => return e.into_response(),
     };
     match crate::readiness(state).await {
@@ -274,14 +274,15 @@ async fn infer_at(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(e) = find_model(state, name, version) {
-        return e.into_response();
-    }
+    let model = match find_model(state, name, version) {
+        Ok(model) => model,
+        Err(e) => return e.into_response(),
+    };
     let accepted = match accept(state, headers, body) {
         Ok(a) => a,
         Err(e) => {
             if let Some(status) = e.status() {
-                state.metrics.count_request(status, Decision::None);
+                model.metrics.count_request(status, Decision::None);
             }
             return e.into_response();
         }
@@ -293,13 +294,13 @@ async fn infer_at(
         .into_iter()
         .map(|tx| tx.into_fields().1)
         .collect();
-    let predictions = match crate::predict_fields(state.clone(), &rows, "inputs").await {
+    let predictions = match crate::predict_fields(state.clone(), model, &rows, "inputs").await {
         Ok(p) => p,
         Err(e) => return OipError::from(e).into_response(),
     };
     let encoded = encode_response(
-        &state.card.name,
-        &state.card.version,
+        &model.card.name,
+        &model.card.version,
         accepted.id.as_deref(),
         &predictions,
         &accepted.outputs,

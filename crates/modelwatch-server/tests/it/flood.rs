@@ -1,7 +1,8 @@
-//! An unknown-id flood must not sink the server (issue 11): unknown entities are read
-//! from the store once and then served from the negative cache, concurrent lookups go
-//! through the reader pool, and a store that never answers never holds a request past
-//! its deadline.
+//! An unknown-id flood must not sink the server (issue 11): the SQLite store's
+//! known-id filter answers made-up ids without a read; a store without one reads an
+//! unknown entity once and then serves it from the negative cache; concurrent lookups
+//! go through the reader pool; and a store that never answers never holds a request
+//! past its deadline.
 
 use crate::support::{CUSTOMER, Options, TERMINAL, TestApp, transaction};
 use axum::http::StatusCode;
@@ -15,6 +16,9 @@ use std::time::Duration;
 struct CountingStore {
     inner: SqliteStore,
     reads: Mutex<HashMap<(String, String), u64>>,
+    /// Whether the store's known-id filter is consulted (else every id may be held,
+    /// as for a store without one).
+    filtered: bool,
 }
 
 impl CountingStore {
@@ -44,6 +48,10 @@ impl FeatureStore for CountingStore {
             .entry((group.to_string(), entity.to_string()))
             .or_default() += 1;
         self.inner.get(group, entity)
+    }
+
+    fn may_hold(&self, group: &str, entity: &str) -> bool {
+        !self.filtered || self.inner.may_hold(group, entity)
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -85,13 +93,20 @@ impl FeatureStore for HangingStore {
     }
 }
 
+/// The test app over a counting store without the known-id filter (the negative
+/// cache's path).
 async fn counting_app() -> (TestApp, Arc<CountingStore>) {
+    counting_app_with(false).await
+}
+
+async fn counting_app_with(filtered: bool) -> (TestApp, Arc<CountingStore>) {
     let slot = Arc::new(Mutex::new(None));
     let keep = slot.clone();
     let app = TestApp::with_store(Options::default(), move |inner| {
         let store = Arc::new(CountingStore {
             inner,
             reads: Mutex::default(),
+            filtered,
         });
         *keep.lock().expect("lock") = Some(store.clone());
         store
@@ -104,8 +119,59 @@ async fn counting_app() -> (TestApp, Arc<CountingStore>) {
 fn cache_ops(app: &TestApp, operation: &str) -> f64 {
     app.value(
         "model_feature_cache_operations_total",
-        &[("model", &app.state.card.name), ("operation", operation)],
+        &[("model", &app.model().card.name), ("operation", operation)],
     )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_made_up_ids_is_answered_without_store_reads() {
+    let (app, store) = counting_app_with(true).await;
+    let app = Arc::new(app);
+    // The zero-history answer for this amount, read once through the store.
+    let (_, expected) = app
+        .call(
+            "POST",
+            "/v1/predict",
+            transaction("C900000", "T90000", 20.0),
+        )
+        .await;
+    let first_reads = store.total();
+    let mut tasks = tokio::task::JoinSet::new();
+    let flood = 1_000u32;
+    for i in 0..flood {
+        let app = app.clone();
+        tasks.spawn(async move {
+            // The store's format, never seen before: C000000.. and T00000.. are stored.
+            let customer = format!("C{:06}", 500_000 + i);
+            let terminal = format!("T{:05}", 60_000 + i);
+            app.call(
+                "POST",
+                "/v1/predict",
+                transaction(&customer, &terminal, 20.0),
+            )
+            .await
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (status, body) = joined.expect("request task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["score"], expected["score"], "{body}");
+    }
+    // 2,000 made-up ids; about 0.8% pass a Bloom filter and are read.
+    let reads = store.total() - first_reads;
+    assert!(
+        reads < 60,
+        "{reads} store reads for {} made-up ids",
+        2 * flood
+    );
+    assert_eq!(cache_ops(&app, "miss") - first_reads as f64, reads as f64);
+    // Stored ids still reach the store.
+    let (status, body) = app
+        .call("POST", "/v1/predict", transaction(CUSTOMER, TERMINAL, 20.0))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(store.reads("customer", CUSTOMER), 1);
+    assert_eq!(store.reads("terminal", TERMINAL), 1);
 }
 
 #[tokio::test]
@@ -259,7 +325,7 @@ async fn a_hanging_store_is_cut_at_the_store_deadline_and_counted() {
     .await
     .expect("the request was answered");
     assert_eq!(status, StatusCode::OK, "{body}");
-    let model = &app.state.card.name;
+    let model = &app.model().card.name;
     // Both groups were asked at once and both timed out.
     assert_eq!(
         app.value(

@@ -115,7 +115,7 @@ fn scores_of(v1: &Value) -> Vec<f32> {
 #[tokio::test]
 async fn health_metadata_and_readiness() {
     let app = TestApp::new(Options::default()).await;
-    let card = &app.state.card;
+    let card = &app.model().card;
     let (status, body) = app.call("GET", "/v2/health/live", "").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"live": true})));
     let (status, body) = app.call("GET", "/v2/health/ready", "").await;

@@ -10,7 +10,7 @@ use modelwatch_server::batcher::{Batcher, BatcherConfig};
 use modelwatch_server::faults::Faults;
 use modelwatch_server::features::{FeatureFetcher, FeatureLayout, FetchConfig};
 use modelwatch_server::store::{FeatureStore, SqliteStore};
-use modelwatch_server::{AppState, Limits, load};
+use modelwatch_server::{AppState, Limits, ServedModel, load};
 use modelwatch_testkit::exposition::{self, Exposition};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +73,13 @@ impl Model for SlowModel {
 pub struct TestApp {
     pub state: Arc<AppState>,
     _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// The one model the test app serves.
+    pub fn model(&self) -> &Arc<ServedModel> {
+        self.state.default_model()
+    }
 }
 
 pub use modelwatch_testkit::store::{CUSTOMER, TERMINAL};
@@ -147,12 +154,17 @@ impl TestApp {
             },
         )
         .expect("batcher");
-        let state = Arc::new(AppState::new(
+        let served = ServedModel {
             card,
-            handle,
+            metrics: handle,
             drift,
             fetcher,
             batcher,
+            faults: faults.clone(),
+        };
+        let state = Arc::new(AppState::new(
+            served,
+            Vec::new(),
             registry,
             Limits {
                 max_body_bytes: options.max_body_bytes,
@@ -226,7 +238,7 @@ impl TestApp {
 
     /// `model_requests_total` of this app's model and version.
     pub fn requests(&self, status: &str, decision: &str) -> f64 {
-        let card = &self.state.card;
+        let card = &self.model().card;
         self.value(
             "model_requests_total",
             &[

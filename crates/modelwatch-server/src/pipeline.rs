@@ -1,0 +1,228 @@
+//! Module implementing the prediction pipeline of one served model: feature fetch,
+//! the batcher, inference, and postprocessing. See [`ServedModel`] and
+//! [`predict_fields`] for details.
+//!
+//! Every protocol (`/v1/predict`'s transaction, the generic JSON body, the Open
+//! Inference Protocol's tensors) decodes its body into rows of request fields and
+//! hands them here, so a row is recorded the same way whichever way it came in.
+
+use crate::api::{BatchPrediction, Prediction};
+use crate::batcher::{BatchError, Batcher};
+use crate::error::ApiError;
+use crate::faults::Faults;
+use crate::features::{FeatureFetcher, PreparedRow, RequestFields};
+use crate::{AppState, unix_now};
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use modelwatch::{Decision, DriftHandle, ModelHandle, Stage, Status};
+use modelwatch_runtime::ModelCard;
+use std::sync::Arc;
+
+/// One model the server serves, with everything its predictions use: its own card,
+/// metric handles (its `model` label), drift reference, feature layout and cache,
+/// and batcher.
+#[derive(Debug)]
+pub struct ServedModel {
+    /// The model's card.
+    pub card: ModelCard,
+    /// The model's metric handles.
+    pub metrics: ModelHandle,
+    /// The model's drift and freshness handle.
+    pub drift: DriftHandle,
+    /// Feature assembly (the layout follows from the card).
+    pub fetcher: FeatureFetcher,
+    /// The micro-batcher in front of the model.
+    pub batcher: Batcher,
+    /// The faults injected into this model's predictions (inert for every model but
+    /// the default one, which `/admin/faults` drives).
+    pub faults: Arc<Faults>,
+}
+
+/// Scores one prepared row under the request deadline, finishing `request` with the
+/// outcome.
+pub(crate) async fn score_in_time(
+    state: &AppState,
+    model: &ServedModel,
+    prepared: PreparedRow,
+    mut request: modelwatch::RequestGuard<'_>,
+) -> Result<Prediction, ApiError> {
+    match tokio::time::timeout(
+        state.limits.request_timeout,
+        score(state, model, prepared, &mut request),
+    )
+    .await
+    {
+        Ok(Ok((prediction, decision))) => {
+            request.finish(Status::Success, decision);
+            Ok(prediction)
+        }
+        Ok(Err(e)) => {
+            request.finish(e.status(), Decision::None);
+            Err(e)
+        }
+        Err(_) => {
+            let e = ApiError::Timeout {
+                deadline_ms: state.limits.request_timeout.as_millis() as u64,
+            };
+            request.finish(e.status(), Decision::None);
+            Err(e)
+        }
+    }
+}
+
+/// Scores checked rows side by side, each counted as one request, and answers in
+/// request order (or with the first error).
+pub(crate) async fn score_batch(
+    state: Arc<AppState>,
+    model: Arc<ServedModel>,
+    rows: Vec<(Option<String>, PreparedRow)>,
+    echo: fn(Prediction, Option<String>) -> Prediction,
+) -> Response {
+    match score_rows(state, model, rows, echo).await {
+        Ok(predictions) => Json(BatchPrediction { predictions }).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Scores rows of request fields for `model`, as `/v1/models/{model}/predict`
+/// does: for a protocol module (such as the Open Inference Protocol's) that decodes
+/// its own body. Every row is checked first; one invalid row refuses them all
+/// (counted once as `rejected`, the error naming `{prefix}[i].features.<field>`).
+/// Each row is then one request in the metrics, scored side by side, and the
+/// predictions come back in row order.
+///
+/// # Errors
+/// The first row's [`ApiError`]: a field error, or the first scoring failure.
+pub async fn predict_fields(
+    state: Arc<AppState>,
+    model: &Arc<ServedModel>,
+    rows: &[RequestFields],
+    prefix: &str,
+) -> Result<Vec<Prediction>, ApiError> {
+    let now = unix_now();
+    let layout = model.fetcher.layout();
+    let mut prepared = Vec::with_capacity(rows.len());
+    for (i, fields) in rows.iter().enumerate() {
+        let row = layout.prepare(
+            fields,
+            &format!("{prefix}[{i}].features."),
+            &format!("{prefix}[{i}].entities."),
+            now,
+        );
+        match row {
+            Ok(row) => prepared.push((None, row)),
+            Err(e) => {
+                model.metrics.count_request(e.status(), Decision::None);
+                return Err(e);
+            }
+        }
+    }
+    score_rows(state, model.clone(), prepared, |p, _| p).await
+}
+
+async fn score_rows(
+    state: Arc<AppState>,
+    model: Arc<ServedModel>,
+    rows: Vec<(Option<String>, PreparedRow)>,
+    echo: fn(Prediction, Option<String>) -> Prediction,
+) -> Result<Vec<Prediction>, ApiError> {
+    let n = rows.len();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (id, prepared)) in rows.into_iter().enumerate() {
+        let (state, model) = (state.clone(), model.clone());
+        tasks.spawn(async move {
+            let request = model.metrics.start_request();
+            let result = score_in_time(&state, &model, prepared, request).await;
+            (i, result.map(|p| echo(p, id)))
+        });
+    }
+    let mut slots: Vec<Option<Prediction>> = vec![None; n];
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, Ok(p))) => slots[i] = Some(p),
+            Ok((_, Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(ApiError::Internal(format!("batch task failed: {e}")));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(slots.into_iter().flatten().collect())
+}
+
+/// Runs one checked row through the pipeline.
+async fn score(
+    state: &AppState,
+    model: &ServedModel,
+    prepared: PreparedRow,
+    request: &mut modelwatch::RequestGuard<'_>,
+) -> Result<(Prediction, Decision), ApiError> {
+    if model.faults.should_fail() {
+        return Err(ApiError::Internal("injected fault: error_ratio".into()));
+    }
+    let width = model.fetcher.layout().n_features;
+    let PreparedRow {
+        mut row,
+        mut event_times,
+        entities,
+    } = prepared;
+    model
+        .fetcher
+        .fetch(&entities, &mut row[..width], &mut event_times)
+        .await;
+    request.mark_stage(Stage::FeatureFetch);
+
+    let deadline = request.started_at() + state.limits.request_timeout;
+    let scored = model
+        .batcher
+        .score(&row[..width], deadline)
+        .await
+        .map_err(|e| match e {
+            BatchError::Overloaded => ApiError::Overloaded,
+            BatchError::Stopped => ApiError::Unavailable,
+            BatchError::Expired => ApiError::Timeout {
+                deadline_ms: state.limits.request_timeout.as_millis() as u64,
+            },
+            BatchError::Model(m) => ApiError::Internal(m),
+            BatchError::Panicked(m) => ApiError::Internal(format!("the model panicked: {m}")),
+        })?;
+    model
+        .metrics
+        .observe_stage(Stage::Queue, scored.queue_seconds);
+    model
+        .metrics
+        .observe_stage(Stage::Inference, scored.inference_seconds);
+    request.restart_mark();
+
+    let output = f64::from(scored.score);
+    let threshold = model.card.threshold();
+    let decision = threshold.map_or(Decision::None, |t| Decision::for_score(output, t));
+    model.metrics.observe_score(output);
+    if model.metrics.enabled() {
+        model.drift.record_prediction(
+            model.drift.now(),
+            output,
+            decision == Decision::Below,
+            &row[..width],
+            &event_times,
+        );
+    }
+    let prediction = Prediction {
+        prediction_id: state.next_prediction_id(),
+        transaction_id: None,
+        id: None,
+        score: threshold.map(|_| output),
+        value: threshold.is_none().then_some(output),
+        decision: (decision != Decision::None)
+            .then(|| model.metrics.decision_name(decision).to_string()),
+        model: model.card.name.clone(),
+        version: model.card.version.clone(),
+    };
+    request.mark_stage(Stage::Postprocess);
+    Ok((prediction, decision))
+}
