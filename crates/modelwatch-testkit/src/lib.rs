@@ -5,6 +5,7 @@
 //!   ports with a temporary data directory and a small seeded store, stopped by its
 //!   own process id;
 //! - [`store`]: seeding a feature store with the store's id formats;
+//! - [`models`]: a model repository with two different models;
 //! - [`exposition`]: a parser of the Prometheus text exposition (and OpenMetrics);
 //! - [`dashboard`]: the dashboard's queries, with Grafana's variables replaced;
 //! - [`promtool`]: `promtool` from Debian's `prometheus` package;
@@ -26,6 +27,7 @@
 pub mod dashboard;
 pub mod exposition;
 pub mod http;
+pub mod models;
 pub mod promtool;
 pub mod serve;
 pub mod store;

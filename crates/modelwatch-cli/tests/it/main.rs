@@ -7,6 +7,7 @@ mod features;
 mod inference_panic;
 mod metrics_security;
 mod oip;
+mod repository;
 mod serve;
 mod status;
 mod support;
