@@ -1,7 +1,10 @@
-//! Three `modelwatch serve` replicas under bounded load, one real Prometheus with the
-//! generated rules (windows compressed 60 times): every recording rule and every
-//! dashboard query returns data, the fleet PSI from PromQL equals the PSI of the raw
-//! counters, and the fleet p99 agrees with the load generator's within one bucket.
+//! Three `modelwatch serve` replicas, each serving two models (`--model-repository`:
+//! the bundled fraud model and a random forest with its own decision names), under
+//! bounded load, one real Prometheus with the generated rules (windows compressed 60
+//! times): every recording rule returns separate series for each model, every
+//! dashboard query returns data for each model and only that model's series, the
+//! fleet PSI from PromQL equals the PSI of the raw counters, and the fleet p99 agrees
+//! with the load generator's within one bucket.
 
 use modelwatch::schema;
 use modelwatch_demo::{Lab, LabOptions};
@@ -10,12 +13,61 @@ use modelwatch_mixin::names::{external, record};
 use modelwatch_mixin::recording::recording_rules;
 use modelwatch_mixin::rules::Rule;
 use modelwatch_stack::{PrometheusConfig, QuerySample, ScrapeJob};
+use modelwatch_testkit::models::{SECOND_DECISIONS, SECOND_MODEL, two_model_repository};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const REPLICAS: usize = 3;
 const RPS: f64 = 80.0;
 const RUN: Duration = Duration::from_secs(90);
+/// The second model's load per replica: a batch of this many rows...
+const SECOND_BATCH: usize = 8;
+/// ...every this long (16 predictions a second).
+const SECOND_EVERY: Duration = Duration::from_millis(500);
+
+/// Bounded load on the second model of one replica, through the generic batch
+/// endpoint, until `run` is over: known customers and terminals in the store's
+/// formats, with one row in eight made up. Returns the rows scored.
+async fn second_model_load(api: String, stream: u32, run: Duration) -> usize {
+    use modelwatch_testkit::store::{customer_id, terminal_id};
+    let client = reqwest::Client::new();
+    let url = format!("{api}/v1/models/{SECOND_MODEL}/predict/batch");
+    let started = Instant::now();
+    let (mut scored, mut n) = (0, stream * 1_000_003);
+    let mut ticker = tokio::time::interval(SECOND_EVERY);
+    while started.elapsed() < run {
+        ticker.tick().await;
+        let rows: Vec<_> = (0..SECOND_BATCH)
+            .map(|i| {
+                n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let (customer, terminal) = if i == 0 {
+                    (
+                        customer_id(900_000 + n % 1000),
+                        terminal_id(90_000 + n % 1000),
+                    )
+                } else {
+                    (customer_id(n % 4_000), terminal_id(n % 8_000))
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                serde_json::json!({
+                    "features": {"amount": 5.0 + f64::from(n % 20_000) / 100.0, "timestamp": now},
+                    "entities": {"customer_id": customer, "terminal_id": terminal},
+                })
+            })
+            .collect();
+        let answer = client
+            .post(&url)
+            .json(&serde_json::json!({ "rows": rows }))
+            .send()
+            .await;
+        if answer.is_ok_and(|a| a.status().is_success()) {
+            scored += SECOND_BATCH;
+        }
+    }
+    scored
+}
 
 fn psi_of(rates: &[QuerySample], reference: &[QuerySample]) -> f64 {
     let total: f64 = rates.iter().map(|s| s.value).sum();
@@ -39,9 +91,15 @@ fn bucket(seconds: f64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_aggregate_correctly_in_prometheus() {
+    let models = tempfile::tempdir().expect("tempdir");
+    let repository = two_model_repository(models.path());
     let options = {
         let mut o = LabOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_modelwatch")), 1.0 / 60.0);
         o.with_prometheus = false;
+        o.serve_args = vec![
+            "--model-repository".into(),
+            repository.display().to_string(),
+        ];
         o
     };
     let mut labs = Vec::new();
@@ -55,7 +113,12 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
     for l in labs {
         replicas.push(l.await.expect("join").expect("replica starts"));
     }
-    let mixin = options.mixin_config();
+    let mut mixin = options.mixin_config();
+    // The second model's "below the threshold" decision is an approval too.
+    mixin
+        .serving
+        .approved_decisions
+        .push(SECOND_DECISIONS[0].into());
     let dir = tempfile::tempdir().expect("tempdir");
     let files = modelwatch_mixin::generate(&mixin).expect("generate");
     modelwatch_mixin::write(&dir.path().join("mixin"), &files).expect("write");
@@ -79,7 +142,7 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
 
     // Bounded load on every replica at once.
     let started = Instant::now();
-    let mut loads = Vec::new();
+    let (mut loads, mut seconds) = (Vec::new(), Vec::new());
     for (i, r) in replicas.iter().enumerate() {
         let config = LoadConfig {
             target: r.api.clone(),
@@ -98,6 +161,8 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
             modelwatch_demo::lab::LAB_SIM_SPEED,
         )
         .expect("traffic");
+        let second = tokio::spawn(second_model_load(r.api.clone(), i as u32 + 1, RUN));
+        seconds.push(second);
         loads.push(tokio::spawn(async move {
             modelwatch_loadgen::run(
                 &config,
@@ -125,46 +190,68 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
     )
     .expect("json");
     let queries = modelwatch_testkit::dashboard::queries(&dashboard);
-    let variables = [
-        ("datasource", ""),
-        ("__rate_interval", "20s"),
-        ("__interval", "5s"),
-        ("__range", "1m"),
-        ("model", "fraud"),
-        ("version", version.as_str()),
-    ];
+    let variables = |model: &'static str| {
+        [
+            ("datasource", ""),
+            ("__rate_interval", "20s"),
+            ("__interval", "5s"),
+            ("__range", "1m"),
+            ("model", model),
+            (
+                "version",
+                if model == "fraud" {
+                    version.as_str()
+                } else {
+                    "0.3.0"
+                },
+            ),
+        ]
+    };
     let absent_here = [
         external::DCGM_GPU_UTIL,
         external::DCGM_FB_USED,
         external::CONTAINER_CPU,
         external::CONTAINER_MEMORY,
     ];
-    let mut pending: Vec<(String, String)> = queries
-        .into_iter()
-        .filter(|(_, e)| !absent_here.iter().any(|m| e.contains(m)))
-        .map(|(t, e)| {
-            (
-                format!("panel {t}"),
-                modelwatch_testkit::dashboard::substitute(&e, &variables),
-            )
-        })
-        .collect();
-    for group in recording_rules(&mixin) {
-        for rule in group.rules {
-            if let Rule::Record(r) = rule {
-                pending.push((format!("rule {}", r.record), r.record.to_string()));
+    // (what, query, the model whose series it must return).
+    let mut pending: Vec<(String, String, &str)> = Vec::new();
+    for model in ["fraud", SECOND_MODEL] {
+        for (title, expr) in &queries {
+            if absent_here.iter().any(|m| expr.contains(m)) {
+                continue;
+            }
+            let expr = modelwatch_testkit::dashboard::substitute(expr, &variables(model));
+            pending.push((format!("panel {title} ({model})"), expr, model));
+        }
+        for group in recording_rules(&mixin) {
+            for rule in group.rules {
+                if let Rule::Record(r) = rule {
+                    let expr = format!("{}{{model=\"{model}\"}}", r.record);
+                    pending.push((format!("rule {} ({model})", r.record), expr, model));
+                }
             }
         }
     }
     let total = pending.len();
+    let mut mixed = Vec::new();
     while !pending.is_empty() && started.elapsed() < RUN {
         let mut still = Vec::new();
-        for (origin, expr) in pending {
+        for (origin, expr, model) in pending {
             let data = modelwatch_stack::query(&client, &prom, &expr)
                 .await
                 .unwrap_or_default();
             if data.is_empty() {
-                still.push((origin, expr));
+                still.push((origin, expr, model));
+                continue;
+            }
+            // The model variable separates the models: a series that carries a
+            // `model` label carries the one asked for.
+            if let Some(other) = data
+                .iter()
+                .filter_map(|s| s.labels.get("model"))
+                .find(|m| m.as_str() != model)
+            {
+                mixed.push(format!("{origin}: a series of model {other}"));
             }
         }
         pending = still;
@@ -175,6 +262,7 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
         "{} of {total} queries never returned data: {pending:#?}",
         pending.len()
     );
+    assert!(mixed.is_empty(), "queries mixing models: {mixed:#?}");
 
     // Fleet PSI equals the PSI of the summed raw counters, at the rule's own time.
     let at_samples =
@@ -183,15 +271,20 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
             .expect("query");
     let at_seconds = at_samples.first().expect("the PSI rule has a value").value;
     let at = std::time::UNIX_EPOCH + Duration::from_secs_f64(at_seconds);
-    let psi = modelwatch_stack::query_at(&client, &prom, record::SCORE_PSI, at)
-        .await
-        .expect("psi");
+    let psi = modelwatch_stack::query_at(
+        &client,
+        &prom,
+        &format!("{}{{model=\"fraud\"}}", record::SCORE_PSI),
+        at,
+    )
+    .await
+    .expect("psi");
     let window = mixin.scaled(mixin.drift.window);
     let rates = modelwatch_stack::query_at(
         &client,
         &prom,
         &format!(
-            "sum by (bin) (rate({}{{job=\"modelwatch\"}}[{window}]))",
+            "sum by (bin) (rate({}{{job=\"modelwatch\",model=\"fraud\"}}[{window}]))",
             schema::SCORE_BIN_TOTAL.name
         ),
         at,
@@ -202,7 +295,7 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
         &client,
         &prom,
         &format!(
-            "max by (bin) ({}{{job=\"modelwatch\"}})",
+            "max by (bin) ({}{{job=\"modelwatch\",model=\"fraud\"}})",
             schema::REFERENCE_SCORE_RATIO.name
         ),
         at,
@@ -210,7 +303,7 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
     .await
     .expect("reference");
     let expected = psi_of(&rates, &reference);
-    assert_eq!(psi.len(), 1, "one model, one version: {psi:?}");
+    assert_eq!(psi.len(), 1, "one model asked for, one version: {psi:?}");
     assert!(
         (psi[0].value - expected).abs() <= 1e-6 * expected.abs().max(1e-12),
         "fleet PSI {} against {expected} from the raw counters",
@@ -225,6 +318,12 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
         assert!(report.ok() > 0);
         latencies.extend(report.latencies_us);
     }
+    for second in seconds {
+        assert!(
+            second.await.expect("join") > 0,
+            "the second model scored nothing"
+        );
+    }
     latencies.sort_unstable();
     let client_p99 = f64::from(
         latencies[((latencies.len() as f64 * 0.99).ceil() as usize).clamp(1, latencies.len()) - 1],
@@ -235,7 +334,7 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
         &client,
         &prom,
         &format!(
-            "histogram_quantile(0.99, sum by (le) (increase({}_bucket{{job=\"modelwatch\"}}[{range}s])))",
+            "histogram_quantile(0.99, sum by (le) (increase({}_bucket{{job=\"modelwatch\",model=\"fraud\"}}[{range}s])))",
             schema::REQUEST_DURATION_SECONDS.name
         ),
     )
