@@ -4,5 +4,6 @@ mod cli;
 mod dashboard;
 mod generated;
 mod live;
+mod per_model;
 mod queries;
 mod support;
