@@ -1268,27 +1268,32 @@ pub fn rows_from_tensors(
         .map(|row| {
             let mut fields = RequestFields::default();
             for (spec, tensor) in specs.iter().zip(&by_spec) {
-                let name = spec.name.to_owned();
+                // The field's name is allocated only for a value that is there.
+                let name = || spec.name.to_owned();
                 let Some(tensor) = tensor else {
                     if let Some(now) = arrival.filter(|_| spec.required) {
-                        fields.features.insert(name, FieldValue::Number(now as f64));
+                        fields
+                            .features
+                            .insert(name(), FieldValue::Number(now as f64));
                     }
                     continue;
                 };
                 match (spec.kind, &tensor.data) {
                     (FieldKind::EntityKey, _) => {
-                        fields.entities.insert(name, text(tensor, row)?.to_owned());
+                        fields
+                            .entities
+                            .insert(name(), text(tensor, row)?.to_owned());
                     }
                     (FieldKind::Time, TensorData::Bytes(_)) => {
                         let time = FieldValue::Text(text(tensor, row)?.to_owned());
-                        fields.features.insert(name, time);
+                        fields.features.insert(name(), time);
                     }
                     // A number, or a time in Unix seconds (exact up to 2^53, far
                     // past any time the pipeline accepts). NaN, which binary data
                     // can carry, is refused by the pipeline as not finite.
                     _ => {
                         let value = tensor.data.number(row).unwrap_or(f64::NAN);
-                        fields.features.insert(name, FieldValue::Number(value));
+                        fields.features.insert(name(), FieldValue::Number(value));
                     }
                 }
             }
