@@ -306,7 +306,7 @@ def shortest(x) -> str:
 def split_thresholds(proto: onnx.ModelProto, limit: int) -> list[tuple[int, float]]:
     """(feature, threshold) pairs of the first split nodes of a tree ensemble."""
     for node in proto.graph.node:
-        if node.op_type == "TreeEnsembleClassifier":
+        if node.op_type in ("TreeEnsembleClassifier", "TreeEnsembleRegressor"):
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             pairs = [
                 (int(f), float(v))

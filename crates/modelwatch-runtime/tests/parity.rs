@@ -93,6 +93,14 @@ fn random_forest_matches_onnxruntime() {
     assert!(matches!(backend, Backend::TreeEnsemble(_)));
 }
 
+/// The second bundled model (training/train_spend.py): a scikit-learn
+/// GradientBoostingRegressor, output `variable`, column 0.
+#[test]
+fn spend_regressor_matches_onnxruntime() {
+    let (_, backend) = max_abs_diff(&models_dir().join("fixtures/spend.parity.json"));
+    assert!(matches!(backend, Backend::TreeEnsemble(_)));
+}
+
 #[test]
 fn mlp_matches_onnxruntime() {
     let (_, backend) = max_abs_diff(&models_dir().join("fixtures/mlp.parity.json"));

@@ -3,15 +3,20 @@
 //! - `codec/v1_one_transaction`: a `/v1/predict` body parsed, validated, and its
 //!   prediction serialised.
 //! - `codec/oip_one_row_json`: the same transaction as a one-row OIP infer request
-//!   in JSON: [`decode_infer`], [`rows_from_tensors`], validation, and the response
-//!   with every output ([`encode_response`]).
+//!   in JSON: [`decode_infer`], the card's inputs ([`inputs_of`]), [`rows_from_tensors`]
+//!   into request fields, their check ([`FeatureLayout::prepare`], what the pipeline
+//!   does first), and the response with every output ([`encode_response`]).
 //! - `codec/oip_one_row_binary`: the same with binary inputs and outputs.
 //!
 //! Quote the OIP figures as ratios to `v1_one_transaction` from the same run.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use modelwatch_runtime::ModelCard;
 use modelwatch_server::api::{Prediction, TransactionIn};
-use modelwatch_server::oip::{decode_infer, encode_response, rows_from_tensors, select_outputs};
+use modelwatch_server::features::FeatureLayout;
+use modelwatch_server::oip::{
+    Output, decode_infer, encode_response, inputs_of, rows_from_tensors, select_outputs,
+};
 use std::hint::black_box;
 
 const V1: &[u8] = br#"{"customer_id":"C000123","terminal_id":"T00042","amount":57.30}"#;
@@ -42,14 +47,20 @@ fn oip_binary() -> (String, Vec<u8>) {
     (header.len().to_string(), body)
 }
 
-fn oip(header_length: Option<&[u8]>, body: &[u8], p: &Prediction) -> usize {
+fn oip(
+    header_length: Option<&[u8]>,
+    body: &[u8],
+    p: &Prediction,
+    card: &ModelCard,
+    layout: &FeatureLayout,
+) -> usize {
     let request = decode_infer(header_length, body).expect("decodes");
-    let rows = rows_from_tensors(&request.inputs, 8).expect("maps");
+    let rows = rows_from_tensors(&inputs_of(card), &request.inputs, 8, || 0).expect("maps");
     let tx: usize = rows
-        .into_iter()
-        .map(|r| r.validate("", 0).expect("valid").customer_id.len())
+        .iter()
+        .map(|r| layout.prepare(r, "", "", 0).expect("valid").entities.len())
         .sum();
-    let outputs = select_outputs(&request).expect("outputs");
+    let outputs = select_outputs(&request, Output::of(card)).expect("outputs");
     let encoded = encode_response(
         "fraud",
         "1.0.0",
@@ -62,6 +73,8 @@ fn oip(header_length: Option<&[u8]>, body: &[u8], p: &Prediction) -> usize {
 
 fn codec(c: &mut Criterion) {
     let p = prediction();
+    let card = ModelCard::from_json_str(modelwatch_server::load::bundled::CARD).expect("card");
+    let layout = FeatureLayout::from_card(&card).expect("layout");
     let mut group = c.benchmark_group("codec");
     group.bench_function("v1_one_transaction", |b| {
         b.iter(|| {
@@ -71,11 +84,19 @@ fn codec(c: &mut Criterion) {
         })
     });
     group.bench_function("oip_one_row_json", |b| {
-        b.iter(|| oip(None, black_box(OIP_JSON), &p))
+        b.iter(|| oip(None, black_box(OIP_JSON), &p, &card, &layout))
     });
     let (length, body) = oip_binary();
     group.bench_function("oip_one_row_binary", |b| {
-        b.iter(|| oip(Some(length.as_bytes()), black_box(&body), &p))
+        b.iter(|| {
+            oip(
+                Some(length.as_bytes()),
+                black_box(&body),
+                &p,
+                &card,
+                &layout,
+            )
+        })
     });
     group.finish();
 }

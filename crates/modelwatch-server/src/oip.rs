@@ -4,6 +4,10 @@
 //! [`decode_infer`], [`rows_from_tensors`] and [`encode_response`] for details; the
 //! endpoints are in [`routes`].
 //!
+//! Nothing here knows a model: the input tensors are the card's request fields
+//! ([`inputs_of`]), the outputs follow its task ([`Output::of`]), and each tensor row
+//! becomes a [`RequestFields`] row of the generic pipeline ([`crate::predict_fields`]).
+//!
 //! The decoder trusts nothing it is sent: every shape product and byte count is
 //! checked arithmetic, nothing is allocated from a declared size (only from bytes that
 //! are really in the body), and every refusal is an [`OipError`] that names the
@@ -14,12 +18,15 @@ mod routes;
 
 pub use routes::routes;
 
-use crate::api::{Prediction, TransactionIn};
+use crate::api::Prediction;
 use crate::error::ApiError;
+use crate::features::{FieldValue, RequestFields};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use json::{Map, Value};
+use modelwatch_runtime::ModelCard;
+use modelwatch_runtime::card::{FieldKind, Task};
 use serde::Serialize;
 use std::fmt;
 
@@ -189,7 +196,7 @@ impl TensorData {
             TensorData::Fp32(v) => v.get(i).map(|x| f64::from(*x)),
             TensorData::Fp64(v) => v.get(i).copied(),
             TensorData::Int32(v) => v.get(i).map(|x| f64::from(*x)),
-            // Exact up to 2^53; anything that large is refused as an amount anyway.
+            // Exact up to 2^53, which no feature value or time needs.
             TensorData::Int64(v) => v.get(i).map(|x| *x as f64),
             TensorData::Bytes(_) => None,
         }
@@ -1035,16 +1042,17 @@ fn decode_output(position: usize, raw: &Value<'_>) -> Result<RequestedOutput, Oi
     })
 }
 
-/// One input the served model takes over the protocol.
-#[derive(Debug, Clone, Copy)]
-pub struct InputSpec {
+/// One input tensor the served model takes: a request field of its card
+/// ([`ModelCard::request_fields`]), one tensor row per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSpec<'a> {
     /// The tensor's name: the request field it fills.
-    pub name: &'static str,
-    /// The datatype the model metadata advertises.
-    pub datatype: Datatype,
-    /// Every datatype accepted.
-    pub accepted: &'static [Datatype],
-    /// Whether a request must carry it.
+    pub name: &'a str,
+    /// What the field carries, which gives the datatypes it accepts.
+    pub kind: FieldKind,
+    /// Whether a request must carry it: some feature that reads it is not nullable
+    /// (for an entity key: some feature of a group it keys). A required time input
+    /// may still be left out; see [`rows_from_tensors`].
     pub required: bool,
 }
 
@@ -1054,49 +1062,67 @@ const NUMBERS: &[Datatype] = &[
     Datatype::Int32,
     Datatype::Int64,
 ];
+const TIMES: &[Datatype] = &[Datatype::Bytes, Datatype::Int64];
 const STRINGS: &[Datatype] = &[Datatype::Bytes];
 
-/// The inputs of the served model: the fields of a `/v1/predict` transaction, one
-/// tensor each. `amount` is advertised as FP32, the model's own input type (the
-/// feature row is FP32, so FP64 gives the same score).
-pub const INPUTS: &[InputSpec] = &[
-    InputSpec {
-        name: "amount",
-        datatype: Datatype::Fp32,
-        accepted: NUMBERS,
-        required: true,
-    },
-    InputSpec {
-        name: "customer_id",
-        datatype: Datatype::Bytes,
-        accepted: STRINGS,
-        required: true,
-    },
-    InputSpec {
-        name: "terminal_id",
-        datatype: Datatype::Bytes,
-        accepted: STRINGS,
-        required: true,
-    },
-    InputSpec {
-        name: "timestamp",
-        datatype: Datatype::Bytes,
-        accepted: STRINGS,
-        required: false,
-    },
-    InputSpec {
-        name: "transaction_id",
-        datatype: Datatype::Bytes,
-        accepted: STRINGS,
-        required: false,
-    },
-];
+impl InputSpec<'_> {
+    /// The datatype the model metadata advertises: `FP32` for a number (the model's
+    /// own input type, so `FP64` gives the same score), `BYTES` for a time (RFC 3339)
+    /// and an entity id.
+    pub const fn datatype(&self) -> Datatype {
+        match self.kind {
+            FieldKind::Number => Datatype::Fp32,
+            FieldKind::Time | FieldKind::EntityKey => Datatype::Bytes,
+        }
+    }
+
+    /// Every datatype accepted: any number type for a number, `BYTES` (RFC 3339) or
+    /// `INT64` (Unix seconds) for a time, `BYTES` (UTF-8) for an entity id.
+    pub const fn accepted(&self) -> &'static [Datatype] {
+        match self.kind {
+            FieldKind::Number => NUMBERS,
+            FieldKind::Time => TIMES,
+            FieldKind::EntityKey => STRINGS,
+        }
+    }
+}
+
+/// The inputs of the model `card` describes, in the card's order (the order of
+/// [`ModelCard::request_fields`]). The fraud card's: `amount`, `timestamp`,
+/// `customer_id`, `terminal_id`.
+pub fn inputs_of(card: &ModelCard) -> Vec<InputSpec<'_>> {
+    card.request_fields()
+        .into_iter()
+        .map(|(name, kind)| {
+            let required = match kind {
+                FieldKind::Number | FieldKind::Time => card
+                    .features
+                    .iter()
+                    .any(|f| f.field.as_deref() == Some(name) && !f.nullable),
+                FieldKind::EntityKey => card.groups.iter().any(|(group, spec)| {
+                    spec.entity_key.as_deref() == Some(name)
+                        && card
+                            .features
+                            .iter()
+                            .any(|f| &f.group == group && !f.nullable)
+                }),
+            };
+            InputSpec {
+                name,
+                kind,
+                required,
+            }
+        })
+        .collect()
+}
 
 /// One output of the served model; each has one element per row, shape `[N]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
-    /// `score`, FP32: the positive-class probability, as `/v1` returns it.
+    /// `score`, FP32: a classifier's positive-class probability, as `/v1` returns it.
     Score,
+    /// `value`, FP32: a regressor's predicted value, as `/v1` returns it.
+    Value,
     /// `decision`, BYTES: the card's decision for the score (`approved`, `declined`).
     Decision,
     /// `prediction_id`, BYTES: the id to post the delayed label with.
@@ -1104,13 +1130,25 @@ pub enum Output {
 }
 
 impl Output {
-    /// Every output, in the order the response lists them by default.
-    pub const ALL: [Output; 3] = [Output::Score, Output::Decision, Output::PredictionId];
+    /// Every output of a binary classifier, in the order the response lists them by
+    /// default.
+    pub const CLASSIFIER: &[Output] = &[Output::Score, Output::Decision, Output::PredictionId];
+    /// Every output of a regressor: no score and no decision.
+    pub const REGRESSOR: &[Output] = &[Output::Value, Output::PredictionId];
+
+    /// The outputs of the model `card` describes, by its task.
+    pub fn of(card: &ModelCard) -> &'static [Output] {
+        match card.task {
+            Task::BinaryClassification { .. } => Self::CLASSIFIER,
+            Task::Regression => Self::REGRESSOR,
+        }
+    }
 
     /// The tensor's name.
     pub const fn name(self) -> &'static str {
         match self {
             Output::Score => "score",
+            Output::Value => "value",
             Output::Decision => "decision",
             Output::PredictionId => "prediction_id",
         }
@@ -1119,7 +1157,7 @@ impl Output {
     /// The tensor's datatype.
     pub const fn datatype(self) -> Datatype {
         match self {
-            Output::Score => Datatype::Fp32,
+            Output::Score | Output::Value => Datatype::Fp32,
             Output::Decision | Output::PredictionId => Datatype::Bytes,
         }
     }
@@ -1128,40 +1166,51 @@ impl Output {
 /// What `[N]` or `[N, 1]` means in a shape error.
 const ROW_SHAPES: &str = "[N] or [N, 1] (one value per row)";
 
-/// Turns the request's input tensors into request rows: tensor row `i` of every input
-/// is row `i`'s field of the same name. This is the one place that knows which tensor
-/// fills which field; the rows are then validated and scored exactly like the
-/// transactions of `/v1/predict/batch`.
+/// The `prefix` [`crate::predict_fields`] is given for infer rows, so that
+/// [`pipeline_error`] can tell the tensor and row of a refused value.
+pub const ROWS_PREFIX: &str = "inputs";
+
+/// Turns the request's input tensors into request rows for the model whose inputs
+/// are `specs` ([`inputs_of`]): tensor row `i` of every input is row `i`'s field of
+/// the same name (a number, a time as RFC 3339 text or Unix seconds, an entity id).
+/// The rows are then checked and scored exactly like the rows of
+/// `/v1/models/{model}/predict/batch`.
 ///
-/// Refuses unknown, duplicate and missing inputs, datatypes an input does not accept,
-/// shapes other than `[N]` or `[N, 1]`, inputs with different row counts, no rows,
-/// and more than `max_rows` rows.
+/// A required time input that is left out is the request's arrival time, `now()`
+/// (read once), as `/v1/predict` dates a transaction without a timestamp; an
+/// optional input that is left out is missing in every row.
+///
+/// Refuses unknown, duplicate and (other) missing required inputs, datatypes an
+/// input does not accept, shapes other than `[N]` or `[N, 1]`, inputs with different
+/// row counts, no rows, more than `max_rows` rows, and `BYTES` that are not UTF-8.
 pub fn rows_from_tensors(
+    specs: &[InputSpec<'_>],
     inputs: &[InputTensor],
     max_rows: usize,
-) -> Result<Vec<TransactionIn>, OipError> {
-    let mut by_spec: [Option<&InputTensor>; INPUTS.len()] = [None; INPUTS.len()];
+    now: impl FnOnce() -> i64,
+) -> Result<Vec<RequestFields>, OipError> {
+    let mut by_spec: Vec<Option<&InputTensor>> = vec![None; specs.len()];
     let mut rows: Option<(u64, &str)> = None;
     for tensor in inputs {
-        let Some(slot) = INPUTS.iter().position(|s| s.name == tensor.name) else {
+        let Some(slot) = specs.iter().position(|s| s.name == tensor.name) else {
             return Err(OipError::input(
                 &tensor.name,
                 TensorProblem::UnknownName {
-                    expected: INPUTS.iter().map(|s| s.name.to_string()).collect(),
+                    expected: specs.iter().map(|s| s.name.to_string()).collect(),
                 },
             ));
         };
-        let spec = &INPUTS[slot];
+        let spec = &specs[slot];
         if by_spec[slot].replace(tensor).is_some() {
             return Err(OipError::input(&tensor.name, TensorProblem::Duplicate));
         }
         let datatype = tensor.data.datatype();
-        if !spec.accepted.contains(&datatype) {
+        if !spec.accepted().contains(&datatype) {
             return Err(OipError::input(
                 &tensor.name,
                 TensorProblem::UnsupportedDatatype {
                     given: datatype,
-                    accepted: spec.accepted.to_vec(),
+                    accepted: spec.accepted().to_vec(),
                 },
             ));
         }
@@ -1192,11 +1241,9 @@ pub fn rows_from_tensors(
             Some(_) => {}
         }
     }
-    if let Some(spec) = INPUTS
-        .iter()
-        .zip(&by_spec)
-        .find_map(|(spec, t)| (spec.required && t.is_none()).then_some(spec))
-    {
+    if let Some(spec) = specs.iter().zip(&by_spec).find_map(|(spec, t)| {
+        (spec.required && spec.kind != FieldKind::Time && t.is_none()).then_some(spec)
+    }) {
         return Err(OipError::input(spec.name, TensorProblem::Missing));
     }
     let n = rows.map_or(0, |(n, _)| n);
@@ -1212,64 +1259,111 @@ pub fn rows_from_tensors(
         }
         .into());
     }
-    let [amount, customer, terminal, timestamp, transaction] = by_spec;
-    let text = |tensor: Option<&InputTensor>, row: usize| -> Result<Option<String>, OipError> {
-        let Some(tensor) = tensor else {
-            return Ok(None);
-        };
-        let bytes = tensor.data.bytes(row).unwrap_or_default();
-        String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| {
-            OipError::input(
-                &tensor.name,
-                TensorProblem::InvalidElement {
-                    index: row,
-                    reason: "is not UTF-8 text".into(),
-                },
-            )
-        })
-    };
+    let arrival = specs
+        .iter()
+        .zip(&by_spec)
+        .any(|(spec, t)| spec.required && t.is_none())
+        .then(now);
     (0..n as usize)
         .map(|row| {
-            Ok(TransactionIn {
-                transaction_id: text(transaction, row)?,
-                customer_id: text(customer, row)?.unwrap_or_default(),
-                terminal_id: text(terminal, row)?.unwrap_or_default(),
-                // The datatype and row count are checked above, so the element is
-                // a number; were it not, validation refuses NaN as non-finite.
-                amount: amount.and_then(|t| t.data.number(row)).unwrap_or(f64::NAN),
-                timestamp: text(timestamp, row)?,
-            })
+            let mut fields = RequestFields::default();
+            for (spec, tensor) in specs.iter().zip(&by_spec) {
+                // The field's name is allocated only for a value that is there.
+                let name = || spec.name.to_owned();
+                let Some(tensor) = tensor else {
+                    if let Some(now) = arrival.filter(|_| spec.required) {
+                        fields
+                            .features
+                            .insert(name(), FieldValue::Number(now as f64));
+                    }
+                    continue;
+                };
+                match (spec.kind, &tensor.data) {
+                    (FieldKind::EntityKey, _) => {
+                        fields
+                            .entities
+                            .insert(name(), text(tensor, row)?.to_owned());
+                    }
+                    (FieldKind::Time, TensorData::Bytes(_)) => {
+                        let time = FieldValue::Text(text(tensor, row)?.to_owned());
+                        fields.features.insert(name(), time);
+                    }
+                    // A number, or a time in Unix seconds (exact up to 2^53, far
+                    // past any time the pipeline accepts). NaN, which binary data
+                    // can carry, is refused by the pipeline as not finite.
+                    _ => {
+                        let value = tensor.data.number(row).unwrap_or(f64::NAN);
+                        fields.features.insert(name(), FieldValue::Number(value));
+                    }
+                }
+            }
+            Ok(fields)
         })
         .collect()
 }
 
-/// Renames a validation error of row `row` (`amount: must not be negative`) after the
-/// tensor and row it came from.
-pub fn row_error(row: usize, error: ApiError) -> OipError {
+/// Element `row` of a `BYTES` tensor as text. The datatype and row count are
+/// checked by [`rows_from_tensors`], so the element is there.
+fn text(tensor: &InputTensor, row: usize) -> Result<&str, OipError> {
+    std::str::from_utf8(tensor.data.bytes(row).unwrap_or_default()).map_err(|_| {
+        OipError::input(
+            &tensor.name,
+            TensorProblem::InvalidElement {
+                index: row,
+                reason: "is not UTF-8 text".into(),
+            },
+        )
+    })
+}
+
+/// Renames an error of [`crate::predict_fields`] on the rows of
+/// [`rows_from_tensors`] (`inputs[3].features.timestamp: is not RFC 3339`) after the
+/// tensor and row it came from (`input "timestamp": row 3: is not RFC 3339`). Other
+/// errors (a timeout, an overloaded queue) pass through.
+pub fn pipeline_error(error: ApiError) -> OipError {
     match error {
-        ApiError::InvalidField { field, reason } => {
-            OipError::input(field, TensorProblem::InvalidValue { row, reason })
-        }
+        ApiError::InvalidField { field, reason } => match tensor_and_row(&field) {
+            Some((tensor, row)) => {
+                OipError::input(tensor, TensorProblem::InvalidValue { row, reason })
+            }
+            None => ApiError::InvalidField { field, reason }.into(),
+        },
         other => other.into(),
     }
 }
 
-/// Which outputs to return, each with whether it goes as binary data.
-pub fn select_outputs(request: &InferRequest) -> Result<Vec<(Output, bool)>, OipError> {
+/// `inputs[3].features.timestamp` or `inputs[3].entities.customer_id`: the field
+/// (the tensor's name) and the row.
+fn tensor_and_row(field: &str) -> Option<(&str, usize)> {
+    let rest = field.strip_prefix(ROWS_PREFIX)?.strip_prefix('[')?;
+    let (row, rest) = rest.split_once("].")?;
+    let name = rest
+        .strip_prefix("features.")
+        .or_else(|| rest.strip_prefix("entities."))?;
+    Some((name, row.parse().ok()?))
+}
+
+/// Which of the model's `available` outputs ([`Output::of`]) to return, each with
+/// whether it goes as binary data.
+pub fn select_outputs(
+    request: &InferRequest,
+    available: &[Output],
+) -> Result<Vec<(Output, bool)>, OipError> {
     match &request.outputs {
-        None => Ok(Output::ALL
-            .into_iter()
-            .map(|o| (o, request.binary_data_output))
+        None => Ok(available
+            .iter()
+            .map(|o| (*o, request.binary_data_output))
             .collect()),
         Some(wanted) => wanted
             .iter()
             .map(|w| {
-                let output = Output::ALL
-                    .into_iter()
+                let output = available
+                    .iter()
+                    .copied()
                     .find(|o| o.name() == w.name)
                     .ok_or_else(|| OipError::UnknownOutput {
                         name: w.name.clone(),
-                        expected: Output::ALL.iter().map(|o| o.name().to_string()).collect(),
+                        expected: available.iter().map(|o| o.name().to_string()).collect(),
                     })?;
                 Ok((output, w.binary.unwrap_or(request.binary_data_output)))
             })
@@ -1342,12 +1436,19 @@ pub fn encode_response(
     let mut binary = Vec::new();
     let mut wire = Vec::with_capacity(outputs.len());
     for &(output, as_binary) in outputs {
-        // The score is the model's f32, widened for /v1; narrowing it back is exact.
+        // The score or value is the model's f32, widened for /v1; narrowing it back
+        // is exact.
         let data = match output {
             Output::Score => WireData::Numbers(
                 predictions
                     .iter()
                     .map(|p| p.score.or(p.value).unwrap_or(f64::NAN) as f32)
+                    .collect(),
+            ),
+            Output::Value => WireData::Numbers(
+                predictions
+                    .iter()
+                    .map(|p| p.value.or(p.score).unwrap_or(f64::NAN) as f32)
                     .collect(),
             ),
             Output::Decision | Output::PredictionId => WireData::Strings(strings(output)),

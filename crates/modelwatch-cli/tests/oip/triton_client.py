@@ -2,10 +2,10 @@
 """Drives a running `modelwatch serve` with Triton's HTTP client (tritonclient[http]),
 as a user who already has it would, and prints what it saw as one JSON object.
 
-usage: triton_client.py --url 127.0.0.1:PORT --rows ROWS.json
+usage: triton_client.py --url 127.0.0.1:PORT --rows ROWS.json [--model NAME]
 
-ROWS.json is a list of {"customer_id", "terminal_id", "amount", "timestamp"}. The
-calls, each reported under its own key:
+Without --model, the bundled fraud model: ROWS.json is a list of {"customer_id",
+"terminal_id", "amount", "timestamp"}. The calls, each reported under its own key:
 
 - live, ready, server_metadata, model_ready, model_metadata (with and without the
   version in the path);
@@ -17,10 +17,22 @@ calls, each reported under its own key:
 - bad_inputs: requests the server must refuse, each with the client's status and
   message.
 
+With --model NAME, any served model, driven from its metadata alone: ROWS.json is a
+list of objects with a value for each input the metadata lists (numbers, and text for
+BYTES inputs). The calls:
+
+- model_metadata, model_ready;
+- infer_json: every input and output as JSON, number inputs FP32;
+- infer_binary: every input and output as binary data, number inputs FP64 [N, 1];
+- infer_unix_time: BYTES inputs that hold RFC 3339 times sent as INT64 Unix seconds;
+- each under "outputs": every output of the metadata, as a list;
+- bad_inputs: missing_input (the last input left out), unknown_output.
+
 The Rust test (crates/modelwatch-cli/tests/it/oip.rs) makes the assertions.
 """
 
 import argparse
+import datetime
 import json
 
 import numpy as np
@@ -85,16 +97,99 @@ def refused(call):
     return {"status": None, "message": "accepted"}
 
 
+def unix_seconds(text):
+    """An RFC 3339 time as Unix seconds, or None when it is not one."""
+    try:
+        return int(datetime.datetime.fromisoformat(text).timestamp())
+    except (TypeError, ValueError):
+        return None
+
+
+def any_model(client, model, rows):
+    """Drives `model` from its metadata only, as a generic client would."""
+    metadata = client.get_model_metadata(model)
+    n = len(rows)
+    output_names = [o["name"] for o in metadata["outputs"]]
+
+    def tensors(binary, number_type, shape, unix_time=False, skip=None):
+        out = []
+        for spec in metadata["inputs"]:
+            name = spec["name"]
+            if name == skip:
+                continue
+            values = [r[name] for r in rows]
+            if spec["datatype"] == "BYTES":
+                seconds = [unix_seconds(v) for v in values]
+                if unix_time and all(s is not None for s in seconds):
+                    tensor = httpclient.InferInput(name, [n], "INT64")
+                    tensor.set_data_from_numpy(np.array(seconds, dtype=np.int64),
+                                               binary_data=binary)
+                else:
+                    tensor = text_input(name, values, binary)
+            else:
+                dtype = np.float32 if number_type == "FP32" else np.float64
+                tensor = httpclient.InferInput(name, shape, number_type)
+                tensor.set_data_from_numpy(np.array(values, dtype=dtype).reshape(shape),
+                                           binary_data=binary)
+            out.append(tensor)
+        return out
+
+    def outputs_of(answer):
+        response = answer.get_response()
+        result = {}
+        for name in output_names:
+            values = answer.as_numpy(name)
+            result[name] = (as_text(values) if values.dtype == np.object_
+                            else [float(x) for x in values])
+        return {
+            "outputs": result,
+            "dtypes": {name: str(answer.as_numpy(name).dtype) for name in output_names},
+            "id": response.get("id"),
+            "model_name": response.get("model_name"),
+            "binary_outputs": [
+                o["name"] for o in response["outputs"]
+                if "binary_data_size" in o.get("parameters", {})
+            ],
+        }
+
+    def requested(binary):
+        return [httpclient.InferRequestedOutput(o, binary_data=binary) for o in output_names]
+
+    report = {"model_metadata": metadata, "model_ready": client.is_model_ready(model)}
+    report["infer_json"] = outputs_of(client.infer(
+        model, tensors(False, "FP32", [n]), outputs=requested(False), request_id="json-1"))
+    report["infer_binary"] = outputs_of(client.infer(
+        model, tensors(True, "FP64", [n, 1]), outputs=requested(True),
+        model_version=metadata["versions"][0], request_id="binary-1"))
+    report["infer_unix_time"] = outputs_of(client.infer(
+        model, tensors(True, "FP32", [n], unix_time=True), outputs=requested(True)))
+    last = metadata["inputs"][-1]["name"]
+    report["bad_inputs"] = {
+        "missing_input": refused(lambda: client.infer(
+            model, tensors(True, "FP32", [n], skip=last))),
+        "unknown_output": refused(lambda: client.infer(
+            model, tensors(True, "FP32", [n]),
+            outputs=[httpclient.InferRequestedOutput("no_such_output")])),
+    }
+    return report
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--rows", required=True)
+    parser.add_argument("--model", help="drive this model from its metadata (default: fraud)")
     args = parser.parse_args()
     with open(args.rows) as f:
         rows = json.load(f)
     client = httpclient.InferenceServerClient(
         args.url, connection_timeout=30.0, network_timeout=30.0
     )
+    if args.model:
+        report = any_model(client, args.model, rows)
+        client.close()
+        print(json.dumps(report))
+        return
     metadata = client.get_model_metadata(MODEL)
     version = metadata["versions"][0]
     report = {
@@ -136,14 +231,14 @@ def main():
         ids.set_data_from_numpy(np.arange(len(rows), dtype=np.int64))
         client.infer(MODEL, [tensors[0], ids] + tensors[2:])
 
-    def negative_amount():
-        bad = [dict(r, amount=-1.0) for r in rows]
+    def bad_timestamp():
+        bad = [dict(r, timestamp="yesterday") for r in rows]
         client.infer(MODEL, inputs(bad, True))
 
     report["bad_inputs"] = {
         "wrong_name": refused(wrong_name),
         "wrong_datatype": refused(wrong_datatype),
-        "negative_amount": refused(negative_amount),
+        "bad_timestamp": refused(bad_timestamp),
         "unknown_model": refused(lambda: client.infer("churn", inputs(rows, True))),
     }
     client.close()

@@ -2,10 +2,10 @@
 //! details.
 
 use super::{
-    BINARY_TENSOR_EXTENSION, Datatype, HEADER_LENGTH_HEADER, INPUTS, OipError, Output,
-    decode_infer, encode_response, row_error, rows_from_tensors, select_outputs,
+    BINARY_TENSOR_EXTENSION, Datatype, HEADER_LENGTH_HEADER, OipError, Output, ROWS_PREFIX,
+    decode_infer, encode_response, inputs_of, pipeline_error, rows_from_tensors, select_outputs,
 };
-use crate::api::Transaction;
+use crate::features::RequestFields;
 use crate::{AppState, ServedModel};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -99,8 +99,8 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 #[derive(Serialize)]
-struct TensorMetadata {
-    name: &'static str,
+struct TensorMetadata<'a> {
+    name: &'a str,
     datatype: Datatype,
     shape: [i64; 1],
 }
@@ -110,21 +110,22 @@ struct ModelMetadata<'a> {
     name: &'a str,
     versions: [&'a str; 1],
     platform: &'static str,
-    inputs: Vec<TensorMetadata>,
-    outputs: Vec<TensorMetadata>,
+    inputs: Vec<TensorMetadata<'a>>,
+    outputs: Vec<TensorMetadata<'a>>,
 }
 
+/// The card's request fields as input tensors, and the outputs of its task.
 fn metadata(card: &ModelCard) -> Response {
     // -1: any number of rows.
-    let inputs = INPUTS
+    let inputs = inputs_of(card)
         .iter()
         .map(|s| TensorMetadata {
             name: s.name,
-            datatype: s.datatype,
+            datatype: s.datatype(),
             shape: [-1],
         })
         .collect();
-    let outputs = Output::ALL
+    let outputs = Output::of(card)
         .iter()
         .map(|o| TensorMetadata {
             name: o.name(),
@@ -229,17 +230,18 @@ async fn infer_version(
     }
 }
 
-/// A request that decoded, mapped and validated: ready to score.
+/// A request that decoded and mapped onto request rows: ready for the pipeline.
 struct Accepted {
     id: Option<String>,
-    transactions: Vec<Transaction>,
+    rows: Vec<RequestFields>,
     outputs: Vec<(Output, bool)>,
 }
 
-/// Everything up to scoring; a refusal here is counted once, like a refused
-/// `/v1/predict/batch`.
+/// Everything up to the pipeline; a refusal here is counted once, like a refused
+/// `/v1/models/{model}/predict/batch`.
 fn accept(
     state: &AppState,
+    card: &ModelCard,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Accepted, OipError> {
@@ -252,17 +254,16 @@ fn accept(
     }
     let header_length = headers.get(HEADER_LENGTH_HEADER).map(HeaderValue::as_bytes);
     let request = decode_infer(header_length, &body)?;
-    let outputs = select_outputs(&request)?;
-    let rows = rows_from_tensors(&request.inputs, state.limits.max_batch_request)?;
-    let now = crate::unix_now();
-    let transactions = rows
-        .into_iter()
-        .enumerate()
-        .map(|(row, t)| t.validate("", now).map_err(|e| row_error(row, e)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = select_outputs(&request, Output::of(card))?;
+    let rows = rows_from_tensors(
+        &inputs_of(card),
+        &request.inputs,
+        state.limits.max_batch_request,
+        crate::unix_now,
+    )?;
     Ok(Accepted {
         id: request.id,
-        transactions,
+        rows,
         outputs,
     })
 }
@@ -278,7 +279,7 @@ async fn infer_at(
         Ok(model) => model,
         Err(e) => return e.into_response(),
     };
-    let accepted = match accept(state, headers, body) {
+    let accepted = match accept(state, &model.card, headers, body) {
         Ok(a) => a,
         Err(e) => {
             if let Some(status) = e.status() {
@@ -287,17 +288,13 @@ async fn infer_at(
             return e.into_response();
         }
     };
-    // The generic path of /v1/models/{model}/predict/batch: each row is counted and
-    // recorded there, as one request.
-    let rows: Vec<_> = accepted
-        .transactions
-        .into_iter()
-        .map(|tx| tx.into_fields().1)
-        .collect();
-    let predictions = match crate::predict_fields(state.clone(), model, &rows, "inputs").await {
-        Ok(p) => p,
-        Err(e) => return OipError::from(e).into_response(),
-    };
+    // The generic path of /v1/models/{model}/predict/batch: each row is checked,
+    // counted and recorded there, as one request (a refused row is counted there).
+    let predictions =
+        match crate::predict_fields(state.clone(), model, &accepted.rows, ROWS_PREFIX).await {
+            Ok(p) => p,
+            Err(e) => return pipeline_error(e).into_response(),
+        };
     let encoded = encode_response(
         &model.card.name,
         &model.card.version,

@@ -31,6 +31,43 @@ fn length_prefixed(items: &[&str]) -> Vec<u8> {
     out
 }
 
+fn fraud_card() -> ModelCard {
+    ModelCard::from_json_str(crate::load::bundled::CARD).unwrap()
+}
+
+fn spend_card() -> ModelCard {
+    ModelCard::from_json_str(include_str!("../../../../models/fixtures/spend.card.json")).unwrap()
+}
+
+/// A card with every kind of field: a nullable number, a time read by a transform
+/// and by nobody else, an event time only, and a store group whose features are all
+/// nullable (so its key is optional) beside one that is not.
+fn mixed_card() -> ModelCard {
+    ModelCard::from_json_str(
+        &json!({"format_version": 2, "name": "mixed", "version": "2.0.0",
+        "framework": "none", "training_date": "2026-11-24", "architecture": "toy",
+        "task": {"type": "regression"},
+        "groups": {"req": {"source": "request", "event_time_field": "seen_at"},
+                   "user": {"source": "store", "entity_key": "user_id"},
+                   "shop": {"source": "store", "entity_key": "shop_id"}},
+        "features": [
+            {"name": "price", "group": "req"},
+            {"name": "discount", "group": "req", "nullable": true},
+            {"name": "hour", "group": "req", "transform": {"fn": "hour_of_day", "field": "at"}},
+            {"name": "user_nb_tx", "group": "user"},
+            {"name": "shop_rating", "group": "shop", "nullable": true}]})
+        .to_string(),
+    )
+    .unwrap()
+}
+
+fn fraud_rows(inputs: &[InputTensor], max_rows: usize) -> Result<Vec<RequestFields>, OipError> {
+    rows_from_tensors(&inputs_of(&fraud_card()), inputs, max_rows, || NOW)
+}
+
+/// The arrival time the tests pass as `now`.
+const NOW: i64 = 1_795_514_400;
+
 fn fraud_request(n: usize) -> Value {
     let ids: Vec<String> = (0..n).map(|i| format!("C{i:06}")).collect();
     let terminals: Vec<String> = (0..n).map(|i| format!("T{i:05}")).collect();
@@ -376,21 +413,168 @@ fn garbage_never_panics() {
         let at = (state as usize) % mutated.len();
         mutated[at] = (state >> 32) as u8;
         if let Ok(request) = decode_infer(Some(length.as_bytes()), &mutated) {
-            let _ = rows_from_tensors(&request.inputs, 8);
+            let _ = fraud_rows(&request.inputs, 8);
         }
     }
 }
 
 #[test]
+fn inputs_come_from_the_card() {
+    let spec = |name, kind, required| InputSpec {
+        name,
+        kind,
+        required,
+    };
+    assert_eq!(
+        inputs_of(&fraud_card()),
+        [
+            spec("amount", FieldKind::Number, true),
+            spec("timestamp", FieldKind::Time, true),
+            spec("customer_id", FieldKind::EntityKey, true),
+            spec("terminal_id", FieldKind::EntityKey, true),
+        ]
+    );
+    let card = mixed_card();
+    let inputs = inputs_of(&card);
+    assert_eq!(
+        inputs,
+        [
+            spec("price", FieldKind::Number, true),
+            spec("discount", FieldKind::Number, false),
+            spec("at", FieldKind::Time, true),
+            spec("seen_at", FieldKind::Time, false),
+            spec("shop_id", FieldKind::EntityKey, false),
+            spec("user_id", FieldKind::EntityKey, true),
+        ]
+    );
+    let types: Vec<_> = inputs
+        .iter()
+        .map(|i| (i.datatype(), i.accepted()))
+        .collect();
+    assert_eq!(types[0], (Datatype::Fp32, NUMBERS));
+    assert_eq!(
+        types[2],
+        (Datatype::Bytes, &[Datatype::Bytes, Datatype::Int64][..])
+    );
+    assert_eq!(types[4], (Datatype::Bytes, &[Datatype::Bytes][..]));
+    // The second model: request fields only.
+    let spend = spend_card();
+    let names: Vec<_> = inputs_of(&spend).iter().map(|i| i.name).collect();
+    assert_eq!(
+        names,
+        [
+            "timestamp",
+            "customer_nb_tx_7d",
+            "customer_avg_amount_7d",
+            "customer_nb_tx_30d",
+            "customer_avg_amount_30d"
+        ]
+    );
+}
+
+#[test]
+fn outputs_follow_the_task() {
+    assert_eq!(Output::of(&fraud_card()), Output::CLASSIFIER);
+    assert_eq!(
+        Output::of(&spend_card()),
+        [Output::Value, Output::PredictionId]
+    );
+    let request = decode_json(json!({"inputs": [], "outputs": [{"name": "decision"}]})).unwrap();
+    let e = select_outputs(&request, Output::REGRESSOR).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "output \"decision\": no such output; the model returns value, prediction_id"
+    );
+}
+
+#[test]
 fn rows_map_one_per_tensor_row() {
     let request = decode_json(fraud_request(3)).unwrap();
-    let rows = rows_from_tensors(&request.inputs, 8).unwrap();
+    let rows = fraud_rows(&request.inputs, 8).unwrap();
     assert_eq!(rows.len(), 3);
-    assert_eq!(rows[2].customer_id, "C000002");
-    assert_eq!(rows[2].terminal_id, "T00002");
-    assert_eq!(rows[2].amount, 12.0);
-    assert_eq!(rows[2].timestamp, None);
-    assert_eq!(rows[2].transaction_id, None);
+    assert_eq!(rows[2].entities["customer_id"], "C000002");
+    assert_eq!(rows[2].entities["terminal_id"], "T00002");
+    assert_eq!(rows[2].features["amount"], FieldValue::Number(12.0));
+    // No timestamp tensor: the arrival time, as /v1/predict dates a transaction.
+    assert_eq!(
+        rows[2].features["timestamp"],
+        FieldValue::Number(NOW as f64)
+    );
+    assert_eq!(rows[2].features.len(), 2);
+    assert_eq!(rows[2].entities.len(), 2);
+}
+
+#[test]
+fn every_field_kind_decodes_from_each_accepted_datatype() {
+    let card = mixed_card();
+    let specs = inputs_of(&card);
+    let mut binary = Vec::new();
+    binary.extend_from_slice(&1.5f32.to_le_bytes());
+    binary.extend_from_slice(&(-2.25f32).to_le_bytes());
+    let header = json!({"inputs": [
+        {"name": "price", "datatype": "FP32", "shape": [2, 1], "parameters": {"binary_data_size": 8}},
+        {"name": "discount", "datatype": "INT32", "shape": [2], "data": [3, 4]},
+        {"name": "at", "datatype": "INT64", "shape": [2], "data": [1_795_514_400i64, 0]},
+        {"name": "seen_at", "datatype": "BYTES", "shape": [2], "data": ["2026-11-24T10:00:00Z", "x"]},
+        {"name": "user_id", "datatype": "BYTES", "shape": [2], "data": ["u1", "u2"]},
+    ]});
+    let (length, body) = with_binary(header, &binary);
+    let request = decode_infer(Some(length.as_bytes()), &body).unwrap();
+    let rows =
+        rows_from_tensors(&specs, &request.inputs, 8, || panic!("no time is missing")).unwrap();
+    let number = FieldValue::Number;
+    assert_eq!(rows[1].features["price"], number(-2.25));
+    assert_eq!(rows[1].features["discount"], number(4.0));
+    assert_eq!(rows[0].features["at"], number(1_795_514_400.0));
+    assert_eq!(
+        rows[0].features["seen_at"],
+        FieldValue::Text("2026-11-24T10:00:00Z".into())
+    );
+    // Text is passed on as sent; the pipeline checks it (and names tensor and row).
+    assert_eq!(rows[1].features["seen_at"], FieldValue::Text("x".into()));
+    assert_eq!(rows[1].entities["user_id"], "u2");
+    assert!(!rows[0].entities.contains_key("shop_id"));
+
+    // Only what is required: the optional inputs are missing in every row, and the
+    // left-out required time is the arrival time.
+    let request = decode_json(json!({"inputs": [
+        {"name": "price", "datatype": "FP64", "shape": [1], "data": [9.5]},
+        {"name": "user_id", "datatype": "BYTES", "shape": [1], "data": ["u1"]},
+    ]}))
+    .unwrap();
+    let rows = rows_from_tensors(&specs, &request.inputs, 8, || 77).unwrap();
+    assert_eq!(
+        rows[0].features.keys().collect::<Vec<_>>(),
+        ["at", "price"],
+        "{rows:?}"
+    );
+    assert_eq!(rows[0].features["at"], number(77.0));
+    assert_eq!(rows[0].entities.keys().collect::<Vec<_>>(), ["user_id"]);
+
+    // A missing required number or entity key is named; a time of the wrong kind too.
+    for (inputs, says) in [
+        (
+            json!([{"name": "user_id", "datatype": "BYTES", "shape": [1], "data": ["u1"]}]),
+            "input \"price\": is required and missing from the request",
+        ),
+        (
+            json!([{"name": "price", "datatype": "FP32", "shape": [1], "data": [1]}]),
+            "input \"user_id\": is required and missing from the request",
+        ),
+        (
+            json!([{"name": "at", "datatype": "FP64", "shape": [1], "data": [1.5]}]),
+            "input \"at\": datatype FP64 is not accepted; use BYTES, INT64",
+        ),
+        (
+            json!([{"name": "price", "datatype": "BYTES", "shape": [1], "data": ["1"]}]),
+            "input \"price\": datatype BYTES is not accepted; use FP32, FP64, INT32, INT64",
+        ),
+    ] {
+        let request = decode_json(json!({ "inputs": inputs })).unwrap();
+        let e = rows_from_tensors(&specs, &request.inputs, 8, || 0).unwrap_err();
+        assert_eq!(e.to_string(), says);
+        assert_eq!(e.http_status(), StatusCode::BAD_REQUEST);
+    }
 }
 
 #[test]
@@ -400,13 +584,12 @@ fn mapping_names_the_tensor_and_what_is_wrong() {
         let inputs = request["inputs"].as_array_mut().unwrap();
         f(inputs);
         let decoded = decode_json(request).unwrap();
-        rows_from_tensors(&decoded.inputs, 8).unwrap_err()
+        fraud_rows(&decoded.inputs, 8).unwrap_err()
     };
     let e = with(&|i| i[0]["name"] = json!("amt"));
-    assert!(
-        e.to_string()
-            .starts_with("input \"amt\": no such input; the model takes amount, customer_id"),
-        "{e}"
+    assert_eq!(
+        e.to_string(),
+        "input \"amt\": no such input; the model takes amount, timestamp, customer_id, terminal_id"
     );
     let e = with(&|i| {
         i.remove(2);
@@ -454,7 +637,7 @@ fn mapping_names_the_tensor_and_what_is_wrong() {
 
     // Too many rows is the batch limit's 413.
     let decoded = decode_json(fraud_request(9)).unwrap();
-    let e = rows_from_tensors(&decoded.inputs, 8).unwrap_err();
+    let e = fraud_rows(&decoded.inputs, 8).unwrap_err();
     assert_eq!(e.http_status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // Binary ids that are not UTF-8.
@@ -465,7 +648,7 @@ fn mapping_names_the_tensor_and_what_is_wrong() {
     ]});
     let (length, body) = with_binary(header, &[2, 0, 0, 0, 0xc3, 0x28]);
     let decoded = decode_infer(Some(length.as_bytes()), &body).unwrap();
-    let e = rows_from_tensors(&decoded.inputs, 8).unwrap_err();
+    let e = fraud_rows(&decoded.inputs, 8).unwrap_err();
     assert_eq!(
         e.to_string(),
         "input \"customer_id\": element 0: is not UTF-8 text"
@@ -473,19 +656,36 @@ fn mapping_names_the_tensor_and_what_is_wrong() {
 }
 
 #[test]
-fn validation_errors_name_tensor_and_row() {
-    let e = row_error(
-        3,
-        ApiError::InvalidField {
-            field: "amount".into(),
-            reason: "must not be negative".into(),
-        },
-    );
+fn pipeline_errors_name_tensor_and_row() {
+    let field = |field: &str| ApiError::InvalidField {
+        field: field.into(),
+        reason: "is not RFC 3339".into(),
+    };
+    let e = pipeline_error(field("inputs[3].features.timestamp"));
+    assert_eq!(e.to_string(), "input \"timestamp\": row 3: is not RFC 3339");
+    assert_eq!(e.http_status(), StatusCode::BAD_REQUEST);
+    assert_eq!(e.status(), Some(modelwatch::Status::Rejected));
+    let e = pipeline_error(field("inputs[12].entities.customer_id"));
     assert_eq!(
         e.to_string(),
-        "input \"amount\": row 3: must not be negative"
+        "input \"customer_id\": row 12: is not RFC 3339"
     );
-    assert_eq!(e.http_status(), StatusCode::BAD_REQUEST);
+    // Anything else keeps the pipeline's own words.
+    for other in [
+        "rows[1].features.x",
+        "inputs[x].features.a",
+        "inputs[1].other.a",
+        "amount",
+    ] {
+        assert_eq!(
+            pipeline_error(field(other)).to_string(),
+            format!("{other}: is not RFC 3339")
+        );
+    }
+    assert_eq!(
+        pipeline_error(ApiError::Overloaded).http_status(),
+        ApiError::Overloaded.http_status()
+    );
 }
 
 fn predictions() -> Vec<Prediction> {
@@ -508,7 +708,7 @@ fn predictions() -> Vec<Prediction> {
 #[test]
 fn json_response_carries_every_output() {
     let request = decode_json(fraud_request(2)).unwrap();
-    let outputs = select_outputs(&request).unwrap();
+    let outputs = select_outputs(&request, Output::CLASSIFIER).unwrap();
     let encoded = encode_response("fraud", "1.0.0", Some("r-1"), &predictions(), &outputs);
     assert_eq!(encoded.header_length, None);
     let body: Value = serde_json::from_slice(&encoded.body).unwrap();
@@ -535,7 +735,7 @@ fn binary_response_follows_its_json_header() {
         {"name": "prediction_id"},
     ]}))
     .unwrap();
-    let outputs = select_outputs(&request).unwrap();
+    let outputs = select_outputs(&request, Output::CLASSIFIER).unwrap();
     assert_eq!(
         outputs,
         [
@@ -566,13 +766,42 @@ fn binary_response_follows_its_json_header() {
         "outputs": [{"name": "score", "parameters": {"binary_data": false}}, {"name": "decision"}]}))
     .unwrap();
     assert_eq!(
-        select_outputs(&request).unwrap(),
+        select_outputs(&request, Output::CLASSIFIER).unwrap(),
         [(Output::Score, false), (Output::Decision, true)]
     );
     let request = decode_json(json!({"inputs": [], "outputs": [{"name": "probability"}]})).unwrap();
-    let e = select_outputs(&request).unwrap_err();
+    let e = select_outputs(&request, Output::CLASSIFIER).unwrap_err();
     assert_eq!(
         e.to_string(),
         "output \"probability\": no such output; the model returns score, decision, prediction_id"
+    );
+}
+
+#[test]
+fn a_regressor_answers_its_value() {
+    let predictions: Vec<Prediction> = [61.25f32, 7.5]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Prediction {
+            prediction_id: format!("p-{i}"),
+            transaction_id: None,
+            id: None,
+            score: None,
+            value: Some(f64::from(*v)),
+            decision: None,
+            model: "spend".into(),
+            version: "1.0.0".into(),
+        })
+        .collect();
+    let request = decode_json(json!({"inputs": []})).unwrap();
+    let outputs = select_outputs(&request, Output::REGRESSOR).unwrap();
+    let encoded = encode_response("spend", "1.0.0", None, &predictions, &outputs);
+    let body: Value = serde_json::from_slice(&encoded.body).unwrap();
+    assert_eq!(
+        body["outputs"],
+        json!([
+            {"name": "value", "datatype": "FP32", "shape": [2], "data": [61.25, 7.5]},
+            {"name": "prediction_id", "datatype": "BYTES", "shape": [2], "data": ["p-0", "p-1"]},
+        ])
     );
 }

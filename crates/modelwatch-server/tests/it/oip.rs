@@ -139,10 +139,12 @@ async fn health_metadata_and_readiness() {
             .iter()
             .map(|i| (i["name"].clone(), i["datatype"].clone(), i["shape"].clone()))
             .collect();
+        // The card's request fields, in its order.
         assert_eq!(
-            inputs[..3],
+            inputs,
             [
                 (json!("amount"), json!("FP32"), json!([-1])),
+                (json!("timestamp"), json!("BYTES"), json!([-1])),
                 (json!("customer_id"), json!("BYTES"), json!([-1])),
                 (json!("terminal_id"), json!("BYTES"), json!([-1])),
             ]
@@ -419,7 +421,7 @@ fn bad_inputs() -> Vec<BadInput> {
             "wrong input name",
             edit(&|v| v["inputs"][1]["name"] = json!("customer")),
             StatusCode::BAD_REQUEST,
-            "input \"customer\": no such input; the model takes amount, customer_id",
+            "input \"customer\": no such input; the model takes amount, timestamp, customer_id, terminal_id",
         ),
         json(
             "missing required input",
@@ -505,9 +507,9 @@ fn bad_inputs() -> Vec<BadInput> {
         ),
         json(
             "invalid value in a row",
-            edit(&|v| v["inputs"][0]["data"][1] = json!([-5.0])),
+            edit(&|v| v["inputs"][1]["data"][1] = json!("")),
             StatusCode::BAD_REQUEST,
-            "input \"amount\": row 1: must not be negative",
+            "input \"customer_id\": row 1: must not be empty",
         ),
         json(
             "bad timestamp in a row",
