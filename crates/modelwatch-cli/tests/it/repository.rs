@@ -230,3 +230,76 @@ fn a_bad_repository_is_refused_at_start_with_a_hint() {
     assert_ne!(code, Some(0), "{stderr}");
     assert!(stderr.contains("--model"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regressor_is_served_beside_the_classifiers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repository = two_model_repository(dir.path());
+    let fixtures = modelwatch_testkit::workspace_root().join("models/fixtures");
+    for file in ["spend.card.json", "spend.onnx", "spend.reference.json"] {
+        std::fs::copy(fixtures.join(file), repository.join(file)).expect("copy spend");
+    }
+    let repository = repository.to_str().expect("a UTF-8 path");
+    let server = Server::start(&["--model-repository", repository]);
+    let client = reqwest::Client::new();
+    let row = |hour: u32| {
+        serde_json::json!({"features": {
+            "timestamp": format!("2026-11-24T{hour:02}:05:00Z"),
+            "customer_nb_tx_7d": 9.0, "customer_avg_amount_7d": 310.0,
+            "customer_nb_tx_30d": 40.0, "customer_avg_amount_30d": 290.0,
+        }})
+    };
+    let (status, spend) = post(
+        &client,
+        format!("{}/v1/models/spend/predict", server.api),
+        &row(12),
+    )
+    .await;
+    assert_eq!(status, 200, "{spend}");
+    assert_eq!(spend["model"], "spend");
+    let value = spend["value"]
+        .as_f64()
+        .expect("a regressor answers a value");
+    assert!(value > 0.0, "{spend}");
+    assert!(
+        spend.get("score").is_none() && spend.get("decision").is_none(),
+        "{spend}"
+    );
+    // A classifier beside it still answers its own way.
+    let (status, fraud) = post(
+        &client,
+        format!("{}/v1/models/fraud/predict", server.api),
+        &body(80.0),
+    )
+    .await;
+    assert_eq!(status, 200, "{fraud}");
+    assert!(fraud["score"].as_f64().is_some(), "{fraud}");
+    // The spend model reads no entity: a fraud field is refused by name.
+    let (status, refused) = post(
+        &client,
+        format!("{}/v1/models/spend/predict", server.api),
+        &body(80.0),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let metrics = scrape(&client, &server).await;
+    assert_eq!(
+        metrics.sum(
+            "model_requests_total",
+            &[
+                ("model", "spend"),
+                ("status", "success"),
+                ("decision", "none")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metrics.sum(
+            "model_requests_total",
+            &[("model", "spend"), ("status", "rejected")]
+        ),
+        1.0
+    );
+    assert_eq!(server.terminate(), Some(0));
+}
