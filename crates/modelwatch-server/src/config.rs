@@ -203,6 +203,31 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Settings from `serve`'s flags (and the environment variables the flags read, as
+    /// on the command line, but no config file), as a test or an embedding program
+    /// builds them; validated like the command line's.
+    ///
+    /// # Errors
+    /// A flag clap refuses, or a setting out of range.
+    pub fn from_flags<I, T>(flags: I) -> anyhow::Result<Self>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser as _;
+        let command = Command::try_parse_from(
+            std::iter::once(std::ffi::OsString::from("serve"))
+                .chain(flags.into_iter().map(Into::into)),
+        )?;
+        command.serve.validate()?;
+        Ok(command.serve)
+    }
+
     /// Merges the config file (if any) into every setting that was left at its
     /// default, then validates.
     pub fn resolve(mut self, matches: &clap::ArgMatches) -> anyhow::Result<Self> {

@@ -44,15 +44,56 @@ impl Drop for Background {
     }
 }
 
+/// A store put between the SQLite store and the pipeline (see [`Hooks::store`]).
+pub type StoreHook = Box<dyn FnOnce(SqliteStore) -> Arc<dyn FeatureStore> + Send>;
+/// A model evaluator put in place of a loaded one (see [`Hooks::model`]).
+pub type ModelHook =
+    Box<dyn Fn(Arc<dyn modelwatch_runtime::Model>) -> Arc<dyn modelwatch_runtime::Model> + Send>;
+/// An edit of a loaded card (see [`Hooks::card`]).
+pub type CardHook = Box<dyn Fn(&mut modelwatch_runtime::ModelCard) + Send>;
+
+/// What a test may put into the state [`build_state_with`] builds, so tests and
+/// `serve` share one builder: every hook defaults to none (what `serve` runs).
+#[derive(Default)]
+pub struct Hooks {
+    /// Wraps the opened (and seeded) SQLite store: a counting or hanging store.
+    pub store: Option<StoreHook>,
+    /// Wraps every model's evaluator: a slow model.
+    pub model: Option<ModelHook>,
+    /// Edits every loaded card before the layout is derived from it.
+    pub card: Option<CardHook>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("store", &self.store.is_some())
+            .field("model", &self.model.is_some())
+            .field("card", &self.card.is_some())
+            .finish()
+    }
+}
+
 /// Builds the state from settings: loads the models and their references, opens
 /// (and if empty, seeds) the feature store, registers every metric, and starts the
 /// background tasks (they stop when the returned [`Background`] is dropped).
 pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, Background)> {
+    build_state_with(args, Hooks::default()).await
+}
+
+/// [`build_state`] with test hooks: the one builder of the app state.
+pub async fn build_state_with(
+    args: &ServeArgs,
+    hooks: Hooks,
+) -> anyhow::Result<(Arc<AppState>, Background)> {
     let data_dir = args.data_dir();
     let mut loaded = match &args.model_repository {
         Some(dir) => load::load_repository(dir)?,
         None => vec![load::load_model(args.model.as_deref(), &data_dir)?],
     };
+    if let Some(edit) = &hooks.card {
+        loaded.iter_mut().for_each(|m| edit(&mut m.card));
+    }
     if let Some(name) = &args.default_model {
         let Some(index) = loaded.iter().position(|m| &m.card.name == name) else {
             let names: Vec<&str> = loaded.iter().map(|m| m.card.name.as_str()).collect();
@@ -107,7 +148,10 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, Bac
     let mut background = Background(vec![tokio::spawn(
         store.clone().watch_ids(ID_WATCH_INTERVAL),
     )]);
-    let store: Arc<dyn FeatureStore> = Arc::new(store);
+    let store: Arc<dyn FeatureStore> = match hooks.store {
+        Some(wrap) => wrap(store),
+        None => Arc::new(store),
+    };
 
     // The default model takes the injected faults; the others get inert ones.
     let faults = Arc::new(Faults::default());
@@ -160,10 +204,14 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<(Arc<AppState>, Bac
             handle.clone(),
             model_faults.clone(),
         );
+        let evaluator = match &hooks.model {
+            Some(wrap) => wrap(model.model),
+            None => model.model,
+        };
         let evaluator = if args.enable_fault_injection && i == 0 {
-            crate::faults::FaultyModel::wrap(model.model, faults.clone())
+            crate::faults::FaultyModel::wrap(evaluator, faults.clone())
         } else {
-            model.model
+            evaluator
         };
         let batcher = Batcher::start(evaluator, handle.clone(), batching)
             .map_err(|e| anyhow::anyhow!("model {}: {e}", card.name))?;

@@ -1,16 +1,16 @@
-//! Builds an [`AppState`] around the bundled model and a small temporary store.
+//! Builds an [`AppState`] around the bundled model and a small temporary store, with
+//! the server's own builder.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
-use modelwatch::prometheus_client::registry::Registry;
-use modelwatch::{Buckets, DriftConfig, DriftMetrics, Format, Metrics, MetricsConfig, ModelSpec};
+use modelwatch::Format;
 use modelwatch_runtime::{Model, RuntimeError};
-use modelwatch_server::batcher::{Batcher, BatcherConfig};
-use modelwatch_server::faults::Faults;
-use modelwatch_server::features::{FeatureFetcher, FeatureLayout, FetchConfig};
+use modelwatch_server::config::ServeArgs;
+use modelwatch_server::features::FeatureLayout;
+use modelwatch_server::server::{Background, Hooks, ModelHook, build_state_with};
 use modelwatch_server::store::{FeatureStore, SqliteStore};
-use modelwatch_server::{AppState, Limits, ServedModel, load};
+use modelwatch_server::{AppState, ServedModel, load};
 use modelwatch_testkit::exposition::{self, Exposition};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +72,8 @@ impl Model for SlowModel {
 /// A running test app.
 pub struct TestApp {
     pub state: Arc<AppState>,
+    /// The refresher and the id watch, stopped with the app.
+    _background: Background,
     _dir: tempfile::TempDir,
 }
 
@@ -90,91 +92,75 @@ impl TestApp {
     }
 
     /// A test app whose seeded SQLite store is put behind `wrap` (a counting or
-    /// hanging wrapper).
+    /// hanging wrapper). Built by the server's own builder
+    /// (`server::build_state_with`), from `serve` flags and hooks.
     pub async fn with_store(
         options: Options,
-        wrap: impl FnOnce(SqliteStore) -> Arc<dyn FeatureStore>,
+        wrap: impl FnOnce(SqliteStore) -> Arc<dyn FeatureStore> + Send + 'static,
     ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut loaded = load::load_model(None, dir.path()).expect("bundled model loads");
-        for feature in loaded.card.features.iter_mut() {
-            feature.nullable |= options.nullable.contains(&feature.name.as_str());
-        }
-        let card = loaded.card.clone();
+        // Seeded here with the test kit's small population, so the builder finds the
+        // store full and does not seed the simulator's.
+        let card = load::load_model(None, dir.path())
+            .expect("bundled model loads")
+            .card;
         let layout = FeatureLayout::from_card(&card).expect("layout");
         let store = SqliteStore::open(&dir.path().join("features.sqlite")).expect("store");
         modelwatch_testkit::store::seed(&store, &layout);
-        let mut registry = Registry::default();
-        let config = MetricsConfig {
-            buckets: Buckets::default()
-                .with_score_threshold(card.threshold().expect("the bundled model classifies")),
-            process_metrics: false,
-            ..MetricsConfig::default()
+        drop(store);
+        let micros = |d: Duration| format!("{}us", d.as_micros());
+        let mut flags = vec![
+            "--data-dir".to_string(),
+            dir.path().display().to_string(),
+            "--max-batch".into(),
+            options.max_batch.to_string(),
+            "--max-delay".into(),
+            micros(options.max_delay),
+            "--queue-capacity".into(),
+            options.queue_capacity.to_string(),
+            "--request-timeout".into(),
+            micros(options.request_timeout),
+            "--max-body-bytes".into(),
+            options.max_body_bytes.to_string(),
+            "--max-batch-request".into(),
+            options.max_batch_request.to_string(),
+            "--store-timeout".into(),
+            micros(options.store_timeout),
+            "--cache-ttl".into(),
+            "60s".into(),
+            "--cache-capacity".into(),
+            "1000".into(),
+        ];
+        if options.fault_injection {
+            flags.push("--enable-fault-injection".into());
+        }
+        let args = ServeArgs::from_flags(flags).expect("valid serve flags");
+        let nullable = options.nullable;
+        let model_delay = options.model_delay;
+        let hooks = Hooks {
+            store: Some(Box::new(wrap)),
+            model: (!model_delay.is_zero()).then(|| -> ModelHook {
+                Box::new(move |inner| {
+                    Arc::new(SlowModel {
+                        inner,
+                        delay: model_delay,
+                    })
+                })
+            }),
+            card: Some(Box::new(move |card| {
+                for feature in card.features.iter_mut() {
+                    feature.nullable |= nullable.contains(&feature.name.as_str());
+                }
+            })),
         };
-        let metrics = Metrics::register(&mut registry, &config).expect("metrics");
-        let handle = metrics.model(&ModelSpec {
-            name: card.name.clone(),
-            version: card.version.clone(),
-            decisions: modelwatch_server::features::decision_names(&card).expect("decisions"),
-            ..ModelSpec::default()
-        });
-        let drift_metrics =
-            DriftMetrics::register(&mut registry, &DriftConfig::default()).expect("drift");
-        let drift = drift_metrics
-            .model(&handle, &loaded.reference)
-            .expect("reference");
-        let faults = Arc::new(Faults::default());
-        let store = wrap(store);
-        let fetcher = FeatureFetcher::new(
-            layout,
-            store,
-            FetchConfig {
-                cache_ttl: Duration::from_secs(60),
-                cache_capacity: 1000,
-                store_timeout: options.store_timeout,
-            },
-            handle.clone(),
-            faults.clone(),
-        );
-        let model: Arc<dyn Model> = if options.model_delay.is_zero() {
-            loaded.model
-        } else {
-            Arc::new(SlowModel {
-                inner: loaded.model,
-                delay: options.model_delay,
-            })
-        };
-        let batcher = Batcher::start(
-            model,
-            handle.clone(),
-            BatcherConfig {
-                max_batch: options.max_batch,
-                max_delay: options.max_delay,
-                queue_capacity: options.queue_capacity,
-            },
-        )
-        .expect("batcher");
-        let served = ServedModel {
-            card,
-            metrics: handle,
-            drift,
-            fetcher,
-            batcher,
-            faults: faults.clone(),
-        };
-        let state = Arc::new(AppState::new(
-            served,
-            Vec::new(),
-            registry,
-            Limits {
-                max_body_bytes: options.max_body_bytes,
-                max_batch_request: options.max_batch_request,
-                request_timeout: options.request_timeout,
-            },
-            faults,
-            options.fault_injection,
-        ));
-        Self { state, _dir: dir }
+        let (state, background) = build_state_with(&args, hooks)
+            .await
+            .expect("the server's builder builds the test app");
+        Self {
+            state,
+            _background: background,
+            _dir: dir,
+        }
     }
 
     /// Sends a request to the API router.
