@@ -4,6 +4,7 @@
 //! Faults exist only when `serve` runs with `--enable-fault-injection`; they are set
 //! through `POST /admin/faults` on the metrics listener, never on the API port.
 
+use crate::store::{BoxFuture, FeatureStore, GroupValues, StoreError};
 use modelwatch_runtime::{Backend, Model, RuntimeError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -198,6 +199,56 @@ impl Model for FaultyModel {
 
     fn backend(&self) -> Backend {
         self.inner.backend()
+    }
+}
+
+/// The feature store under fault injection: every lookup first waits the injected
+/// `store_delay_ms` (inside the fetcher's store deadline, as a slow store would).
+/// Installed only with `--enable-fault-injection`, so the production path has no
+/// check; it delays every model's lookups, since the models share the store.
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn FeatureStore>,
+    faults: Arc<Faults>,
+}
+
+impl FaultyStore {
+    /// Wraps `inner`.
+    pub fn wrap(inner: Arc<dyn FeatureStore>, faults: Arc<Faults>) -> Arc<dyn FeatureStore> {
+        Arc::new(Self { inner, faults })
+    }
+}
+
+impl FeatureStore for FaultyStore {
+    fn get<'a>(
+        &'a self,
+        group: &'a str,
+        entity: &'a str,
+    ) -> BoxFuture<'a, Result<Option<GroupValues>, StoreError>> {
+        let delay = self.faults.store_delay();
+        if delay.is_zero() {
+            return self.inner.get(group, entity);
+        }
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            self.inner.get(group, entity).await
+        })
+    }
+
+    fn may_hold(&self, group: &str, entity: &str) -> bool {
+        self.inner.may_hold(group, entity)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.ping()
+    }
+
+    fn touch_group<'a>(
+        &'a self,
+        group: &'a str,
+        event_time: i64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.inner.touch_group(group, event_time)
     }
 }
 

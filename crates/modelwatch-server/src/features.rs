@@ -535,13 +535,7 @@ impl FeatureFetcher {
         group: &EntityGroup,
         entity: &str,
     ) -> Result<Option<Arc<GroupValues>>, StoreError> {
-        let delay = self.faults.store_delay();
-        let call = async {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            self.store.get(&group.name, entity).await
-        };
+        let call = self.store.get(&group.name, entity);
         let result = match tokio::time::timeout(self.config.store_timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::new(

@@ -153,8 +153,14 @@ pub async fn build_state_with(
         None => Arc::new(store),
     };
 
-    // The default model takes the injected faults; the others get inert ones.
+    // The default model takes the injected faults; the others get inert ones. A
+    // store delay slows the one store every model reads.
     let faults = Arc::new(Faults::default());
+    let store = if args.enable_fault_injection {
+        crate::faults::FaultyStore::wrap(store, faults.clone())
+    } else {
+        store
+    };
     let fetch = FetchConfig {
         cache_ttl: args.cache_ttl.0,
         cache_capacity: args.cache_capacity,
