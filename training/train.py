@@ -213,6 +213,11 @@ def to_onnx(model, name: str) -> onnx.ModelProto:
     )
     if isinstance(model, MLPClassifier):
         proto = standard_label_output(proto)
+    return reproducible(proto, name)
+
+
+def reproducible(proto, name: str):
+    """The exported graph made byte-for-byte reproducible, then checked."""
     # skl2onnx names the graph with a random UUID; a fixed name keeps the file
     # byte-for-byte reproducible.
     proto.graph.name = name

@@ -75,17 +75,7 @@ def to_onnx(model) -> onnx.ModelProto:
         initial_types=[(train.INPUT_NAME, FloatTensorType([None, len(FEATURE_NAMES)]))],
         target_opset=CONFIG["target_opset"],
     )
-    proto.graph.name = NAME
-    seen, ops = set(), []
-    for op in proto.opset_import:
-        if op.domain not in seen:
-            seen.add(op.domain)
-            ops.append(op)
-    ops.sort(key=lambda op: op.domain)
-    del proto.opset_import[:]
-    proto.opset_import.extend(ops)
-    onnx.checker.check_model(proto)
-    return proto
+    return train.reproducible(proto, NAME)
 
 
 def predict(sess, X: np.ndarray) -> np.ndarray:
