@@ -648,6 +648,22 @@ mod tests {
         }
     }
 
+    /// A fetcher over `store` for [`layout`]: a 10-minute cache of `capacity` entries
+    /// per group, a 10 s store deadline, no metrics.
+    fn test_fetcher(store: Arc<dyn FeatureStore>, capacity: u64) -> FeatureFetcher {
+        FeatureFetcher::new(
+            layout(),
+            store,
+            FetchConfig {
+                cache_ttl: Duration::from_secs(600),
+                cache_capacity: capacity,
+                store_timeout: Duration::from_secs(10),
+            },
+            ModelHandle::disabled(&modelwatch::ModelSpec::default()),
+            Arc::new(crate::faults::Faults::default()),
+        )
+    }
+
     fn tx(customer: &str, terminal: &str) -> Vec<Option<String>> {
         vec![Some(customer.into()), Some(terminal.into())]
     }
@@ -811,19 +827,9 @@ mod tests {
             barrier: tokio::sync::Barrier::new(2),
             reads: AtomicU64::new(0),
         });
-        let spec = modelwatch::ModelSpec::default();
-        let fetcher = FeatureFetcher::new(
-            layout(),
-            store.clone(),
-            FetchConfig {
-                cache_ttl: Duration::from_secs(600),
-                cache_capacity: 100,
-                // Long enough that only a lookup one after the other could reach it.
-                store_timeout: Duration::from_secs(10),
-            },
-            ModelHandle::disabled(&spec),
-            Arc::new(crate::faults::Faults::default()),
-        );
+        // A store deadline long enough that only a lookup one after the other could
+        // reach it.
+        let fetcher = test_fetcher(store.clone(), 100);
         let mut row = [f32::INFINITY; 3];
         let mut times = [0i64; 2];
         // Read one after the other, the first lookup would wait for a second that
@@ -915,18 +921,7 @@ mod tests {
             inner,
             reads: AtomicU64::new(0),
         });
-        let spec = modelwatch::ModelSpec::default();
-        let fetcher = FeatureFetcher::new(
-            layout(),
-            store.clone(),
-            FetchConfig {
-                cache_ttl: Duration::from_secs(600),
-                cache_capacity: 10_000,
-                store_timeout: Duration::from_secs(10),
-            },
-            ModelHandle::disabled(&spec),
-            Arc::new(crate::faults::Faults::default()),
-        );
+        let fetcher = test_fetcher(store.clone(), 10_000);
         let (mut row, mut times) = ([f32::INFINITY; 3], [0i64; 2]);
         let flood = 10_000;
         for i in 0..flood {
