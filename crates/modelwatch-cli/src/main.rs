@@ -32,6 +32,8 @@ enum Command {
     Features(modelwatch_server::ingest::FeaturesArgs),
     /// Build a model's reference distributions from holdout data
     Reference(modelwatch_runtime::cli::ReferenceArgs),
+    /// Model card tools: `card init` writes a first card for an ONNX model
+    Card(modelwatch_runtime::skeleton::CardArgs),
     /// Print the metric schema as Markdown (the source of docs/metrics.md)
     Schema,
     /// Simulate card transactions and write featurised training data as CSV
@@ -73,6 +75,11 @@ fn main() -> ExitCode {
         Command::Reference(args) => {
             modelwatch_runtime::cli::run_reference(&args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Card(args) => match &args.command {
+            modelwatch_runtime::skeleton::CardCommand::Init(init) => {
+                modelwatch_runtime::skeleton::run_card_init(init).map(|()| ExitCode::SUCCESS)
+            }
+        },
         Command::Features(args) => {
             modelwatch_server::ingest::run(&args).map(|()| ExitCode::SUCCESS)
         }

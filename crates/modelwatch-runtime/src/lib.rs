@@ -16,6 +16,7 @@ pub mod error;
 pub mod model;
 mod onnx;
 pub mod reference;
+pub mod skeleton;
 mod tract_backend;
 mod tree;
 
