@@ -23,8 +23,9 @@ pub struct FeaturesArgs {
 /// The `features` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum FeaturesCommand {
-    /// Write one entity group of the embedded store from a CSV file: one row per
-    /// entity, a column per feature of the group, the entity id and the event time
+    /// Write one entity group of the embedded store from a CSV or Parquet file: one
+    /// row per entity, a column per feature of the group, the entity id and the
+    /// event time
     Load(LoadArgs),
 }
 
@@ -47,8 +48,9 @@ pub struct LoadArgs {
     /// Directory of the embedded feature store (as `serve --data-dir`).
     #[arg(long, env = "MODELWATCH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The CSV file, with a header row.
-    #[arg(value_name = "FILE.csv")]
+    /// The file: CSV with a header row, or Parquet (`.parquet`, `.pq`; columns by
+    /// name, nulls are missing values, timestamps are event times).
+    #[arg(value_name = "FILE")]
     pub file: PathBuf,
 }
 
@@ -68,7 +70,7 @@ pub fn run(args: &FeaturesArgs) -> anyhow::Result<()> {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
             let store = SqliteStore::open(&data_dir.join("features.sqlite"))?;
-            let written = load_csv(
+            let written = load_file(
                 &store,
                 &card,
                 &load.group,
@@ -110,15 +112,142 @@ pub fn store_group(layout: &FeatureLayout, name: &str) -> anyhow::Result<EntityG
         })
 }
 
-/// Writes the rows of one CSV file into group `group` of `store`: the entity id from
-/// `entity_column` (default: the group's `entity_key`), the event time from
-/// `time_column`, and one column per feature of the group, found by name (others
-/// are ignored). An empty cell is a missing value (NaN). Returns the rows written.
+/// One cell of an input table, as the file holds it.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    /// Empty (CSV) or null (Parquet): a missing value.
+    Missing,
+    /// Text: an id, an RFC 3339 time, or a number written out (CSV).
+    Text(String),
+    /// A number (a Parquet numeric or boolean column).
+    Number(f64),
+    /// A point in time, in Unix seconds (a Parquet timestamp or date column).
+    Seconds(i64),
+}
+
+impl Cell {
+    fn describe(&self) -> String {
+        match self {
+            Cell::Missing => "an empty cell".into(),
+            Cell::Text(t) => format!("{t:?}"),
+            Cell::Number(n) => n.to_string(),
+            Cell::Seconds(s) => format!("the time {s} (Unix seconds)"),
+        }
+    }
+}
+
+/// A file of rows: its column names, and each row's cells in that order.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<Cell>>,
+    /// How a row is named in messages: `line N` (CSV) or `row N` (Parquet).
+    row_name: fn(usize) -> String,
+}
+
+/// Reads a CSV file with a header row.
+fn read_csv(path: &Path) -> anyhow::Result<Table> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{}: no header row", path.display()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        // Line numbers as an editor shows them: the header is line 1.
+        let record = record.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
+        rows.push(
+            (0..header.len())
+                .map(|c| match record.get(c).unwrap_or("").trim() {
+                    "" => Cell::Missing,
+                    text => Cell::Text(text.to_string()),
+                })
+                .collect(),
+        );
+    }
+    Ok(Table {
+        header,
+        rows,
+        row_name: |i| format!("line {}", i + 2),
+    })
+}
+
+/// Reads a Parquet file's top-level columns (any compression the `snap` feature and
+/// the format's own encodings cover: what pandas and Spark write by default).
+fn read_parquet(path: &Path) -> anyhow::Result<Table> {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    use parquet::record::Field;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let reader = SerializedFileReader::new(file)
+        .with_context(|| format!("{}: not a Parquet file", path.display()))?;
+    let header: Vec<String> = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    let mut rows = Vec::new();
+    let iter = reader
+        .get_row_iter(None)
+        .with_context(|| format!("{}: cannot read its rows", path.display()))?;
+    for (i, row) in iter.enumerate() {
+        let row = row.with_context(|| format!("{}: row {}", path.display(), i + 1))?;
+        let cells = row
+            .get_column_iter()
+            .map(|(_, field)| match field {
+                Field::Null => Cell::Missing,
+                Field::Bool(b) => Cell::Number(f64::from(u8::from(*b))),
+                Field::Byte(v) => Cell::Number(f64::from(*v)),
+                Field::Short(v) => Cell::Number(f64::from(*v)),
+                Field::Int(v) => Cell::Number(f64::from(*v)),
+                Field::Long(v) => Cell::Number(*v as f64),
+                Field::UByte(v) => Cell::Number(f64::from(*v)),
+                Field::UShort(v) => Cell::Number(f64::from(*v)),
+                Field::UInt(v) => Cell::Number(f64::from(*v)),
+                Field::ULong(v) => Cell::Number(*v as f64),
+                Field::Float(v) => Cell::Number(f64::from(*v)),
+                Field::Double(v) => Cell::Number(*v),
+                Field::Str(s) => Cell::Text(s.clone()),
+                Field::Bytes(b) => Cell::Text(String::from_utf8_lossy(b.data()).into_owned()),
+                Field::TimestampMillis(ms) => Cell::Seconds(ms.div_euclid(1000)),
+                Field::TimestampMicros(us) => Cell::Seconds(us.div_euclid(1_000_000)),
+                Field::Date(days) => Cell::Seconds(i64::from(*days) * 86_400),
+                other => Cell::Text(other.to_string()),
+            })
+            .collect();
+        rows.push(cells);
+    }
+    Ok(Table {
+        header,
+        rows,
+        row_name: |i| format!("row {}", i + 1),
+    })
+}
+
+/// Whether `path` is read as Parquet (`.parquet`, `.pq`) rather than CSV.
+fn is_parquet(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"))
+}
+
+/// Writes the rows of one file, CSV or Parquet (by its extension), into group `group`
+/// of `store`: the entity id from `entity_column` (default: the group's
+/// `entity_key`), the event time from `time_column`, and one column per feature of
+/// the group, found by name (others are ignored). An empty cell or a null is a
+/// missing value (NaN). Returns the rows written.
 ///
 /// # Errors
 /// A missing column, an empty or oversized entity id, a cell that is not a number, or
-/// an event time that is neither RFC 3339 nor Unix seconds, naming row and column.
-pub fn load_csv(
+/// an event time that is neither RFC 3339 nor Unix seconds (nor a Parquet timestamp),
+/// naming row and column.
+pub fn load_file(
     store: &SqliteStore,
     card: &ModelCard,
     group: &str,
@@ -129,18 +258,17 @@ pub fn load_csv(
     let layout = FeatureLayout::from_card(card)?;
     let group = store_group(&layout, group)?;
     let entity_column = entity_column.unwrap_or(&group.key).to_string();
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let header = reader
-        .headers()
-        .with_context(|| format!("{}: no header row", path.display()))?
-        .clone();
+    let table = if is_parquet(path) {
+        read_parquet(path)?
+    } else {
+        read_csv(path)?
+    };
     let column = |name: &str| {
-        header.iter().position(|h| h == name).ok_or_else(|| {
+        table.header.iter().position(|h| h == name).ok_or_else(|| {
             anyhow::anyhow!(
                 "{}: no column {name:?}\nhint: the header has: {}",
                 path.display(),
-                header.iter().collect::<Vec<_>>().join(", ")
+                table.header.join(", ")
             )
         })
     };
@@ -151,40 +279,53 @@ pub fn load_csv(
         .iter()
         .map(|f| column(f))
         .collect::<anyhow::Result<_>>()?;
-    let mut rows = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        // Line numbers as an editor shows them: the header is line 1.
-        let line = i + 2;
-        let record = record.with_context(|| format!("{}: line {line}", path.display()))?;
-        let cell = |at: usize| record.get(at).unwrap_or("").trim();
+    let mut rows = Vec::with_capacity(table.rows.len());
+    for (i, record) in table.rows.iter().enumerate() {
+        let cell = |at: usize| record.get(at).unwrap_or(&Cell::Missing);
         let at = |col: &str, reason: String| {
-            anyhow::anyhow!("{}: line {line}, column {col:?}: {reason}", path.display())
+            anyhow::anyhow!(
+                "{}: {}, column {col:?}: {reason}",
+                path.display(),
+                (table.row_name)(i)
+            )
         };
-        let entity = cell(entity_at);
+        let entity = match cell(entity_at) {
+            Cell::Text(t) => t.clone(),
+            Cell::Number(n) if n.fract() == 0.0 => format!("{n}"),
+            _ => String::new(),
+        };
         if entity.is_empty() || entity.len() > MAX_ENTITY_LEN {
             return Err(at(
                 &entity_column,
                 format!("an entity id has 1 to {MAX_ENTITY_LEN} bytes"),
             ));
         }
-        let event_time = parse_time(cell(time_at)).ok_or_else(|| {
+        let time = cell(time_at);
+        let event_time = match time {
+            Cell::Seconds(s) => Some(*s),
+            Cell::Number(n) if n.is_finite() => Some(*n as i64),
+            Cell::Text(t) => parse_time(t),
+            _ => None,
+        }
+        .ok_or_else(|| {
             at(
                 time_column,
-                format!("{:?} is neither RFC 3339 nor Unix seconds", cell(time_at)),
+                format!("{} is neither RFC 3339 nor Unix seconds", time.describe()),
             )
         })?;
         let mut values = Vec::with_capacity(feature_at.len());
         for (name, &c) in group.features.iter().zip(&feature_at) {
-            let text = cell(c);
-            let value = if text.is_empty() {
-                f32::NAN
-            } else {
-                text.parse::<f32>()
-                    .map_err(|_| at(name, format!("{text:?} is not a number")))?
+            let value = match cell(c) {
+                Cell::Missing => f32::NAN,
+                Cell::Number(n) => *n as f32,
+                Cell::Text(text) => text
+                    .parse::<f32>()
+                    .map_err(|_| at(name, format!("{text:?} is not a number")))?,
+                other => return Err(at(name, format!("{} is not a number", other.describe()))),
             };
             values.push(value);
         }
-        rows.push((entity.to_string(), values, event_time));
+        rows.push((entity, values, event_time));
     }
     write_group(store, &group, rows)
 }
@@ -229,6 +370,145 @@ mod tests {
 
     const TERMINAL_HEADER: &str = "terminal_id,event_time,terminal_risk_30d,terminal_nb_tx_1d,terminal_risk_1d,terminal_nb_tx_7d,terminal_risk_7d,terminal_nb_tx_30d,extra";
 
+    /// Writes a snappy-compressed Parquet file of terminals: id (UTF-8), event time
+    /// (a microsecond timestamp, as pandas writes one), the six features (doubles,
+    /// the 30-day risk nullable) and an extra column.
+    fn write_terminals_parquet(
+        path: &Path,
+        ids: &[&str],
+        micros: &[i64],
+        risk_30d: &[Option<f64>],
+    ) {
+        use parquet::basic::Compression;
+        use parquet::column::writer::ColumnWriter;
+        use parquet::data_type::ByteArray;
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use std::sync::Arc;
+        let schema = Arc::new(
+            parquet::schema::parser::parse_message_type(
+                "message terminals {
+                    required binary terminal_id (UTF8);
+                    required int64 event_time (TIMESTAMP(MICROS, true));
+                    optional double terminal_risk_30d;
+                    required double terminal_nb_tx_1d;
+                    required double terminal_risk_1d;
+                    required double terminal_nb_tx_7d;
+                    required double terminal_risk_7d;
+                    required int64 terminal_nb_tx_30d;
+                    required binary extra (UTF8);
+                }",
+            )
+            .unwrap(),
+        );
+        let props = Arc::new(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .build(),
+        );
+        let file = std::fs::File::create(path).unwrap();
+        let mut writer = SerializedFileWriter::new(file, schema, props).unwrap();
+        let mut group = writer.next_row_group().unwrap();
+        let n = ids.len();
+        let mut index = 0;
+        while let Some(mut column) = group.next_column().unwrap() {
+            match column.untyped() {
+                ColumnWriter::ByteArrayColumnWriter(w) => {
+                    let values: Vec<ByteArray> = if index == 0 {
+                        ids.iter().map(|id| ByteArray::from(*id)).collect()
+                    } else {
+                        (0..n).map(|_| ByteArray::from("x")).collect()
+                    };
+                    w.write_batch(&values, None, None).unwrap();
+                }
+                ColumnWriter::Int64ColumnWriter(w) => {
+                    let values: Vec<i64> = if index == 1 {
+                        micros.to_vec()
+                    } else {
+                        (0..n as i64).map(|i| 30 + i).collect()
+                    };
+                    w.write_batch(&values, None, None).unwrap();
+                }
+                ColumnWriter::DoubleColumnWriter(w) if index == 2 => {
+                    let present: Vec<f64> = risk_30d.iter().flatten().copied().collect();
+                    let levels: Vec<i16> =
+                        risk_30d.iter().map(|r| i16::from(r.is_some())).collect();
+                    w.write_batch(&present, Some(&levels), None).unwrap();
+                }
+                ColumnWriter::DoubleColumnWriter(w) => {
+                    let values: Vec<f64> = (0..n).map(|i| index as f64 + i as f64 / 10.0).collect();
+                    w.write_batch(&values, None, None).unwrap();
+                }
+                _ => unreachable!("no other column type in the schema"),
+            }
+            column.close().unwrap();
+            index += 1;
+        }
+        group.close().unwrap();
+        writer.close().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_parquet_group_is_read_like_a_csv_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("features.sqlite")).unwrap();
+        let file = dir.path().join("terminal.parquet");
+        write_terminals_parquet(
+            &file,
+            &["T00001", "T00002"],
+            &[1_795_514_400_000_000, 1_700_000_000_500_000],
+            &[Some(0.5), None],
+        );
+        let written = load_file(&store, &card(), "terminal", &file, None, "event_time").unwrap();
+        assert_eq!(written, 2);
+        let t1 = store.get("terminal", "T00001").await.unwrap().unwrap();
+        // Columns 3 to 6 hold index + row / 10; nb_tx_30d is the int64 30 + row.
+        // The card's order: nb_tx_1d, risk_1d, nb_tx_7d, risk_7d, nb_tx_30d, risk_30d.
+        assert_eq!(*t1.values, [3.0, 4.0, 5.0, 6.0, 30.0, 0.5]);
+        assert_eq!(t1.event_time, 1_795_514_400);
+        let t2 = store.get("terminal", "T00002").await.unwrap().unwrap();
+        assert_eq!(t2.values[0], 3.1);
+        assert!(t2.values[5].is_nan(), "a null is a missing value");
+        assert_eq!(t2.event_time, 1_700_000_000);
+        // The loaded ids pass the store's known-id filter at once.
+        assert!(store.may_hold("terminal", "T00002"));
+    }
+
+    #[test]
+    fn a_parquet_file_without_the_key_column_names_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("features.sqlite")).unwrap();
+        let file = dir.path().join("terminal.parquet");
+        write_terminals_parquet(&file, &["T00001"], &[0], &[Some(0.1)]);
+        let err = load_file(
+            &store,
+            &card(),
+            "terminal",
+            &file,
+            Some("tid"),
+            "event_time",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("no column \"tid\"") && err.contains("terminal_id"),
+            "{err}"
+        );
+        let not_parquet = dir.path().join("bad.parquet");
+        std::fs::write(&not_parquet, "terminal_id,event_time\n").unwrap();
+        let err = load_file(
+            &store,
+            &card(),
+            "terminal",
+            &not_parquet,
+            None,
+            "event_time",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not a Parquet file"), "{err}");
+    }
+
     #[tokio::test]
     async fn a_csv_group_is_read_back_in_card_order_with_its_event_time() {
         let dir = tempfile::tempdir().unwrap();
@@ -241,7 +521,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let written = load_csv(&store, &card(), "terminal", &csv, None, "event_time").unwrap();
+        let written = load_file(&store, &card(), "terminal", &csv, None, "event_time").unwrap();
         assert_eq!(written, 2);
         let t1 = store.get("terminal", "T1").await.unwrap().unwrap();
         // The card's order: nb_tx_1d, risk_1d, nb_tx_7d, risk_7d, nb_tx_30d, risk_30d.
@@ -261,7 +541,7 @@ mod tests {
             std::fs::write(&csv, body).unwrap();
             format!(
                 "{:#}",
-                load_csv(&store, &card(), group, &csv, None, "event_time").unwrap_err()
+                load_file(&store, &card(), group, &csv, None, "event_time").unwrap_err()
             )
         };
         let ok_row = "T1,0,0.5,1,0.1,7,0.2,30,x";
