@@ -266,15 +266,17 @@ async fn predict(
 ) -> Response {
     let model = state.default_model();
     let request = model.metrics.start_request();
+    // One wall-clock read: the default timestamp and the transforms' "now".
+    let now = unix_now();
     let parsed = body
         .map_err(|r| body_error(r, state.limits.max_body_bytes))
-        .and_then(|b| api::decode_transaction(&b, unix_now()))
+        .and_then(|b| api::decode_transaction(&b, now))
         .and_then(|tx| {
             let (id, fields) = tx.into_fields();
             let prepared = model
                 .fetcher
                 .layout()
-                .prepare(&fields, "", "", unix_now())?;
+                .prepare(&fields, "", "", now)?;
             Ok((id, prepared))
         });
     let (transaction_id, prepared) = match parsed {
@@ -354,12 +356,12 @@ async fn predict_batch(
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
     let model = state.default_model().clone();
+    let now = unix_now();
     let parsed = body
         .map_err(|r| body_error(r, state.limits.max_body_bytes))
-        .and_then(|b| api::decode_batch(&b, state.limits.max_batch_request, unix_now()))
+        .and_then(|b| api::decode_batch(&b, state.limits.max_batch_request, now))
         .and_then(|transactions| {
             // Refuse the whole batch when any row is invalid, naming it.
-            let now = unix_now();
             let layout = model.fetcher.layout();
             let mut rows = Vec::with_capacity(transactions.len());
             for (i, tx) in transactions.into_iter().enumerate() {
