@@ -4,7 +4,7 @@
 //! name in lower case, the fragment of every `runbook_url`.
 
 use crate::alerts::{BURN_RATES, percent_text, seconds_text};
-use crate::config::MixinConfig;
+use crate::config::{MixinConfig, ThresholdMode};
 use crate::names::{alert, record};
 use crate::promql::num;
 use crate::rules::{Rule, RuleGroup};
@@ -16,6 +16,24 @@ struct Entry {
     meaning: String,
     checks: [String; 3],
     queries: Vec<String>,
+}
+
+/// When a drift or approval alert may fire at all: the sample-size guard, and the
+/// noise margin in noise mode.
+fn guard_text(config: &MixinConfig) -> String {
+    let mut text = format!(
+        " It needs at least {} predictions in the window: over fewer, the statistic is mostly sampling noise and the alert stays silent.",
+        config.drift.min_count
+    );
+    if config.drift.threshold == ThresholdMode::Noise {
+        let _ = write!(
+            text,
+            " Each threshold is raised by {} times the statistic's no-drift level for the window's count (`(bins - 1) / count` for PSI, see `{}`), so a quiet window needs a larger shift to page.",
+            num(config.drift.noise_k),
+            record::SCORE_PSI_NOISE
+        );
+    }
+    text
 }
 
 fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
@@ -70,9 +88,10 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
         },
         alert::SCORE_DRIFT_WARNING | alert::SCORE_DRIFT_CRITICAL => Entry {
             meaning: format!(
-                "The fleet's score distribution over the last {window} moved away from the model's reference distribution: PSI above {} (warning) or {} (critical). The model sees different data than it was validated on, or behaves differently.",
+                "The fleet's score distribution over the last {window} moved away from the model's reference distribution: PSI above {} (warning) or {} (critical). The model sees different data than it was validated on, or behaves differently.{}",
                 num(config.drift.psi_warning),
-                num(config.drift.psi_critical)
+                num(config.drift.psi_critical),
+                guard_text(config)
             ),
             checks: [
                 s(
@@ -90,9 +109,10 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
         },
         alert::FEATURE_DRIFT_WARNING | alert::FEATURE_DRIFT_CRITICAL => Entry {
             meaning: format!(
-                "The distribution of one input feature over the last {window} moved away from its reference: PSI above {} (warning) or {} (critical).",
+                "The distribution of one input feature over the last {window} moved away from its reference: PSI above {} (warning) or {} (critical).{}",
                 num(config.drift.psi_warning),
-                num(config.drift.psi_critical)
+                num(config.drift.psi_critical),
+                guard_text(config)
             ),
             checks: [
                 s(
@@ -151,8 +171,18 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
         },
         alert::APPROVAL_RATIO_SHIFT => Entry {
             meaning: format!(
-                "The share of approved predictions over the last {window} differs from the same window {offset} earlier by more than {}. The business outcome changed, whatever the cause.",
-                percent_text(config.serving.approval_delta_max)
+                "The share of approved predictions over the last {window} differs from the same window {offset} earlier by more than {}. The business outcome changed, whatever the cause. Both windows need at least {} decided predictions{}.",
+                percent_text(config.serving.approval_delta_max),
+                config.drift.min_count,
+                if config.drift.threshold == ThresholdMode::Noise {
+                    format!(
+                        ", and the limit widens by {} times the delta's standard deviation for their counts (`{}`)",
+                        num(config.drift.noise_k),
+                        record::APPROVAL_RATIO_DELTA_NOISE
+                    )
+                } else {
+                    String::new()
+                }
             ),
             checks: [
                 s("Score drift and feature drift: a model-side cause."),
@@ -170,8 +200,18 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
         },
         alert::FEATURE_CACHE_COLLAPSE => Entry {
             meaning: format!(
-                "Fewer than {} of feature lookups hit the in-process cache, so most go to the feature store: latency and store load rise.",
-                percent_text(config.serving.cache_hit_ratio_min)
+                "Fewer than {} of feature lookups hit the in-process cache, so most go to the feature store: latency and store load rise. It needs at least {} lookups in 5 minutes (`{}`){}.",
+                percent_text(config.serving.cache_hit_ratio_min),
+                config.serving.cache_min_lookups,
+                record::CACHE_LOOKUPS,
+                if config.drift.threshold == ThresholdMode::Noise {
+                    format!(
+                        ", and the floor is lowered by {} times the hit ratio's standard deviation for that many lookups",
+                        num(config.drift.noise_k)
+                    )
+                } else {
+                    String::new()
+                }
             ),
             checks: [
                 s("Recent restarts or scale-ups: new replicas start cold."),
