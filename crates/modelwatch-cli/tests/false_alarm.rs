@@ -4,7 +4,7 @@
 //! pending: a near miss on clean traffic is a page waiting to happen.
 //!
 //! A test binary of its own, so that it never shares the two cores with the
-//! scenario drills. The 24-hour version at three rates is `bench/false-alarm.sh`.
+//! scenario drills. The 24-hour version at three rates is `bench/false_alarm.py`.
 
 use modelwatch_demo::LabOptions;
 use modelwatch_demo::drill::{self, DrillPlan, Traffic};

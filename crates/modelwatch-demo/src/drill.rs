@@ -445,7 +445,12 @@ pub async fn run_cli(args: &DrillArgs) -> anyhow::Result<ExitCode> {
     let mut lab = LabOptions::new(std::env::current_exe()?, 1.0 / args.speedup);
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read {}: {e}\nhint: `modelwatch mixin --print-default-config > mixin.toml` writes one to start from",
+                path.display()
+            )
+        })?;
         lab.mixin = Some(MixinConfig::from_toml(&text).map_err(|e| {
             anyhow::anyhow!(
                 "{}: {e}\nhint: `modelwatch mixin --print-default-config` prints a valid config",
@@ -466,10 +471,10 @@ pub async fn run_cli(args: &DrillArgs) -> anyhow::Result<ExitCode> {
         read_status: true,
     };
     eprintln!(
-        "drill: {} at {} req/s for {:?} compressed, {:.0} s of wall time",
+        "drill: {} at {} req/s for {} compressed, {:.0} s of wall time",
         plan.scenario.name,
         args.rps,
-        args.duration,
+        compressed(args.duration.as_secs_f64()),
         run.as_secs_f64()
     );
     let population = modelwatch_sim::population::PopulationArgs::default().config();
