@@ -432,12 +432,8 @@ pub struct DrillArgs {
 
 /// Runs `modelwatch drill`.
 pub async fn run_cli(args: &DrillArgs) -> anyhow::Result<ExitCode> {
-    let scenario = Scenario::named(&args.scenario).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}\nhint: choose one of {}",
-            modelwatch_loadgen::scenario::NAMES.join(", ")
-        )
-    })?;
+    // The error names the scenarios in its own hint line.
+    let scenario = Scenario::named(&args.scenario).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
         modelwatch_stack::available(),
         "a drill reads alerts from Prometheus, which is not installed\nhint: apt-get install -y prometheus"
