@@ -17,6 +17,10 @@ enum Command {
     /// The whole point in one command: serve the bundled model, send traffic, break
     /// things, and watch the status board and the alerts say so
     Demo(modelwatch_demo::cli::DemoArgs),
+    /// Play one scenario (clean included) against a lab at your traffic rate and
+    /// mixin config; report every alert that went pending or fired, and how late
+    /// the scenario's alert fired
+    Drill(modelwatch_demo::drill::DrillArgs),
     /// Serve a model with every ML metric recorded (API on --listen, /metrics on
     /// --metrics-listen)
     Serve(modelwatch_server::config::ServeArgs),
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
             args.resolve(sub).and_then(serve)
         }
         Command::Demo(args) => block_on(modelwatch_demo::cli::run(&args)),
+        Command::Drill(args) => block_on(modelwatch_demo::drill::run_cli(&args)),
         Command::Loadgen(args) => block_on(modelwatch_loadgen::cli::run(&args)),
         Command::Mixin(args) => modelwatch_mixin::run(&args),
         Command::Status(args) => {

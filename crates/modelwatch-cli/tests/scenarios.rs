@@ -2,16 +2,17 @@
 //! mixin's windows compressed 60 times: each scenario's alert fires, the clean one
 //! fires nothing, and `status` agrees with the alerts.
 //!
-//! The nine drills run at once, each in its own lab (server + Prometheus), so the
-//! whole test takes about one drill's time. The table of detection delays is printed
-//! and written to `target/scenario-report.md`.
+//! The drills run three at a time, each in its own lab (server + Prometheus), through
+//! `modelwatch_demo::drill::run`, the library behind `modelwatch drill`. The table
+//! of detection delays is printed and written to `target/scenario-report.md`.
 
-use modelwatch_demo::{Lab, LabOptions};
-use modelwatch_loadgen::{LoadConfig, Scenario, scenario::INCIDENT_START};
+use modelwatch_demo::LabOptions;
+use modelwatch_demo::drill::{self, DrillPlan, DrillReport, Traffic};
+use modelwatch_loadgen::Scenario;
 use modelwatch_status::Verdict;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 const SPEEDUP: f64 = 60.0;
 const RUN: Duration = Duration::from_secs(150);
@@ -22,8 +23,7 @@ const PARALLEL: usize = 3;
 
 /// What every drill shares: one simulated history and one seeded store.
 struct Shared {
-    simulator: modelwatch_sim::Simulator,
-    history: modelwatch_sim::History,
+    traffic: Traffic,
     store: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -32,130 +32,45 @@ fn shared() -> Shared {
     let population = modelwatch_sim::population::PopulationArgs::default().config();
     let dir = tempfile::tempdir().expect("tempdir");
     let store_path = modelwatch_testkit::store::population_store(dir.path(), population.clone());
-    let simulator = modelwatch_sim::Simulator::new(population).expect("simulator");
-    let history = simulator.generate();
     Shared {
-        simulator,
-        history,
+        traffic: Traffic::new(population).expect("simulated history"),
         store: store_path,
         _dir: dir,
     }
 }
 
-#[derive(Debug)]
-struct Drill {
-    scenario: &'static str,
-    expected: Option<&'static str>,
-    detection: Option<Duration>,
-    verdict: Option<Verdict>,
-    baseline_alarms: Vec<String>,
-    all_alerts: BTreeMap<String, Duration>,
-}
-
 async fn drill(
     name: &'static str,
     stream: u64,
-    shared: std::sync::Arc<Shared>,
-) -> anyhow::Result<Drill> {
+    shared: Arc<Shared>,
+) -> anyhow::Result<DrillReport> {
     let scenario = Scenario::named(name).map_err(anyhow::Error::msg)?;
-    let mut options = LabOptions::new(
+    let mut lab = LabOptions::new(
         PathBuf::from(env!("CARGO_BIN_EXE_modelwatch")),
         1.0 / SPEEDUP,
     );
-    options.with_prometheus = false;
-    options.store_template = Some(shared.store.clone());
-    let opts = options.clone();
-    let mut lab = tokio::task::spawn_blocking(move || Lab::start(&opts, |_| {})).await??;
-    let config = LoadConfig {
-        target: lab.api.clone(),
-        admin_target: Some(lab.metrics.clone()),
+    lab.with_prometheus = false;
+    lab.store_template = Some(shared.store.clone());
+    let plan = DrillPlan {
+        scenario,
         rps: RPS,
-        duration: RUN,
-        max_requests: None,
-        concurrency: 128,
+        run: RUN,
+        lab,
         stream,
-        progress: false,
+        read_status: true,
     };
-    let traffic = shared
-        .simulator
-        .traffic(&shared.history, shared.history.end_timestamp())
-        .with_stream(stream)
-        .with_rate(RPS / modelwatch_demo::lab::LAB_SIM_SPEED);
-    let started = Instant::now();
-    let incident_at = RUN.mul_f64(INCIDENT_START);
-    let load = {
-        let scenario = scenario.clone();
-        tokio::spawn(async move {
-            modelwatch_loadgen::run(&config, &scenario, traffic, |_, _| {}).await
-        })
-    };
-    // Prometheus joins once traffic flows, as it would on a server in production.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    lab.start_prometheus(false, &mut |_| {})?;
-    let prometheus = lab
-        .prometheus_url()
-        .ok_or_else(|| anyhow::anyhow!("prometheus did not start"))?;
-    let client = modelwatch_stack::http_client()?;
-    let status_args = modelwatch_status::cli::StatusArgs {
-        prometheus: Some(prometheus.clone()),
-        metrics: None,
-        interval: Duration::from_secs(2),
-        model: None,
-        config: None,
-        json: false,
-        watch: None,
-    };
-    let mut result = Drill {
-        scenario: name,
-        expected: scenario.expected_alert,
-        detection: None,
-        verdict: None,
-        baseline_alarms: Vec::new(),
-        all_alerts: BTreeMap::new(),
-    };
-    while !load.is_finished() {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let elapsed = started.elapsed();
-        let firing = modelwatch_stack::firing_alerts(&client, &prometheus).await?;
-        for alert in firing.iter().filter(|a| a.state == "firing") {
-            let name = alert.name().to_string();
-            result.all_alerts.entry(name.clone()).or_insert(elapsed);
-            if elapsed < incident_at && !result.baseline_alarms.contains(&name) {
-                result.baseline_alarms.push(name.clone());
-            }
-            if Some(name.as_str()) == scenario.expected_alert && result.detection.is_none() {
-                result.detection = Some(elapsed.saturating_sub(incident_at));
-                // Read the board while the incident is on.
-                result.verdict = Some(
-                    modelwatch_status::cli::read(&status_args, &lab.mixin)
-                        .await?
-                        .verdict,
-                );
-            }
-        }
-    }
-    let report = load.await??;
-    anyhow::ensure!(report.ok() > 0, "{name}: no request succeeded");
-    if scenario.expected_alert.is_none() {
-        result.verdict = Some(
-            modelwatch_status::cli::read(&status_args, &lab.mixin)
-                .await?
-                .verdict,
-        );
-    }
-    drop(lab);
-    Ok(result)
+    drill::run(&plan, &shared.traffic, |_| {}).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_scenario_fires_its_alert_and_clean_traffic_fires_nothing() {
     let names = modelwatch_loadgen::scenario::NAMES;
-    let shared = std::sync::Arc::new(
+    let shared = Arc::new(
         tokio::task::spawn_blocking(shared)
             .await
             .expect("shared setup"),
     );
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+    let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
     let mut tasks = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let (shared, slots) = (shared.clone(), slots.clone());
@@ -174,17 +89,18 @@ async fn each_scenario_fires_its_alert_and_clean_traffic_fires_nothing() {
     }
 
     let mut table = String::from(
-        "| scenario | expected alert | detection delay | status verdict | other alerts (first seen) |\n|---|---|---|---|---|\n",
+        "| scenario | expected alert | detection delay | status verdict | other alerts fired (first seen) | pending after warm-up |\n|---|---|---|---|---|---|\n",
     );
     for d in &drills {
         let others: Vec<String> = d
-            .all_alerts
+            .alerts
             .iter()
             .filter(|(n, _)| Some(n.as_str()) != d.expected)
-            .map(|(n, t)| format!("{n} ({:.0} s)", t.as_secs_f64()))
+            .filter_map(|(n, t)| Some(format!("{n} ({:.0} s)", t.first_firing?.as_secs_f64())))
             .collect();
+        let pending = d.pending_after_warm_up();
         table.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} |\n",
             d.scenario,
             d.expected.unwrap_or("none"),
             d.detection
@@ -195,6 +111,11 @@ async fn each_scenario_fires_its_alert_and_clean_traffic_fires_nothing() {
                 "-".into()
             } else {
                 others.join(", ")
+            },
+            if pending.is_empty() {
+                "-".into()
+            } else {
+                pending.join(", ")
             },
         ));
     }
@@ -208,10 +129,10 @@ async fn each_scenario_fires_its_alert_and_clean_traffic_fires_nothing() {
     );
     for d in &drills {
         assert!(
-            d.baseline_alarms.is_empty(),
+            d.false_alarms().is_empty(),
             "{}: alerts fired on clean baseline traffic: {:?}\n{table}",
             d.scenario,
-            d.baseline_alarms
+            d.false_alarms()
         );
         match d.expected {
             Some(alert) => {
@@ -228,11 +149,13 @@ async fn each_scenario_fires_its_alert_and_clean_traffic_fires_nothing() {
                 );
             }
             None => {
-                assert!(
-                    d.all_alerts.is_empty(),
-                    "clean traffic raised {:?}\n{table}",
-                    d.all_alerts
-                );
+                let fired: Vec<&String> = d
+                    .alerts
+                    .iter()
+                    .filter(|(_, t)| t.first_firing.is_some())
+                    .map(|(n, _)| n)
+                    .collect();
+                assert!(fired.is_empty(), "clean traffic raised {fired:?}\n{table}");
                 assert_eq!(
                     d.verdict,
                     Some(Verdict::Healthy),

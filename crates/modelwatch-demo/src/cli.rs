@@ -55,7 +55,8 @@ fn parse_every(text: &str) -> Result<Duration, String> {
     )
 }
 
-fn parse_speedup(text: &str) -> Result<f64, String> {
+/// `--speedup` (demo's and drill's): at least 1.
+pub(crate) fn parse_speedup(text: &str) -> Result<f64, String> {
     let hint = "hint: 1 runs the rules at their real windows, 60 turns an hour into a minute";
     let speedup: f64 = text
         .trim()

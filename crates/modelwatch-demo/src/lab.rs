@@ -37,6 +37,9 @@ pub struct LabOptions {
     /// A feature store already seeded with `population`, copied into the lab instead
     /// of seeding a new one (saves the seeding when many labs start at once).
     pub store_template: Option<PathBuf>,
+    /// A mixin config to use instead of the lab's own ([`LabOptions::mixin_config`]);
+    /// its `time_scale` is replaced by the lab's.
+    pub mixin: Option<MixinConfig>,
 }
 
 impl LabOptions {
@@ -50,12 +53,20 @@ impl LabOptions {
             with_alertmanager: true,
             serve_args: Vec::new(),
             store_template: None,
+            mixin: None,
         }
     }
 
-    /// The mixin config of a lab: the defaults, scaled in time, with the cache floor
-    /// fitted to the lab's short cache TTL.
+    /// The mixin config of a lab: [`LabOptions::mixin`] if set, otherwise the
+    /// defaults with the cache floor fitted to the lab's short cache TTL; scaled in
+    /// time either way.
     pub fn mixin_config(&self) -> MixinConfig {
+        if let Some(mixin) = &self.mixin {
+            return MixinConfig {
+                time_scale: self.time_scale,
+                ..mixin.clone()
+            };
+        }
         let mut config = MixinConfig {
             time_scale: self.time_scale,
             ..MixinConfig::default()

@@ -12,8 +12,16 @@
 //! `long_window` and `short_window`. A warning and a critical alert on the same
 //! signal (drift) both fire past the critical threshold: inhibit one with the other
 //! in Alertmanager if a single notification is wanted.
+//!
+//! Alerts on a statistic of a sample know the sample's size: drift and approval
+//! alerts need `drift.min_count` predictions in their window and the cache alert
+//! `serving.cache_min_lookups` lookups. With `drift.threshold = "noise"` (the
+//! default) each limit also moves by `drift.noise_k` times the statistic's no-drift
+//! level for that count (docs/drift.md derives them): PSI's expectation
+//! `(B - 1) / N`, the approval delta's standard deviation, and for the cache the
+//! hit ratio's standard deviation at the floor.
 
-use crate::config::{AlertForConfig, MixinConfig, PromDuration};
+use crate::config::{AlertForConfig, MixinConfig, PromDuration, ThresholdMode};
 use crate::names::{alert, record};
 use crate::promql::{eq, none_of, num};
 use crate::rules::{AlertingRule, Rule, RuleGroup};
@@ -230,6 +238,51 @@ fn burn_alert(config: &MixinConfig, kind: Slo, rate: BurnRate) -> Rule {
     )
 }
 
+/// `stat` past `threshold`, or past `threshold` plus `noise_k` times the no-drift
+/// level `noise` in `noise` mode, over a window of at least `drift.min_count`
+/// predictions (`count`, matched on `keys`).
+fn drift_condition(
+    config: &MixinConfig,
+    stat: &str,
+    noise: &str,
+    count: &str,
+    keys: &str,
+    threshold: f64,
+) -> String {
+    let limit = match config.drift.threshold {
+        ThresholdMode::Fixed => num(threshold),
+        ThresholdMode::Noise => format!(
+            "({} + {} * {noise})",
+            num(threshold),
+            num(config.drift.noise_k)
+        ),
+    };
+    format!(
+        "{stat} > {limit}\nand on ({keys})\n{count} >= {}",
+        config.drift.min_count
+    )
+}
+
+/// How a drift description states its threshold.
+fn threshold_text(config: &MixinConfig, severity: &str, threshold: f64) -> String {
+    match config.drift.threshold {
+        ThresholdMode::Fixed => format!("the {severity} threshold of {}", num(threshold)),
+        ThresholdMode::Noise => format!(
+            "the {severity} threshold of {} plus {} times its no-drift level for the window's predictions",
+            num(threshold),
+            num(config.drift.noise_k)
+        ),
+    }
+}
+
+/// ` plus 3 times <what>` in noise mode, empty in fixed mode.
+fn noise_text(config: &MixinConfig, what: &str) -> String {
+    match config.drift.threshold {
+        ThresholdMode::Fixed => String::new(),
+        ThresholdMode::Noise => format!(", widened by {} times {what}", num(config.drift.noise_k)),
+    }
+}
+
 fn model_alerts(config: &MixinConfig) -> Vec<Rule> {
     let window = config.scaled(config.drift.window);
     let offset = config.scaled(config.drift.comparison_offset);
@@ -247,33 +300,53 @@ fn model_alerts(config: &MixinConfig) -> Vec<Rule> {
         rules.push(make(
             config,
             name,
-            format!("{} > {}", record::SCORE_PSI, num(threshold)),
+            drift_condition(
+                config,
+                record::SCORE_PSI,
+                record::SCORE_PSI_NOISE,
+                record::SCORE_COUNT,
+                &format!("{}, {}", label::MODEL, label::VERSION),
+                threshold,
+            ),
             config.alert_for.score_drift,
             &[("severity", severity)],
             AlertText {
                 summary: "The score distribution of a model drifted from its reference.",
                 description: format!(
-                    "The scores of model {{{{ $labels.model }}}} version {{{{ $labels.version }}}} over the last {window} have a PSI of {{{{ $value | printf \"%.3f\" }}}} against the reference, above the {severity} threshold of {}.",
-                    num(threshold)
+                    "The scores of model {{{{ $labels.model }}}} version {{{{ $labels.version }}}} over the last {window} have a PSI of {{{{ $value | printf \"%.3f\" }}}} against the reference, above {}.",
+                    threshold_text(config, severity, threshold)
                 ),
             },
         ));
     }
-    let delta = num(config.serving.approval_delta_max);
+    let delta = match config.drift.threshold {
+        ThresholdMode::Fixed => num(config.serving.approval_delta_max),
+        ThresholdMode::Noise => format!(
+            "({} + {} * {})",
+            num(config.serving.approval_delta_max),
+            num(config.drift.noise_k),
+            record::APPROVAL_RATIO_DELTA_NOISE
+        ),
+    };
     rules.push(make(
         config,
         alert::APPROVAL_RATIO_SHIFT,
         format!(
-            "{d} > {delta}\nor\n{d} < -{delta}",
-            d = record::APPROVAL_RATIO_DELTA
+            "(\n  {d} > {delta}\n  or\n  {d} < -{delta}\n)\nand on ({m})\n{c} >= {min}\nand on ({m})\n{o} >= {min}",
+            d = record::APPROVAL_RATIO_DELTA,
+            m = label::MODEL,
+            c = record::APPROVAL_COUNT,
+            o = record::APPROVAL_COUNT_OFFSET,
+            min = config.drift.min_count,
         ),
         config.alert_for.approval_shift,
         &[("severity", WARNING)],
         AlertText {
             summary: "The approval ratio of a model moved against the same window last week.",
             description: format!(
-                "The approval ratio of model {{{{ $labels.model }}}} over the last {window} differs by {{{{ $value | humanizePercentage }}}} from the same window {offset} earlier (limit ±{}).",
-                percent_text(config.serving.approval_delta_max)
+                "The approval ratio of model {{{{ $labels.model }}}} over the last {window} differs by {{{{ $value | humanizePercentage }}}} from the same window {offset} earlier (limit ±{}{}).",
+                percent_text(config.serving.approval_delta_max),
+                noise_text(config, "the delta's standard deviation for the two windows' counts")
             ),
         },
     ));
@@ -295,14 +368,21 @@ fn feature_alerts(config: &MixinConfig) -> Vec<Rule> {
         rules.push(make(
             config,
             name,
-            format!("{} > {}", record::FEATURE_PSI, num(threshold)),
+            drift_condition(
+                config,
+                record::FEATURE_PSI,
+                record::FEATURE_PSI_NOISE,
+                record::FEATURE_COUNT,
+                &format!("{}, {}", label::MODEL, label::FEATURE),
+                threshold,
+            ),
             config.alert_for.feature_drift,
             &[("severity", severity)],
             AlertText {
                 summary: "The distribution of a feature drifted from its reference.",
                 description: format!(
-                    "Feature {{{{ $labels.feature }}}} of model {{{{ $labels.model }}}} has a PSI of {{{{ $value | printf \"%.3f\" }}}} over the last {window} against its reference, above the {severity} threshold of {}.",
-                    num(threshold)
+                    "Feature {{{{ $labels.feature }}}} of model {{{{ $labels.model }}}} has a PSI of {{{{ $value | printf \"%.3f\" }}}} over the last {window} against its reference, above {}.",
+                    threshold_text(config, severity, threshold)
                 ),
             },
         ));
@@ -366,19 +446,35 @@ fn feature_alerts(config: &MixinConfig) -> Vec<Rule> {
     rules.push(make(
         config,
         alert::FEATURE_CACHE_COLLAPSE,
-        format!(
-            "{} < {}",
-            record::CACHE_HIT_RATIO,
-            num(config.serving.cache_hit_ratio_min)
-        ),
+        {
+            let floor = config.serving.cache_hit_ratio_min;
+            let limit = match config.drift.threshold {
+                ThresholdMode::Fixed => num(floor),
+                ThresholdMode::Noise => format!(
+                    "({} - {} * sqrt({} / {}))",
+                    num(floor),
+                    num(config.drift.noise_k),
+                    num(floor * (1.0 - floor)),
+                    record::CACHE_LOOKUPS
+                ),
+            };
+            format!(
+                "{} < {limit}\nand on ({m})\n{} >= {}",
+                record::CACHE_HIT_RATIO,
+                record::CACHE_LOOKUPS,
+                config.serving.cache_min_lookups,
+                m = label::MODEL,
+            )
+        },
         config.alert_for.cache_collapse,
         &[("severity", WARNING)],
         AlertText {
             summary: "The feature cache of a model hits far less than usual.",
             description: format!(
-                "Only {{{{ $value | humanizePercentage }}}} of the feature cache lookups of model {{{{ $labels.model }}}} hit over the last {} (floor {}).",
+                "Only {{{{ $value | humanizePercentage }}}} of the feature cache lookups of model {{{{ $labels.model }}}} hit over the last {} (floor {}{}).",
                 config.scaled(PromDuration::from_secs(300)),
-                percent_text(config.serving.cache_hit_ratio_min)
+                percent_text(config.serving.cache_hit_ratio_min),
+                noise_text(config, "the ratio's standard deviation for the window's lookups")
             ),
         },
     ));

@@ -97,6 +97,27 @@ pub struct DriftConfig {
     pub window: PromDuration,
     /// How far back the week-over-week comparisons look, default `7d`.
     pub comparison_offset: PromDuration,
+    /// Fewest predictions a drift window must hold before a drift alert or the
+    /// approval-shift alert may fire, default 200. Over fewer, a PSI or a ratio is
+    /// mostly sampling noise (see docs/drift.md).
+    pub min_count: u64,
+    /// How a drift statistic is compared with `psi_warning` and `psi_critical`:
+    /// `noise` (the default) adds `noise_k` times the statistic's no-drift level for
+    /// the window's count, `(bins - 1) / count` for PSI; `fixed` compares with the
+    /// threshold alone.
+    pub threshold: ThresholdMode,
+    /// How many noise levels `threshold = "noise"` adds to each threshold, default 3.
+    pub noise_k: f64,
+}
+
+/// How a drift alert's threshold depends on the window's sample size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdMode {
+    /// The configured threshold alone, whatever the window's count.
+    Fixed,
+    /// The configured threshold plus `noise_k` times the no-drift noise level.
+    Noise,
 }
 
 impl Default for DriftConfig {
@@ -106,6 +127,9 @@ impl Default for DriftConfig {
             psi_critical: 0.25,
             window: PromDuration::from_secs(3600),
             comparison_offset: PromDuration::from_secs(7 * 86_400),
+            min_count: 200,
+            threshold: ThresholdMode::Noise,
+            noise_k: 3.0,
         }
     }
 }
@@ -148,6 +172,9 @@ pub struct ServingConfig {
     /// below its threshold (`task.decisions.below` in its card). Default `approved`
     /// (the bundled fraud model) and `negative` (a card's default).
     pub approved_decisions: Vec<String>,
+    /// Fewest feature cache lookups in the 5m window before the cache-collapse alert
+    /// may fire, default 100: a hit ratio over a handful of lookups is noise.
+    pub cache_min_lookups: u64,
 }
 
 impl Default for ServingConfig {
@@ -156,6 +183,7 @@ impl Default for ServingConfig {
             cache_hit_ratio_min: 0.9,
             approval_delta_max: 0.05,
             approved_decisions: vec!["approved".into(), "negative".into()],
+            cache_min_lookups: 100,
         }
     }
 }
@@ -384,6 +412,21 @@ impl MixinConfig {
                 "must be positive and below drift.psi_critical",
             ));
         }
+        if self.drift.min_count == 0 {
+            return Err(invalid(
+                "drift.min_count",
+                "must be at least 1 (a window without predictions has no distribution)",
+            ));
+        }
+        if !(self.drift.noise_k.is_finite() && self.drift.noise_k >= 0.0) {
+            return Err(invalid(
+                "drift.noise_k",
+                format!("{} is not a non-negative number", self.drift.noise_k),
+            ));
+        }
+        if self.serving.cache_min_lookups == 0 {
+            return Err(invalid("serving.cache_min_lookups", "must be at least 1"));
+        }
         for group in self.features.max_age.keys() {
             if group.is_empty() || group.contains(['"', '\\']) {
                 return Err(invalid(
@@ -480,6 +523,18 @@ const FIELD_DOCS: &[(&str, &str)] = &[
         "drift.comparison_offset",
         "How far back week-over-week comparisons look.",
     ),
+    (
+        "drift.min_count",
+        "Fewest predictions in the window before drift or approval alerts may fire.",
+    ),
+    (
+        "drift.threshold",
+        "\"noise\": threshold + noise_k x the no-drift level for the count; \"fixed\": threshold alone.",
+    ),
+    (
+        "drift.noise_k",
+        "Noise levels added to each drift threshold when threshold = \"noise\".",
+    ),
     ("features", "Feature freshness and missing values."),
     (
         "features.max_age_default",
@@ -502,6 +557,10 @@ const FIELD_DOCS: &[(&str, &str)] = &[
     (
         "serving.approved_decisions",
         "Decision values that count as approved: each card's task.decisions.below.",
+    ),
+    (
+        "serving.cache_min_lookups",
+        "Fewest cache lookups in 5m before the cache-collapse alert may fire.",
     ),
     (
         "alert_for",
@@ -744,6 +803,13 @@ mod tests {
         assert_eq!(err("[drift]\npsi_warning = 0.3"), "drift.psi_warning");
         assert_eq!(err("selector = '{job=\"x\"}'"), "selector");
         assert_eq!(err("[drift]\nwindow = \"1x\""), "(file)");
+        assert_eq!(err("[drift]\nmin_count = 0"), "drift.min_count");
+        assert_eq!(err("[drift]\nnoise_k = -1.0"), "drift.noise_k");
+        assert_eq!(err("[drift]\nthreshold = \"loose\""), "(file)");
+        assert_eq!(
+            err("[serving]\ncache_min_lookups = 0"),
+            "serving.cache_min_lookups"
+        );
         assert_eq!(err("unknown = 1"), "(file)");
     }
 }

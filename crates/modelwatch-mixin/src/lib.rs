@@ -31,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod names;
+pub mod noise;
 mod promql;
 pub mod promtool_tests;
 pub mod recording;
@@ -40,7 +41,7 @@ pub mod variables;
 pub mod yaml;
 
 pub use cli::{MixinArgs, run};
-pub use config::{ConfigError, MixinConfig, PromDuration};
+pub use config::{ConfigError, MixinConfig, PromDuration, ThresholdMode};
 pub use promql::num;
 
 use std::path::{Path, PathBuf};

@@ -21,6 +21,9 @@ pub mod record {
         "model_version_stage:model_stage_duration_seconds:histogram_quantile_rate5m";
     /// Feature cache hits over all lookups, by model, over 5m.
     pub const CACHE_HIT_RATIO: &str = "model:model_feature_cache_hit:ratio_rate5m";
+    /// Feature cache lookups (hits and misses) by model, over 5m: the sample size of
+    /// [`CACHE_HIT_RATIO`].
+    pub const CACHE_LOOKUPS: &str = "model:model_feature_cache_lookups:increase5m";
     /// Feature store failures per second by model and kind, over 5m.
     pub const STORE_ERRORS_RATE5M: &str = "model_kind:model_feature_store_errors:rate5m";
 
@@ -32,6 +35,14 @@ pub mod record {
     pub const APPROVAL_RATIO_OFFSET: &str = "model:model_approval:ratio_offset";
     /// [`APPROVAL_RATIO`] minus [`APPROVAL_RATIO_OFFSET`], in absolute fraction.
     pub const APPROVAL_RATIO_DELTA: &str = "model:model_approval:ratio_delta";
+    /// Decided predictions by model over the drift window: the sample size of
+    /// [`APPROVAL_RATIO`].
+    pub const APPROVAL_COUNT: &str = "model:model_approval:count";
+    /// [`APPROVAL_COUNT`] one comparison offset earlier.
+    pub const APPROVAL_COUNT_OFFSET: &str = "model:model_approval:count_offset";
+    /// The standard deviation of [`APPROVAL_RATIO_DELTA`] when nothing changed:
+    /// `sqrt(r (1 - r) (1 / count + 1 / count_offset))`.
+    pub const APPROVAL_RATIO_DELTA_NOISE: &str = "model:model_approval:ratio_delta_noise";
 
     /// The fleet's score fraction per reference bin, over the drift window.
     pub const SCORE_BIN_RATIO: &str = "model_version_bin:model_score_bin:ratio";
@@ -46,6 +57,17 @@ pub mod record {
     /// Fleet score total variation distance against the reference (an upper bound of
     /// the binned KS statistic, see the crate docs).
     pub const SCORE_TOTAL_VARIATION: &str = "model_version:model_score:total_variation";
+    /// Predictions by model and version over the drift window: the sample size of
+    /// the score drift rules.
+    pub const SCORE_COUNT: &str = "model_version:model_score:count";
+    /// Reference bins of the score by model and version.
+    pub const SCORE_BINS: &str = "model_version:model_score:bins";
+    /// PSI's no-drift expectation for the window's count, `(bins - 1) / count`.
+    pub const SCORE_PSI_NOISE: &str = "model_version:model_score:psi_noise";
+    /// Jensen-Shannon's no-drift expectation, `(bins - 1) / (8 count)` nats.
+    pub const SCORE_JENSEN_SHANNON_NOISE: &str = "model_version:model_score:jensen_shannon_noise";
+    /// Total variation's no-drift upper bound, `sqrt((bins - 1) / (2 pi count))`.
+    pub const SCORE_TOTAL_VARIATION_NOISE: &str = "model_version:model_score:total_variation_noise";
     /// Fleet score PSI of the drift window against the same window one comparison
     /// offset earlier (week over week).
     pub const SCORE_PSI_OFFSET: &str = "model_version:model_score:psi_offset";
@@ -60,6 +82,19 @@ pub mod record {
     pub const FEATURE_JENSEN_SHANNON: &str = "model_feature:model_feature:jensen_shannon";
     /// Fleet feature total variation distance against the reference.
     pub const FEATURE_TOTAL_VARIATION: &str = "model_feature:model_feature:total_variation";
+    /// Predictions with a value of the feature over the drift window: the sample
+    /// size of the feature drift rules.
+    pub const FEATURE_COUNT: &str = "model_feature:model_feature:count";
+    /// Reference bins of each feature.
+    pub const FEATURE_BINS: &str = "model_feature:model_feature:bins";
+    /// Feature PSI's no-drift expectation, `(bins - 1) / count`.
+    pub const FEATURE_PSI_NOISE: &str = "model_feature:model_feature:psi_noise";
+    /// Feature Jensen-Shannon's no-drift expectation, `(bins - 1) / (8 count)`.
+    pub const FEATURE_JENSEN_SHANNON_NOISE: &str =
+        "model_feature:model_feature:jensen_shannon_noise";
+    /// Feature total variation's no-drift upper bound, `sqrt((bins - 1) / (2 pi count))`.
+    pub const FEATURE_TOTAL_VARIATION_NOISE: &str =
+        "model_feature:model_feature:total_variation_noise";
 
     /// Missing values of a feature over predictions, over 5m.
     pub const MISSING_RATIO: &str = "model_feature:model_feature_missing:ratio_rate5m";

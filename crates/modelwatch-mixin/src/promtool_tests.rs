@@ -15,8 +15,9 @@
 //! exact; gauges are constant, so their conditions hold from `t1` = 0.
 
 use crate::alerts::{BURN_RATES, BurnRate, Slo};
-use crate::config::{MixinConfig, PromDuration};
+use crate::config::{MixinConfig, PromDuration, ThresholdMode};
 use crate::names::{alert, external, record};
+use crate::noise;
 use crate::promql::{num, quote};
 use crate::rules::{AlertingRule, Rule, RuleGroup};
 use crate::yaml::Yaml;
@@ -148,6 +149,11 @@ fn counter(per_step: u64, steps: u64) -> String {
     format!("0+{per_step}x{steps}")
 }
 
+/// `0+<per_step>x<steps>` with a fractional step, for windows of few events.
+fn scaled_counter(per_step: f64, steps: u64) -> String {
+    format!("0+{}x{steps}", num(per_step))
+}
+
 /// `<value>x<steps>`: a constant gauge.
 fn gauge(value: f64, steps: u64) -> String {
     format!("{}x{steps}", num(value))
@@ -254,14 +260,14 @@ pub fn test_files(
         }
     }
     files.push(("slo-test.yaml".to_string(), test_file(&ctx, &slo)));
-    let model = vec![
-        drift_scenario(&ctx, Distribution::Score, false)?,
-        drift_scenario(&ctx, Distribution::Score, true)?,
-        drift_value_scenario(&ctx, Distribution::Score),
-        drift_scenario(&ctx, Distribution::Feature, false)?,
-        drift_scenario(&ctx, Distribution::Feature, true)?,
-        drift_value_scenario(&ctx, Distribution::Feature),
-    ];
+    let mut model = Vec::new();
+    for d in [Distribution::Score, Distribution::Feature] {
+        model.push(drift_scenario(&ctx, d, false)?);
+        model.push(drift_scenario(&ctx, d, true)?);
+        model.push(drift_value_scenario(&ctx, d));
+        model.push(drift_small_window_scenario(&ctx, d)?);
+        model.extend(drift_noise_margin_scenario(&ctx, d)?);
+    }
     files.push(("drift-test.yaml".to_string(), test_file(&ctx, &model)));
     // The approval test spans the comparison offset (a week by default): a coarser
     // step keeps promtool's evaluations few.
@@ -279,7 +285,13 @@ pub fn test_files(
     let window = config.scaled(config.drift.window).as_secs();
     let offset = config.scaled(config.drift.comparison_offset).as_secs();
     let approval_file = if offset >= window + approval + approval_ctx.step {
-        test_file(&approval_ctx, &[approval_scenario(&approval_ctx)?])
+        test_file(
+            &approval_ctx,
+            &[
+                approval_scenario(&approval_ctx, Approval::Full)?,
+                approval_scenario(&approval_ctx, Approval::Few)?,
+            ],
+        )
     } else {
         format!(
             "# No approval shift test for this config: it needs drift.comparison_offset\n\
@@ -296,7 +308,8 @@ pub fn test_files(
     };
     let mut features = stale_scenarios(&ctx)?;
     features.push(missing_scenario(&ctx)?);
-    features.push(cache_scenario(&ctx)?);
+    features.push(cache_scenario(&ctx, false)?);
+    features.push(cache_scenario(&ctx, true)?);
     files.push(("features-test.yaml".to_string(), test_file(&ctx, &features)));
     let serving = vec![
         no_traffic_scenario(&ctx)?,
@@ -651,7 +664,13 @@ fn counts_reaching(reference: &ReferenceBins, target: f64) -> Option<Vec<u64>> {
 
 /// The input series of a binned distribution spread over two replicas: per-step
 /// `counts`, and the reference gauges that every replica exports.
-fn binned_series(ctx: &Ctx<'_>, d: Distribution, counts: &[u64], n: u64) -> Vec<(String, String)> {
+fn binned_series(
+    ctx: &Ctx<'_>,
+    d: Distribution,
+    counts: &[u64],
+    scale: f64,
+    n: u64,
+) -> Vec<(String, String)> {
     let reference = d.reference();
     let keys = d.keys();
     let mut series = Vec::new();
@@ -668,7 +687,7 @@ fn binned_series(ctx: &Ctx<'_>, d: Distribution, counts: &[u64], n: u64) -> Vec<
         for (replica, per_step) in REPLICAS.iter().zip([a, count / 3]) {
             series.push((
                 ctx.series(d.counter(), Some(replica), &l),
-                counter(per_step, n),
+                scaled_counter(per_step as f64 * scale, n),
             ));
             series.push((
                 ctx.series(d.reference_gauge(), Some(replica), &l),
@@ -710,10 +729,126 @@ fn drift_scenario(ctx: &Ctx<'_>, d: Distribution, critical: bool) -> Result<Test
             psi
         ),
         interval: ctx.step,
-        series: binned_series(ctx, d, &counts, steps(ctx, at)),
+        series: binned_series(ctx, d, &counts, 1.0, steps(ctx, at)),
         alerts: boundary(ctx, rule, t1, firing).into(),
         exprs: vec![close_to(d.records()[0], psi, at, &keys)],
     })
+}
+
+/// The critical drift input over a window of about half `drift.min_count`
+/// predictions: the PSI is far past both thresholds (and their noise margins), yet
+/// neither drift alert fires, long after their `for:`.
+fn drift_small_window_scenario(ctx: &Ctx<'_>, d: Distribution) -> Result<TestGroup, Error> {
+    let config = ctx.config;
+    let target = 1.5 * config.drift.psi_critical;
+    let reference = d.reference();
+    let Some(counts) = counts_reaching(&reference, target) else {
+        return Err(ConfigError {
+            field: "drift.psi_critical".into(),
+            reason: format!("no test input reaches a PSI of {target}"),
+        }
+        .into());
+    };
+    let p = fractions(&counts);
+    let psi = drift::psi(&p, &reference.ratios);
+    let per_step: u64 = counts.iter().sum();
+    let window_steps = config.scaled(config.drift.window).as_secs() / ctx.step;
+    let scale = config.drift.min_count as f64 / (2.0 * per_step as f64 * (window_steps + 1) as f64);
+    let (warning, critical) = (ctx.rule(d.alert(false)), ctx.rule(d.alert(true)));
+    let at = 2 * (ctx.step + warning.for_.as_secs().max(critical.for_.as_secs()));
+    let keys = d.keys();
+    let count = match d {
+        Distribution::Score => record::SCORE_COUNT,
+        Distribution::Feature => record::FEATURE_COUNT,
+    };
+    let quiet = |rule: &AlertingRule| AlertTest {
+        at,
+        alertname: rule.alert,
+        expected: Vec::new(),
+        annotations: Vec::new(),
+    };
+    let text: Vec<String> = keys
+        .iter()
+        .map(|(k, v)| format!("{k}={}", quote(v)))
+        .collect();
+    Ok(TestGroup {
+        name: format!(
+            "{} drift: PSI {psi:.3} over fewer than {} predictions fires nothing",
+            d.name(),
+            config.drift.min_count
+        ),
+        interval: ctx.step,
+        series: binned_series(ctx, d, &counts, scale, steps(ctx, at)),
+        alerts: vec![quiet(warning), quiet(critical)],
+        exprs: vec![
+            close_to(d.records()[0], psi, at, &keys),
+            ExprTest {
+                expr: format!("{count} < bool {}", config.drift.min_count),
+                at,
+                samples: vec![(format!("{{{}}}", text.join(", ")), "1".into())],
+            },
+        ],
+    })
+}
+
+/// In noise mode: a PSI past the warning threshold but short of the threshold plus
+/// `noise_k` times `(B - 1) / N`, over a full window of somewhat more than
+/// `drift.min_count` predictions, fires nothing; the recorded count and noise level
+/// are the expected ones.
+fn drift_noise_margin_scenario(ctx: &Ctx<'_>, d: Distribution) -> Result<Option<TestGroup>, Error> {
+    let config = ctx.config;
+    if config.drift.threshold == ThresholdMode::Fixed {
+        return Ok(None);
+    }
+    let reference = d.reference();
+    let bins = reference.ratios.len();
+    let n = (config.drift.min_count as f64 * 1.25).ceil() as u64;
+    let margin = config.drift.noise_k * noise::psi_noise(bins, n);
+    let target = config.drift.psi_warning + 0.5 * margin;
+    let Some(counts) = counts_reaching(&reference, target) else {
+        return Err(ConfigError {
+            field: "drift.psi_warning".into(),
+            reason: format!("no test input reaches a PSI of {target}"),
+        }
+        .into());
+    };
+    let psi = drift::psi(&fractions(&counts), &reference.ratios);
+    if psi >= config.drift.psi_warning + margin || psi <= config.drift.psi_warning {
+        // The input's PSI moves in steps too coarse for this margin.
+        return Ok(None);
+    }
+    let per_step: u64 = counts.iter().sum();
+    let window = config.scaled(config.drift.window).as_secs();
+    let window_steps = window / ctx.step;
+    let scale = n as f64 / (per_step as f64 * window_steps as f64);
+    let rule = ctx.rule(d.alert(false));
+    let at = window + ctx.step + rule.for_.as_secs();
+    let keys = d.keys();
+    let (count, noise_record) = match d {
+        Distribution::Score => (record::SCORE_COUNT, record::SCORE_PSI_NOISE),
+        Distribution::Feature => (record::FEATURE_COUNT, record::FEATURE_PSI_NOISE),
+    };
+    Ok(Some(TestGroup {
+        name: format!(
+            "{} drift: PSI {psi:.3} over {n} predictions is within {} + {} x (B-1)/N",
+            d.name(),
+            num(config.drift.psi_warning),
+            num(config.drift.noise_k)
+        ),
+        interval: ctx.step,
+        series: binned_series(ctx, d, &counts, scale, steps(ctx, at)),
+        alerts: vec![AlertTest {
+            at,
+            alertname: rule.alert,
+            expected: Vec::new(),
+            annotations: Vec::new(),
+        }],
+        exprs: vec![
+            close_to(d.records()[0], psi, at, &keys),
+            close_to(count, n as f64, at, &keys),
+            close_to(noise_record, noise::psi_noise(bins, n), at, &keys),
+        ],
+    }))
 }
 
 /// PSI, Jensen-Shannon and total variation with an empty current bin and an empty
@@ -763,7 +898,7 @@ fn window_ratio(
     step: u64,
     from: i64,
     to: i64,
-    per_step: impl Fn(u64) -> (u64, u64),
+    per_step: impl Fn(u64) -> (f64, f64),
 ) -> Option<f64> {
     let first = from.max(0) as u64;
     let first = first.div_ceil(step) * step;
@@ -771,7 +906,7 @@ fn window_ratio(
     if last < first + step {
         return None;
     }
-    let (mut approved, mut decided) = (0u64, 0u64);
+    let (mut approved, mut decided) = (0.0, 0.0);
     let mut t = first + step;
     while t <= last {
         let (a, d) = per_step(t);
@@ -779,22 +914,45 @@ fn window_ratio(
         decided += d;
         t += step;
     }
-    Some(approved as f64 / decided as f64)
+    Some(approved / decided)
 }
 
-fn approval_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
+/// The two approval scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Approval {
+    /// Many decisions per window: the alert fires at its `for:` boundary.
+    Full,
+    /// A large shift over about half `drift.min_count` decisions: nothing fires.
+    Few,
+}
+
+fn approval_scenario(ctx: &Ctx<'_>, kind: Approval) -> Result<TestGroup, Error> {
     let config = ctx.config;
     let step = ctx.step;
     let window = config.scaled(config.drift.window).as_secs();
     let offset = config.scaled(config.drift.comparison_offset).as_secs();
     let limit = config.serving.approval_delta_max;
-    // Approval drops by twice the limit (plus an odd bit, so that no step lands
-    // exactly on the threshold) once the comparison window is all in the past.
-    const DECIDED: u64 = 1000;
-    let before = 900u64;
-    let after = before - ((2.0 * limit + 0.003) * DECIDED as f64).round() as u64;
+    let window_steps = window / step;
+    // So many decisions that the noise margin of `threshold = "noise"` (at most
+    // `noise_k * sqrt(0.5 / DECIDED)` once both windows hold a step) is far below
+    // the delta's change per step; or, for `Few`, half the minimum per window.
+    let (decided, drop) = match kind {
+        Approval::Full => (1e8, 2.0 * limit + 0.003),
+        Approval::Few => (
+            (config.drift.min_count as f64 / (2.0 * (window_steps + 1) as f64)),
+            0.5,
+        ),
+    };
+    let margin = match (kind, config.drift.threshold) {
+        (Approval::Full, ThresholdMode::Noise) => config.drift.noise_k * (0.5 / decided).sqrt(),
+        _ => 0.0,
+    };
+    // Approval drops by `drop` (twice the limit plus an odd bit, so that no step
+    // lands on the threshold) once the comparison window is all in the past.
+    let before = 0.9 * decided;
+    let after = (0.9 - drop) * decided;
     let switch = offset;
-    let per_step = |t: u64| (if t <= switch { before } else { after }, DECIDED);
+    let per_step = |t: u64| (if t <= switch { before } else { after }, decided);
     let delta = |t: u64| {
         let t = t as i64;
         let (w, o) = (window as i64, offset as i64);
@@ -809,14 +967,15 @@ fn approval_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
     let mut t = step;
     while t <= horizon {
         if let Some(d) = delta(t) {
-            if (d.abs() - limit).abs() < 1e-9 {
+            let past = d.abs() - limit;
+            if past > -1e-9 && past <= margin + 1e-9 {
                 return Err(ConfigError {
                     field: "serving.approval_delta_max".into(),
                     reason: "the approval test lands on the threshold; pick another value".into(),
                 }
                 .into());
             }
-            match (t1, d.abs() > limit) {
+            match (t1, past > 0.0) {
                 (None, true) => t1 = Some(t),
                 (Some(_), false) => {
                     return Err(ConfigError {
@@ -844,10 +1003,12 @@ fn approval_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
     let value = delta(at).unwrap_or_default();
     let n = steps(ctx, at);
     let switch_steps = switch / step;
-    let segments = |before_per_step: u64, after_per_step: u64| {
+    let segments = |before_per_step: f64, after_per_step: f64| {
         format!(
-            "0+{before_per_step}x{switch_steps} {}+{after_per_step}x{}",
-            before_per_step * switch_steps + after_per_step,
+            "0+{}x{switch_steps} {}+{}x{}",
+            num(before_per_step),
+            num(before_per_step * switch_steps as f64 + after_per_step),
+            num(after_per_step),
             n.saturating_sub(switch_steps + 1)
         )
     };
@@ -867,25 +1028,54 @@ fn approval_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
         (requests(Status::Success, APPROVED), segments(before, after)),
         (
             requests(Status::Success, DECLINED),
-            segments(DECIDED - before, DECIDED - after),
+            segments(decided - before, decided - after),
         ),
         // Failed and undecided requests are not decisions: they must not count.
         (requests(Status::Error, NO_DECISION), counter(500, n)),
         (requests(Status::Success, NO_DECISION), counter(500, n)),
     ];
     let keys = [(label::MODEL, MODEL)];
-    let firing = vec![(alert_labels(rule, &keys), rendered(rule, &keys, value)?)];
-    Ok(TestGroup {
-        name: format!(
-            "{}: approval falls from {} to {} of decisions",
-            rule.alert,
-            percent(before, DECIDED),
-            percent(after, DECIDED)
-        ),
-        interval: step,
-        series,
-        alerts: boundary(ctx, rule, t1, firing).into(),
-        exprs: vec![close_to(record::APPROVAL_RATIO_DELTA, value, at, &keys)],
+    let from_to = format!("{}% to {}%", num(90.0), num((0.9 - drop) * 100.0));
+    Ok(match kind {
+        Approval::Full => TestGroup {
+            name: format!("{}: approval falls from {from_to} of decisions", rule.alert),
+            interval: step,
+            series,
+            alerts: boundary(
+                ctx,
+                rule,
+                t1,
+                vec![(alert_labels(rule, &keys), rendered(rule, &keys, value)?)],
+            )
+            .into(),
+            exprs: vec![close_to(record::APPROVAL_RATIO_DELTA, value, at, &keys)],
+        },
+        Approval::Few => TestGroup {
+            name: format!(
+                "{}: approval falls from {from_to} over fewer than {} decisions: nothing fires",
+                rule.alert, config.drift.min_count
+            ),
+            interval: step,
+            series,
+            alerts: vec![AlertTest {
+                at,
+                alertname: rule.alert,
+                expected: Vec::new(),
+                annotations: Vec::new(),
+            }],
+            exprs: vec![
+                close_to(record::APPROVAL_RATIO_DELTA, value, at, &keys),
+                ExprTest {
+                    expr: format!(
+                        "{} < bool {}",
+                        record::APPROVAL_COUNT,
+                        config.drift.min_count
+                    ),
+                    at,
+                    samples: vec![(format!("{{model={}}}", quote(MODEL)), "1".into())],
+                },
+            ],
+        },
     })
 }
 
@@ -1011,13 +1201,27 @@ fn missing_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
     })
 }
 
-fn cache_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
+/// The cache hit ratio at 80% of its floor: the alert fires at its `for:`
+/// boundary, or, over about half `serving.cache_min_lookups` lookups per window
+/// (`few`), never.
+fn cache_scenario(ctx: &Ctx<'_>, few: bool) -> Result<TestGroup, Error> {
     const LOOKUPS: u64 = 1000;
-    let hits = (0.8 * ctx.config.serving.cache_hit_ratio_min * LOOKUPS as f64).round() as u64;
+    let config = ctx.config;
+    let hits = (0.8 * config.serving.cache_hit_ratio_min * LOOKUPS as f64).round() as u64;
     let ratio = hits as f64 / LOOKUPS as f64;
+    let window_steps = config.scaled(PromDuration::from_secs(300)).as_secs() / ctx.step;
+    let scale = if few {
+        config.serving.cache_min_lookups as f64 / (2.0 * LOOKUPS as f64 * (window_steps + 1) as f64)
+    } else {
+        1.0
+    };
     let rule = ctx.rule(alert::FEATURE_CACHE_COLLAPSE);
     let t1 = ctx.step;
-    let at = t1 + rule.for_.as_secs();
+    let at = if few {
+        2 * (t1 + rule.for_.as_secs())
+    } else {
+        t1 + rule.for_.as_secs()
+    };
     let n = steps(ctx, at);
     let keys = [(label::MODEL, MODEL)];
     let op = |operation: CacheOperation, per_step: u64| {
@@ -1030,24 +1234,53 @@ fn cache_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
                     (label::OPERATION, operation.as_str()),
                 ],
             ),
-            counter(per_step, n),
+            scaled_counter(per_step as f64 * scale, n),
         )
     };
-    Ok(TestGroup {
-        name: format!("{}: {} of lookups hit", rule.alert, percent(hits, LOOKUPS)),
-        interval: ctx.step,
-        series: vec![
-            op(CacheOperation::Hit, hits),
-            op(CacheOperation::Miss, LOOKUPS - hits),
-        ],
-        alerts: boundary(
-            ctx,
-            rule,
-            t1,
-            vec![(alert_labels(rule, &keys), rendered(rule, &keys, ratio)?)],
-        )
-        .into(),
-        exprs: Vec::new(),
+    let series = vec![
+        op(CacheOperation::Hit, hits),
+        op(CacheOperation::Miss, LOOKUPS - hits),
+    ];
+    Ok(if few {
+        TestGroup {
+            name: format!(
+                "{}: {} of fewer than {} lookups hit: nothing fires",
+                rule.alert,
+                percent(hits, LOOKUPS),
+                config.serving.cache_min_lookups
+            ),
+            interval: ctx.step,
+            series,
+            alerts: vec![AlertTest {
+                at,
+                alertname: rule.alert,
+                expected: Vec::new(),
+                annotations: Vec::new(),
+            }],
+            exprs: vec![ExprTest {
+                expr: format!(
+                    "{} < bool {}",
+                    record::CACHE_LOOKUPS,
+                    config.serving.cache_min_lookups
+                ),
+                at,
+                samples: vec![(format!("{{model={}}}", quote(MODEL)), "1".into())],
+            }],
+        }
+    } else {
+        TestGroup {
+            name: format!("{}: {} of lookups hit", rule.alert, percent(hits, LOOKUPS)),
+            interval: ctx.step,
+            series,
+            alerts: boundary(
+                ctx,
+                rule,
+                t1,
+                vec![(alert_labels(rule, &keys), rendered(rule, &keys, ratio)?)],
+            )
+            .into(),
+            exprs: Vec::new(),
+        }
     })
 }
 
@@ -1311,8 +1544,10 @@ mod tests {
 
     #[test]
     fn the_approval_window_ratio_counts_whole_steps() {
-        let ratio = window_ratio(60, -600, 600, |t| if t <= 300 { (9, 10) } else { (8, 10) });
+        let ratio = window_ratio(60, -600, 600, |t| {
+            if t <= 300 { (9.0, 10.0) } else { (8.0, 10.0) }
+        });
         assert_eq!(ratio, Some(85.0 / 100.0));
-        assert_eq!(window_ratio(60, -600, 30, |_| (1, 1)), None);
+        assert_eq!(window_ratio(60, -600, 30, |_| (1.0, 1.0)), None);
     }
 }

@@ -27,6 +27,13 @@
 //!   record the total variation distance ½ Σ |p − q| instead, which bounds binned KS
 //!   from above (they are equal when mass moves in one direction, as in a shift).
 //!   Exact binned KS is available per replica from `modelwatch::drift::ks`.
+//! - **Sample size**: beside every drift statistic the rules record the window's
+//!   count of predictions (`increase` of the bin counters summed over bins), the
+//!   reference's number of bins, and the statistic's no-drift level for that count:
+//!   `(B - 1) / N` for PSI, `(B - 1) / 8N` for Jensen-Shannon and
+//!   `sqrt((B - 1) / 2πN)` for total variation (derived and checked by simulation
+//!   in docs/drift.md). The approval ratio and the cache hit ratio record their
+//!   counts too, so that the alerts can ignore windows with too few events.
 
 use crate::config::{MixinConfig, PromDuration};
 use crate::names::record::{self, BURN_WINDOWS};
@@ -150,6 +157,10 @@ fn serving(q: &Promql<'_>) -> Vec<Rule> {
         ),
     ));
     rules.push(rec(
+        record::CACHE_LOOKUPS,
+        format!("sum by ({}) (increase({}{w}))", label::MODEL, cache(&[])),
+    ));
+    rules.push(rec(
         record::STORE_ERRORS_RATE5M,
         format!(
             "sum by ({}) (rate({}{w}))",
@@ -206,6 +217,11 @@ struct Binned {
     psi: &'static str,
     jensen_shannon: &'static str,
     total_variation: &'static str,
+    count: &'static str,
+    bins: &'static str,
+    psi_noise: &'static str,
+    jensen_shannon_noise: &'static str,
+    total_variation_noise: &'static str,
 }
 
 const SCORE: Binned = Binned {
@@ -217,6 +233,11 @@ const SCORE: Binned = Binned {
     psi: record::SCORE_PSI,
     jensen_shannon: record::SCORE_JENSEN_SHANNON,
     total_variation: record::SCORE_TOTAL_VARIATION,
+    count: record::SCORE_COUNT,
+    bins: record::SCORE_BINS,
+    psi_noise: record::SCORE_PSI_NOISE,
+    jensen_shannon_noise: record::SCORE_JENSEN_SHANNON_NOISE,
+    total_variation_noise: record::SCORE_TOTAL_VARIATION_NOISE,
 };
 
 const FEATURE: Binned = Binned {
@@ -228,6 +249,11 @@ const FEATURE: Binned = Binned {
     psi: record::FEATURE_PSI,
     jensen_shannon: record::FEATURE_JENSEN_SHANNON,
     total_variation: record::FEATURE_TOTAL_VARIATION,
+    count: record::FEATURE_COUNT,
+    bins: record::FEATURE_BINS,
+    psi_noise: record::FEATURE_PSI_NOISE,
+    jensen_shannon_noise: record::FEATURE_JENSEN_SHANNON_NOISE,
+    total_variation_noise: record::FEATURE_TOTAL_VARIATION_NOISE,
 };
 
 /// Per-bin fractions of a binned counter over `range`, absent without data.
@@ -284,6 +310,34 @@ fn binned_rules(q: &Promql<'_>, config: &MixinConfig, binned: &Binned) -> Vec<Ru
             binned.total_variation,
             total_variation(&keys, binned.ratio, binned.reference_ratio),
         ),
+        rec(
+            binned.count,
+            format!(
+                "sum by ({keys}) (increase({}{range}))",
+                q.metric(binned.counter, &[])
+            ),
+        ),
+        rec(
+            binned.bins,
+            format!("count by ({keys}) ({})", binned.reference_ratio),
+        ),
+        rec(
+            binned.psi_noise,
+            format!("({} - 1) / ({} > 0)", binned.bins, binned.count),
+        ),
+        rec(
+            binned.jensen_shannon_noise,
+            format!("({} - 1) / (8 * ({} > 0))", binned.bins, binned.count),
+        ),
+        rec(
+            binned.total_variation_noise,
+            format!(
+                "sqrt(({} - 1) / ({} * ({} > 0)))",
+                binned.bins,
+                num(2.0 * std::f64::consts::PI),
+                binned.count
+            ),
+        ),
     ]
 }
 
@@ -315,6 +369,21 @@ fn drift(q: &Promql<'_>, config: &MixinConfig) -> Vec<Rule> {
             ),
         )
     };
+    // The approval ratio's denominator as a count: every successful decision but
+    // `none`.
+    let decisions = |range: &str| {
+        format!(
+            "sum by ({}) (increase({}{range}))",
+            label::MODEL,
+            q.metric(
+                &schema::REQUESTS_TOTAL,
+                &[
+                    eq(label::STATUS, Status::Success.as_str()),
+                    none_of(label::DECISION, &[NO_DECISION])
+                ]
+            ),
+        )
+    };
     let mut rules = vec![
         rec(
             record::APPROVAL_RATIO_BY_VERSION,
@@ -331,6 +400,17 @@ fn drift(q: &Promql<'_>, config: &MixinConfig) -> Vec<Rule> {
                 "{}\n-\n{}",
                 record::APPROVAL_RATIO,
                 record::APPROVAL_RATIO_OFFSET
+            ),
+        ),
+        rec(record::APPROVAL_COUNT, decisions(&window)),
+        rec(record::APPROVAL_COUNT_OFFSET, decisions(&offset)),
+        rec(
+            record::APPROVAL_RATIO_DELTA_NOISE,
+            format!(
+                "sqrt(\n  {r} * (1 - {r})\n  * (1 / ({n} > 0) + 1 / ({o} > 0))\n)",
+                r = record::APPROVAL_RATIO,
+                n = record::APPROVAL_COUNT,
+                o = record::APPROVAL_COUNT_OFFSET,
             ),
         ),
     ];

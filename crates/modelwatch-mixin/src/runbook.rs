@@ -4,7 +4,7 @@
 //! name in lower case, the fragment of every `runbook_url`.
 
 use crate::alerts::{BURN_RATES, percent_text, seconds_text};
-use crate::config::MixinConfig;
+use crate::config::{MixinConfig, ThresholdMode};
 use crate::names::{alert, record};
 use crate::promql::num;
 use crate::rules::{Rule, RuleGroup};
@@ -16,6 +16,23 @@ struct Entry {
     meaning: String,
     checks: [String; 3],
     queries: Vec<String>,
+}
+
+/// When a drift alert may fire at all: the sample-size guard on `count`, and the
+/// noise margin `noise` in noise mode.
+fn guard_text(config: &MixinConfig, count: &str, noise: &str) -> String {
+    let mut text = format!(
+        " It needs at least {} predictions in the window (`{count}`, setting `drift.min_count`): over fewer, the statistic is mostly sampling noise and the alert stays silent.",
+        config.drift.min_count
+    );
+    if config.drift.threshold == ThresholdMode::Noise {
+        let _ = write!(
+            text,
+            " Each threshold is raised by {} times the statistic's no-drift level for the window's count (`{noise}`, which is `(bins - 1) / count` for PSI; setting `drift.noise_k`), so a quiet window needs a larger shift to page. docs/drift.md#sample-size derives the level and shows the simulation behind it.",
+            num(config.drift.noise_k),
+        );
+    }
+    text
 }
 
 fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
@@ -70,9 +87,10 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
         },
         alert::SCORE_DRIFT_WARNING | alert::SCORE_DRIFT_CRITICAL => Entry {
             meaning: format!(
-                "The fleet's score distribution over the last {window} moved away from the model's reference distribution: PSI above {} (warning) or {} (critical). The model sees different data than it was validated on, or behaves differently.",
+                "The fleet's score distribution over the last {window} moved away from the model's reference distribution: PSI above {} (warning) or {} (critical). The model sees different data than it was validated on, or behaves differently.{}",
                 num(config.drift.psi_warning),
-                num(config.drift.psi_critical)
+                num(config.drift.psi_critical),
+                guard_text(config, record::SCORE_COUNT, record::SCORE_PSI_NOISE)
             ),
             checks: [
                 s(
@@ -90,9 +108,10 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
         },
         alert::FEATURE_DRIFT_WARNING | alert::FEATURE_DRIFT_CRITICAL => Entry {
             meaning: format!(
-                "The distribution of one input feature over the last {window} moved away from its reference: PSI above {} (warning) or {} (critical).",
+                "The distribution of one input feature over the last {window} moved away from its reference: PSI above {} (warning) or {} (critical).{}",
                 num(config.drift.psi_warning),
-                num(config.drift.psi_critical)
+                num(config.drift.psi_critical),
+                guard_text(config, record::FEATURE_COUNT, record::FEATURE_PSI_NOISE)
             ),
             checks: [
                 s(
@@ -151,8 +170,20 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
         },
         alert::APPROVAL_RATIO_SHIFT => Entry {
             meaning: format!(
-                "The share of approved predictions over the last {window} differs from the same window {offset} earlier by more than {}. The business outcome changed, whatever the cause.",
-                percent_text(config.serving.approval_delta_max)
+                "The share of approved predictions over the last {window} differs from the same window {offset} earlier by more than {}. The business outcome changed, whatever the cause. Both windows need at least {} decided predictions (`{}` and `{}`, setting `drift.min_count`){}.",
+                percent_text(config.serving.approval_delta_max),
+                config.drift.min_count,
+                record::APPROVAL_COUNT,
+                record::APPROVAL_COUNT_OFFSET,
+                if config.drift.threshold == ThresholdMode::Noise {
+                    format!(
+                        ", and the limit widens by {} times the delta's standard deviation for their counts (`{}`, `sqrt(r (1 - r) (1/count + 1/count_offset))`)",
+                        num(config.drift.noise_k),
+                        record::APPROVAL_RATIO_DELTA_NOISE
+                    )
+                } else {
+                    String::new()
+                }
             ),
             checks: [
                 s("Score drift and feature drift: a model-side cause."),
@@ -170,8 +201,18 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
         },
         alert::FEATURE_CACHE_COLLAPSE => Entry {
             meaning: format!(
-                "Fewer than {} of feature lookups hit the in-process cache, so most go to the feature store: latency and store load rise.",
-                percent_text(config.serving.cache_hit_ratio_min)
+                "Fewer than {} of feature lookups hit the in-process cache, so most go to the feature store: latency and store load rise. It needs at least {} lookups in 5 minutes (`{}`, setting `serving.cache_min_lookups`): a freshly started replica's first handful of lookups cannot page{}.",
+                percent_text(config.serving.cache_hit_ratio_min),
+                config.serving.cache_min_lookups,
+                record::CACHE_LOOKUPS,
+                if config.drift.threshold == ThresholdMode::Noise {
+                    format!(
+                        ", and the floor is lowered by {} times the hit ratio's standard deviation at the floor for that many lookups (`sqrt(floor (1 - floor) / lookups)`)",
+                        num(config.drift.noise_k)
+                    )
+                } else {
+                    String::new()
+                }
             ),
             checks: [
                 s("Recent restarts or scale-ups: new replicas start cold."),

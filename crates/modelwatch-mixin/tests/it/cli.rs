@@ -44,7 +44,11 @@ fn check_fails_until_the_files_are_generated_then_passes() {
 fn a_config_file_changes_thresholds_and_a_bad_one_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("mixin.toml");
-    std::fs::write(&config, "[drift]\npsi_critical = 0.3\n").expect("config");
+    std::fs::write(
+        &config,
+        "[drift]\npsi_critical = 0.3\nthreshold = \"fixed\"\n",
+    )
+    .expect("config");
     let out = dir.path().join("out");
     let generate = MixinArgs {
         config: Some(config.clone()),
