@@ -12,6 +12,7 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
 # The page's browser test drives headless Chromium (crates/modelwatch-cli/tests/ui.rs).
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v victoria-metrics >/dev/null || need_apt+=(victoria-metrics)
 # Debian bookworm has no `kubectl` package; `kubernetes-client` provides one whose
 # kustomize renders deploy/ identically.
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
