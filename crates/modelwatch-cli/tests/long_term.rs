@@ -31,10 +31,6 @@ const DAYS: u32 = 372;
 const YEAR_OFFSET: i64 = 364 * DAY;
 const WEEK: i64 = 7 * DAY;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Every recording rule of `config`, by recorded name (the first of a name wins:
 /// quantile rules share one).
 fn rules_of(config: &MixinConfig) -> BTreeMap<&'static str, String> {
@@ -144,30 +140,6 @@ fn dir_size(path: &Path) -> u64 {
         .sum()
 }
 
-/// Grafana's variables, replaced as the fleet test does for a live server.
-fn substitute(expr: &str, version: &str) -> String {
-    expr.replace("${datasource}", "")
-        .replace("$__rate_interval", "1m")
-        .replace("$__interval", "15s")
-        .replace("$__range", "1h")
-        .replace("${model}", "fraud")
-        .replace("$model", "fraud")
-        .replace("${version}", version)
-        .replace("$version", version)
-}
-
-fn panel_queries(panels: &[serde_json::Value], out: &mut Vec<(String, String)>) {
-    for panel in panels {
-        let title = panel["title"].as_str().unwrap_or_default().to_string();
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            if let Some(expr) = target["expr"].as_str() {
-                out.push((title.clone(), expr.to_string()));
-            }
-        }
-        panel_queries(panel["panels"].as_array().map_or(&[], Vec::as_slice), out);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_year_in_victoria_metrics_answers_year_over_year_and_every_rule_and_panel() {
     let client = modelwatch_stack::http_client().expect("client");
@@ -211,7 +183,7 @@ async fn a_year_in_victoria_metrics_answers_year_over_year_and_every_rule_and_pa
     .expect("victoria-metrics starts (hint: apt-get install -y victoria-metrics)");
     let vm_url = vm.url();
     let started = Instant::now();
-    let body = tokio::fs::read(&file).await.expect("read");
+    let body = std::fs::read(&file).expect("read");
     let response = client
         .post(format!("{vm_url}/api/v1/import"))
         .timeout(Duration::from_secs(300))
@@ -327,7 +299,7 @@ async fn a_year_in_victoria_metrics_answers_year_over_year_and_every_rule_and_pa
     // vmalert with the committed mixin, reading and writing the store.
     let alert_dir = dir.path().join("vmalert");
     std::fs::create_dir_all(&alert_dir).expect("dir");
-    let mixin = repo().join("mixin");
+    let mixin = modelwatch_testkit::workspace_root().join("mixin");
     let vmalert = modelwatch_stack::start_vmalert(&VmalertConfig {
         dir: alert_dir,
         datasource: vm_url.clone(),
@@ -377,11 +349,17 @@ async fn a_year_in_victoria_metrics_answers_year_over_year_and_every_rule_and_pa
         &std::fs::read_to_string(mixin.join(modelwatch_mixin::DASHBOARD_PATH)).expect("dashboard"),
     )
     .expect("json");
-    let mut queries = Vec::new();
-    panel_queries(
-        dashboard["panels"].as_array().expect("panels"),
-        &mut queries,
-    );
+    let queries = modelwatch_testkit::dashboard::queries(&dashboard);
+    // Grafana's variables at the live server's scale (time scale 1): the rules'
+    // real windows.
+    let variables = [
+        ("datasource", ""),
+        ("__rate_interval", "1m"),
+        ("__interval", "15s"),
+        ("__range", "1h"),
+        ("model", "fraud"),
+        ("version", version.as_str()),
+    ];
     let absent_here = [
         external::DCGM_GPU_UTIL,
         external::DCGM_FB_USED,
@@ -391,7 +369,7 @@ async fn a_year_in_victoria_metrics_answers_year_over_year_and_every_rule_and_pa
     let mut pending: Vec<(String, String)> = queries
         .into_iter()
         .filter(|(_, e)| !absent_here.iter().any(|m| e.contains(m)))
-        .map(|(t, e)| (t, substitute(&e, &version)))
+        .map(|(t, e)| (t, modelwatch_testkit::dashboard::substitute(&e, &variables)))
         .collect();
     let total = pending.len();
     let deadline = Instant::now() + run;

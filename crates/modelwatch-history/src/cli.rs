@@ -2,7 +2,7 @@
 
 use crate::{Format, HistoryConfig, INCIDENTS, synthesize};
 use anyhow::Context as _;
-use modelwatch_server::config::HumanDuration;
+use modelwatch_duration::HumanDuration;
 use modelwatch_sim::DAY_SECS;
 use modelwatch_sim::population::PopulationArgs;
 use std::io::Write as _;

@@ -41,9 +41,10 @@ use modelwatch::{
     MetricsConfig, ModelSpec, Stage, Status, StoreErrorKind,
 };
 use modelwatch_sim::{DAY_SECS, FEATURES, FeatureBuilder, Simulator};
+use modelwatch_status::scrape::Sample;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The families a history holds. The per-replica sliding-window gauges
@@ -168,7 +169,7 @@ pub struct Series {
     pub family: &'static MetricDef,
     /// The series name (`_bucket`, `_sum` or `_count` for histograms).
     pub name: String,
-    /// Label pairs in exposition order, `job` and `instance` last.
+    /// Label pairs sorted by name, then `job` and `instance`.
     pub labels: Vec<(String, String)>,
     /// One value per [`History::timestamps`] entry.
     pub values: Vec<f64>,
@@ -236,44 +237,6 @@ impl History {
     }
 }
 
-/// Splits one exposition line `name{a="x",b="y"} value` into name, labels and value.
-fn parse_line(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
-    let (head, value) = line.rsplit_once(' ')?;
-    let value: f64 = value.parse().ok()?;
-    let Some(brace) = head.find('{') else {
-        return Some((head.to_string(), Vec::new(), value));
-    };
-    let name = head[..brace].to_string();
-    let mut labels = Vec::new();
-    let body = head[brace + 1..].strip_suffix('}')?;
-    let mut chars = body.chars().peekable();
-    loop {
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if key.is_empty() {
-            break;
-        }
-        if chars.next() != Some('"') {
-            return None;
-        }
-        let mut val = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => match chars.next()? {
-                    'n' => val.push('\n'),
-                    other => val.push(other),
-                },
-                '"' => break,
-                c => val.push(c),
-            }
-        }
-        labels.push((key.trim_start_matches(',').to_string(), val));
-        if chars.peek() == Some(&',') {
-            chars.next();
-        }
-    }
-    Some((name, labels, value))
-}
-
 /// Lognormal latency in seconds with the given median and shape.
 fn lognormal(rng: &mut ChaCha8Rng, median: f64, sigma: f64) -> f64 {
     // Box-Muller from two uniforms in (0, 1].
@@ -314,21 +277,23 @@ impl Recorder {
         modelwatch::Format::PrometheusText
             .encode(&self.registry, &mut text)
             .context("cannot encode the registry")?;
-        let mut lines: Vec<(String, Vec<(String, String)>, f64)> = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter_map(parse_line)
-            .collect();
+        // The library's own exposition, read back by the status command's parser.
+        let mut lines = modelwatch_status::scrape::parse(&text);
         let name = schema::REQUEST_DURATION_SECONDS.name;
         // The registry's copy is never observed (see above); ours replaces it.
-        lines.retain(|(n, _, _)| !n.starts_with(name));
-        let base = vec![
+        lines.retain(|s| !s.name.starts_with(name));
+        let base = BTreeMap::from([
             (schema::label::MODEL.to_string(), self.spec.name.clone()),
             (
                 schema::label::VERSION.to_string(),
                 self.spec.version.clone(),
             ),
-        ];
+        ]);
+        let sample = |name: String, labels: BTreeMap<String, String>, value: f64| Sample {
+            name,
+            labels,
+            value,
+        };
         let mut cumulative = 0;
         let bounds = modelwatch::buckets::LATENCY_SECONDS;
         for (i, count) in self.request_buckets.iter().enumerate() {
@@ -337,13 +302,26 @@ impl Recorder {
                 .get(i)
                 .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
             let mut labels = base.clone();
-            labels.push(("le".into(), le));
-            lines.push((format!("{name}_bucket"), labels, cumulative as f64));
+            labels.insert("le".into(), le);
+            lines.push(sample(format!("{name}_bucket"), labels, cumulative as f64));
         }
-        lines.push((format!("{name}_sum"), base.clone(), self.request_sum));
-        lines.push((format!("{name}_count"), base, self.request_count as f64));
+        lines.push(sample(
+            format!("{name}_sum"),
+            base.clone(),
+            self.request_sum,
+        ));
+        lines.push(sample(
+            format!("{name}_count"),
+            base,
+            self.request_count as f64,
+        ));
 
-        for (name, mut labels, value) in lines {
+        for Sample {
+            name,
+            labels,
+            value,
+        } in lines
+        {
             let Some(family) = schema::find(&name) else {
                 continue;
             };
@@ -355,6 +333,7 @@ impl Recorder {
                 Kind::Counter | Kind::Histogram => value * weight,
                 Kind::Gauge | Kind::Info => value,
             };
+            let mut labels: Vec<(String, String)> = labels.into_iter().collect();
             labels.push(("job".into(), config.job.clone()));
             labels.push(("instance".into(), config.instance.clone()));
             let key = format!("{name}{labels:?}");
@@ -570,19 +549,6 @@ pub fn synthesize(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exposition_lines_parse_with_quoted_commas() {
-        let (name, labels, value) = parse_line(
-            r#"model_info{model="fraud",architecture="trees(n=100,depth=3)",x="a\"b"} 1"#,
-        )
-        .expect("parses");
-        assert_eq!(name, "model_info");
-        assert_eq!(labels[1].1, "trees(n=100,depth=3)");
-        assert_eq!(labels[2].1, "a\"b");
-        assert_eq!(value, 1.0);
-        assert_eq!(parse_line("up 0").map(|l| l.2), Some(0.0));
-    }
 
     #[test]
     fn a_step_that_does_not_divide_a_day_is_refused_with_a_hint() {
