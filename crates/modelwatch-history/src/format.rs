@@ -27,7 +27,8 @@ pub fn write(history: &History, format: Format, out: &mut impl Write) -> std::io
     }
 }
 
-fn escape(value: &str) -> String {
+/// A label value as the text formats write it between quotes.
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

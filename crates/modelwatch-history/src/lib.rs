@@ -41,10 +41,9 @@ use modelwatch::{
     MetricsConfig, ModelSpec, Stage, Status, StoreErrorKind,
 };
 use modelwatch_sim::{DAY_SECS, FEATURES, FeatureBuilder, Simulator};
-use modelwatch_status::scrape::Sample;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The families a history holds. The per-replica sliding-window gauges
@@ -259,7 +258,9 @@ const STAGE_LATENCY: [(Stage, f64, f64); 4] = [
 /// library measures that one from a real clock, so the history keeps it itself).
 struct Recorder {
     registry: modelwatch::prometheus_client::registry::Registry,
-    index: HashMap<String, usize>,
+    /// Each exposition series (the line up to its value) seen so far: its index in
+    /// `series`, or `None` for a series the history leaves out.
+    index: HashMap<String, Option<usize>>,
     series: Vec<Series>,
     request_buckets: Vec<u64>,
     request_sum: f64,
@@ -277,23 +278,20 @@ impl Recorder {
         modelwatch::Format::PrometheusText
             .encode(&self.registry, &mut text)
             .context("cannot encode the registry")?;
-        // The library's own exposition, read back by the status command's parser.
-        let mut lines = modelwatch_status::scrape::parse(&text);
         let name = schema::REQUEST_DURATION_SECONDS.name;
         // The registry's copy is never observed (see above); ours replaces it.
-        lines.retain(|s| !s.name.starts_with(name));
-        let base = BTreeMap::from([
-            (schema::label::MODEL.to_string(), self.spec.name.clone()),
-            (
-                schema::label::VERSION.to_string(),
-                self.spec.version.clone(),
-            ),
-        ]);
-        let sample = |name: String, labels: BTreeMap<String, String>, value: f64| Sample {
-            name,
-            labels,
-            value,
-        };
+        let mut lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty() && !l.starts_with(name))
+            .collect();
+        let labels = format!(
+            "{}=\"{}\",{}=\"{}\"",
+            schema::label::MODEL,
+            format::escape(&self.spec.name),
+            schema::label::VERSION,
+            format::escape(&self.spec.version)
+        );
+        let mut ours = Vec::new();
         let mut cumulative = 0;
         let bounds = modelwatch::buckets::LATENCY_SECONDS;
         for (i, count) in self.request_buckets.iter().enumerate() {
@@ -301,68 +299,78 @@ impl Recorder {
             let le = bounds
                 .get(i)
                 .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
-            let mut labels = base.clone();
-            labels.insert("le".into(), le);
-            lines.push(sample(format!("{name}_bucket"), labels, cumulative as f64));
+            ours.push(format!(
+                "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+            ));
         }
-        lines.push(sample(
-            format!("{name}_sum"),
-            base.clone(),
-            self.request_sum,
-        ));
-        lines.push(sample(
-            format!("{name}_count"),
-            base,
-            self.request_count as f64,
-        ));
+        ours.push(format!("{name}_sum{{{labels}}} {}", self.request_sum));
+        ours.push(format!("{name}_count{{{labels}}} {}", self.request_count));
+        lines.extend(ours.iter().map(String::as_str));
 
-        for Sample {
-            name,
-            labels,
-            value,
-        } in lines
-        {
-            let Some(family) = schema::find(&name) else {
+        for line in lines {
+            let (head, value) = line
+                .rsplit_once(' ')
+                .with_context(|| format!("internal error: no value in {line:?}"))?;
+            let index = match self.index.get(head) {
+                Some(index) => *index,
+                None => self.add_series(line, head, config)?,
+            };
+            let Some(index) = index else {
                 continue;
             };
-            if !FAMILIES.contains(family) || (family.kind == Kind::Histogram && name == family.name)
-            {
-                continue;
-            }
-            let scaled = match family.kind {
+            let value: f64 = value
+                .parse()
+                .with_context(|| format!("internal error: bad value in {line:?}"))?;
+            let series = &mut self.series[index];
+            let scaled = match series.family.kind {
                 Kind::Counter | Kind::Histogram => value * weight,
                 Kind::Gauge | Kind::Info => value,
             };
-            let mut labels: Vec<(String, String)> = labels.into_iter().collect();
-            labels.push(("job".into(), config.job.clone()));
-            labels.push(("instance".into(), config.instance.clone()));
-            let key = format!("{name}{labels:?}");
-            let index = match self.index.get(&key) {
-                Some(i) => *i,
-                None => {
-                    let i = self.series.len();
-                    self.index.insert(key, i);
-                    // A series that appears late (its first observation) was 0 before:
-                    // counters and buckets start at 0, gauges are padded with their value.
-                    let before = match family.kind {
-                        Kind::Counter | Kind::Histogram => 0.0,
-                        Kind::Gauge | Kind::Info => scaled,
-                    };
-                    let mut values = Vec::with_capacity(config.samples());
-                    values.resize(self.taken, before);
-                    self.series.push(Series {
-                        family,
-                        name,
-                        labels,
-                        values,
-                    });
-                    i
-                }
-            };
-            self.series[index].values.push(scaled);
+            if series.values.is_empty() && self.taken > 0 {
+                // A series that appears late (its first observation) was 0 before:
+                // counters and buckets start at 0, gauges are padded with their value.
+                let before = match series.family.kind {
+                    Kind::Counter | Kind::Histogram => 0.0,
+                    Kind::Gauge | Kind::Info => scaled,
+                };
+                series.values.resize(self.taken, before);
+            }
+            series.values.push(scaled);
         }
         self.taken += 1;
         Ok(())
+    }
+
+    /// Records a series seen for the first time (its labels read by the status
+    /// command's exposition parser): its index, or `None` when the history leaves its
+    /// family out.
+    fn add_series(
+        &mut self,
+        line: &str,
+        head: &str,
+        config: &HistoryConfig,
+    ) -> anyhow::Result<Option<usize>> {
+        let sample = modelwatch_status::scrape::parse(line)
+            .pop()
+            .with_context(|| format!("internal error: cannot parse {line:?}"))?;
+        let kept = schema::find(&sample.name).filter(|family| {
+            FAMILIES.contains(family)
+                && !(family.kind == Kind::Histogram && sample.name == family.name)
+        });
+        let index = kept.map(|family| {
+            let mut labels: Vec<(String, String)> = sample.labels.into_iter().collect();
+            labels.push(("job".into(), config.job.clone()));
+            labels.push(("instance".into(), config.instance.clone()));
+            self.series.push(Series {
+                family,
+                name: sample.name,
+                labels,
+                values: Vec::with_capacity(config.samples()),
+            });
+            self.series.len() - 1
+        });
+        self.index.insert(head.to_string(), index);
+        Ok(index)
     }
 }
 

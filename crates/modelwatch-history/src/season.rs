@@ -129,8 +129,8 @@ mod tests {
     #[test]
     fn weekdays_start_on_monday() {
         // 2026-11-30 was a Monday, 2026-12-05 a Saturday.
-        assert_eq!(calendar(1_764_460_800).1, 0);
-        assert_eq!(calendar(1_764_892_800).1, 5);
+        assert_eq!(calendar(1_795_996_800).1, 0);
+        assert_eq!(calendar(1_796_428_800).1, 5);
     }
 
     #[test]
