@@ -362,17 +362,18 @@ pub fn down(state_dir: &Path, purge: bool) -> anyhow::Result<Option<(StackState,
     let Some(state) = read_state(state_dir)? else {
         return Ok(None);
     };
-    // vmalert and VictoriaMetrics first: Prometheus' last remote writes still land.
-    for process in [&state.vmalert, &state.victoria_metrics]
-        .into_iter()
-        .flatten()
-    {
-        stop_recorded(process);
+    // vmalert first and VictoriaMetrics last, so that the last remote writes of
+    // vmalert and Prometheus still land.
+    if let Some(vmalert) = &state.vmalert {
+        stop_recorded(vmalert);
     }
     let outcome = [
         stop_recorded(&state.prometheus),
         stop_recorded(&state.alertmanager),
     ];
+    if let Some(vm) = &state.victoria_metrics {
+        stop_recorded(vm);
+    }
     anyhow::ensure!(
         !state.processes().iter().any(|(_, p)| p.is_running()),
         "a server survived SIGKILL; the state file {} is kept",
@@ -421,11 +422,20 @@ fn stop_recorded(process: &RecordedProcess) -> Stopped {
 /// Collects the exit status if the process is our own child (when `up` and `down`
 /// ran in one process, as in tests); otherwise init does, and this is a no-op.
 fn reap(pid: u32) {
-    if let Some(pid) = i32::try_from(pid)
+    let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+    else {
+        return;
+    };
+    // Its command line empties while it is still exiting (VictoriaMetrics takes a
+    // moment to release its memory), so its exit status may not be there yet.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Ok(None) = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
