@@ -497,11 +497,20 @@ async fn a_year_in_victoria_metrics_answers_year_over_year_and_every_rule_and_pa
     let report = load.await.expect("join").expect("load runs");
     assert!(report.ok() > 0);
 
-    // Figures for the cardinality budget.
-    let _ = client
-        .get(format!("{vm_url}/internal/force_flush"))
+    // Figures for the cardinality budget: one live replica's series, and the bytes
+    // on disk once VictoriaMetrics has stopped (it flushes its buffers on SIGTERM).
+    let exposition = client
+        .get(format!("{}/metrics", lab.metrics))
         .send()
-        .await;
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let replica_series = modelwatch_testkit::exposition::parse(&exposition)
+        .expect("the replica's exposition parses")
+        .samples()
+        .count();
     let tsdb: serde_json::Value = client
         .get(format!("{vm_url}/api/v1/status/tsdb?topN=50"))
         .send()
@@ -510,10 +519,14 @@ async fn a_year_in_victoria_metrics_answers_year_over_year_and_every_rule_and_pa
         .json()
         .await
         .expect("json");
+    drop(vmalert);
+    drop(prometheus);
+    drop(lab);
+    drop(vm);
     let history_series = history.series_count();
     let data_bytes = dir_size(&vm_dir.join(modelwatch_stack::victoriametrics::STORAGE_DIR));
     eprintln!(
-        "victoria-metrics: {data_bytes} bytes on disk ({:.2} bytes per sample, {:.0} bytes per series per day at this step); tsdb status: totalSeries {}",
+        "victoria-metrics: {data_bytes} bytes on disk ({:.2} bytes per sample, {:.0} bytes per series per day at this step); tsdb status: totalSeries {}; a live replica exposes {replica_series} series",
         data_bytes as f64 / samples as f64,
         data_bytes as f64 / history_series as f64 / f64::from(DAYS),
         tsdb["data"]["totalSeries"]
@@ -529,10 +542,6 @@ async fn a_year_in_victoria_metrics_answers_year_over_year_and_every_rule_and_pa
             entry["value"]
         );
     }
-    drop(vmalert);
-    drop(prometheus);
-    drop(lab);
-    drop(vm);
 }
 
 /// `modelwatch history --format openmetrics` writes what promtool turns into TSDB

@@ -15,9 +15,11 @@ pub struct HistoryArgs {
     /// Days of history, ending at --end.
     #[arg(long, env = "MODELWATCH_HISTORY_DAYS", default_value_t = 365)]
     pub days: u32,
-    /// Time between two samples of a series (must divide a day). A year at 1h is
-    /// about 5 million samples; at 15s, 1,400 times more.
-    #[arg(long, env = "MODELWATCH_HISTORY_STEP", default_value = "1h")]
+    /// Time between two samples of a series (must divide a day). At most half the
+    /// shortest window of the rules that read the history (the mixin's 1h), or a 1h
+    /// rate has a single sample between two sample times and no value. A year at
+    /// 30m is about 7.6 million samples; at 15s, 120 times more.
+    #[arg(long, env = "MODELWATCH_HISTORY_STEP", default_value = "30m")]
     pub step: HumanDuration,
     /// Time of the last sample: RFC 3339 (2026-12-01T00:00:00Z) or Unix seconds;
     /// default now. Rounded down to a whole step.

@@ -96,7 +96,7 @@ impl Default for HistoryConfig {
     fn default() -> Self {
         Self {
             days: 365,
-            step_seconds: 3600,
+            step_seconds: 1800,
             end: 0,
             samples_per_day: 2_000,
             daily_predictions: 800_000,
