@@ -568,4 +568,39 @@ mod tests {
         let err = config.validate().expect_err("refused").to_string();
         assert!(err.contains("hint:"), "{err}");
     }
+
+    #[test]
+    fn counters_never_decrease_and_count_every_scored_transaction() {
+        let config = HistoryConfig {
+            days: 3,
+            samples_per_day: 200,
+            end: 1_796_256_000, // 2026-12-03T00:00:00Z
+            ..HistoryConfig::default()
+        };
+        let history = synthesize(&config, |_| {}).expect("synthesizes");
+        assert_eq!(history.timestamps.len(), config.samples());
+        assert!(history.scored > 0);
+        for s in &history.series {
+            assert_eq!(s.values.len(), history.timestamps.len(), "{}", s.name);
+            if matches!(s.family.kind, Kind::Counter | Kind::Histogram) {
+                assert!(
+                    s.values.windows(2).all(|w| w[0] <= w[1]),
+                    "{} {:?} decreases",
+                    s.name,
+                    s.labels
+                );
+            }
+        }
+        let last = history.timestamps.len() - 1;
+        let counted = history.scored as f64 * config.weight() as f64;
+        let requests = history.increase(
+            schema::REQUESTS_TOTAL.name,
+            &[(schema::label::STATUS, "success")],
+            0,
+            last,
+        );
+        assert_eq!(requests, counted);
+        let binned = history.increase(schema::SCORE_BIN_TOTAL.name, &[], 0, last);
+        assert_eq!(binned, counted);
+    }
 }
