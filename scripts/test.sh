@@ -12,6 +12,9 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
 # The page's browser test drives headless Chromium (crates/modelwatch-cli/tests/ui.rs).
 command -v chromium >/dev/null || need_apt+=(chromium)
+# The long-retention tests (crates/modelwatch-cli/tests/long_term.rs, the stack's
+# local_stack) start VictoriaMetrics and vmalert; Debian's package ships both.
+command -v victoria-metrics >/dev/null && command -v vmalert >/dev/null || need_apt+=(victoria-metrics)
 # Debian bookworm has no `kubectl` package; `kubernetes-client` provides one whose
 # kustomize renders deploy/ identically.
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)

@@ -48,6 +48,9 @@ enum Command {
     /// Run Prometheus and Alertmanager on this machine (up, down, status), or
     /// generate the Kubernetes objects from the mixin
     Stack(modelwatch_stack::cli::StackArgs),
+    /// Synthesize a year of the bundled model's metrics (seasons, two past incidents)
+    /// for a long-term store to import (VictoriaMetrics, promtool)
+    History(modelwatch_history::cli::HistoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => modelwatch_sim::cli::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Stack(args) => modelwatch_stack::cli::run(&args),
         Command::Ui(args) => block_on(modelwatch_ui::cli::run(&args)),
+        Command::History(args) => modelwatch_history::cli::run(&args).map(|()| ExitCode::SUCCESS),
     };
     report(result)
 }

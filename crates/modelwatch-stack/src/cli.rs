@@ -133,6 +133,35 @@ pub struct UpArgs {
     #[arg(long)]
     pub no_page: bool,
 
+    /// Also start VictoriaMetrics (Prometheus remote-writes to it) and vmalert (the
+    /// mixin's rules over the whole retention): long retention on one machine
+    #[arg(long, env = "MODELWATCH_STACK_LONG_TERM")]
+    pub long_term: bool,
+
+    /// VictoriaMetrics' listen address, with --long-term (port 0: any free port)
+    #[arg(
+        long,
+        env = "MODELWATCH_STACK_VICTORIA_METRICS_LISTEN",
+        default_value = "127.0.0.1:8428"
+    )]
+    pub victoria_metrics_listen: SocketAddr,
+
+    /// vmalert's listen address, with --long-term (port 0: any free port)
+    #[arg(
+        long,
+        env = "MODELWATCH_STACK_VMALERT_LISTEN",
+        default_value = "127.0.0.1:8880"
+    )]
+    pub vmalert_listen: SocketAddr,
+
+    /// VictoriaMetrics' retention, with --long-term, such as 2y or 400d
+    #[arg(
+        long,
+        env = "MODELWATCH_STACK_LONG_TERM_RETENTION",
+        default_value = "2y"
+    )]
+    pub long_term_retention: String,
+
     /// How Prometheus reaches targets secured by `modelwatch serve
     /// --metrics-web-config` (HTTPS, credentials)
     #[command(flatten)]
@@ -276,6 +305,11 @@ impl UpArgs {
             webhook: self.webhook.clone(),
             scrape_tls,
             scrape_auth,
+            long_term: self.long_term.then(|| local::LongTermOptions {
+                listen: self.victoria_metrics_listen,
+                vmalert_listen: self.vmalert_listen,
+                retention: self.long_term_retention.clone(),
+            }),
         })
     }
 }
@@ -328,6 +362,9 @@ pub fn run(args: &StackArgs) -> anyhow::Result<ExitCode> {
                 state.targets.join(", "),
                 state.job
             );
+            for (name, process) in state.processes().into_iter().skip(2) {
+                println!("{name:<13} {}  (pid {})", process.url, process.pid);
+            }
             if !up.no_page {
                 // The stack is up either way: a page that cannot start is reported,
                 // and does not fail `up` with Prometheus left running.
@@ -359,6 +396,9 @@ pub fn run(args: &StackArgs) -> anyhow::Result<ExitCode> {
             match local::down(&dir, down.purge)? {
                 None => eprintln!("no local stack recorded in {}", dir.display()),
                 Some((state, outcome)) => {
+                    for (name, process) in state.processes().into_iter().skip(2) {
+                        eprintln!("stopped {name} (pid {})", process.pid);
+                    }
                     for (name, process, stopped) in [
                         ("prometheus", &state.prometheus, outcome[0]),
                         ("alertmanager", &state.alertmanager, outcome[1]),
@@ -403,7 +443,18 @@ pub fn run(args: &StackArgs) -> anyhow::Result<ExitCode> {
                 state.targets.join(", "),
                 state.job
             );
-            Ok(if status.healthy() {
+            let mut long_term_ok = true;
+            for (name, process) in state.processes().into_iter().skip(2) {
+                let (running, ready) = (process.is_running(), process.is_ready());
+                long_term_ok &= running && ready;
+                println!(
+                    "{name:<13} {:<20} {}  (pid {})",
+                    word(running, ready),
+                    process.url,
+                    process.pid
+                );
+            }
+            Ok(if status.healthy() && long_term_ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -46,6 +46,7 @@ pub mod local;
 pub mod page;
 pub mod process;
 pub mod prometheus;
+pub mod victoriametrics;
 
 pub use alertmanager::{AlertmanagerConfig, start_alertmanager};
 pub use api::{
@@ -56,6 +57,9 @@ pub use cli::{StackArgs, run};
 pub use process::{Process, resolve_listen, signal};
 pub use prometheus::{
     PrometheusConfig, ScrapeAuth, ScrapeJob, ScrapeTls, prom_duration, start_prometheus,
+};
+pub use victoriametrics::{
+    VictoriaMetricsConfig, VmalertConfig, start_victoria_metrics, start_vmalert, vmalert_rules,
 };
 
 /// Whether Debian's Prometheus and Alertmanager binaries (or the ones the

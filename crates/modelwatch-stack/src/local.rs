@@ -22,6 +22,22 @@ pub const STATE_FILE: &str = "state.json";
 pub const PROMETHEUS_DIR: &str = "prometheus";
 /// Alertmanager's directory (config, storage, log) inside the state directory.
 pub const ALERTMANAGER_DIR: &str = "alertmanager";
+/// VictoriaMetrics' directory (storage, log) inside the state directory
+/// (`--long-term`).
+pub const VICTORIA_METRICS_DIR: &str = "victoria-metrics";
+/// vmalert's directory (copied rules, log) inside the state directory (`--long-term`).
+pub const VMALERT_DIR: &str = "vmalert";
+
+/// The long-term store that `up` starts with `--long-term`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LongTermOptions {
+    /// VictoriaMetrics' listen address (port 0: a free port).
+    pub listen: SocketAddr,
+    /// vmalert's listen address (port 0: a free port).
+    pub vmalert_listen: SocketAddr,
+    /// VictoriaMetrics' `-retentionPeriod`, such as `2y`.
+    pub retention: String,
+}
 
 /// What [`up`] starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +69,9 @@ pub struct UpOptions {
     /// Scrape with these credentials (the web config has `basic_auth_users` or
     /// `bearer_auth_tokens`).
     pub scrape_auth: Option<ScrapeAuth>,
+    /// Also start VictoriaMetrics (Prometheus remote-writes to it) and vmalert (the
+    /// mixin's rules evaluated over its whole retention).
+    pub long_term: Option<LongTermOptions>,
 }
 
 /// The state file: what [`up`] started, so that [`down`] and [`status`] find it.
@@ -68,6 +87,29 @@ pub struct StackState {
     pub targets: Vec<String>,
     /// The mixin the rules came from.
     pub mixin_dir: PathBuf,
+    /// VictoriaMetrics, with `--long-term`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub victoria_metrics: Option<RecordedProcess>,
+    /// vmalert, with `--long-term`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmalert: Option<RecordedProcess>,
+}
+
+impl StackState {
+    /// Every recorded server with its name, the long-term ones included.
+    pub fn processes(&self) -> Vec<(&'static str, &RecordedProcess)> {
+        let mut out = vec![
+            ("prometheus", &self.prometheus),
+            ("alertmanager", &self.alertmanager),
+        ];
+        if let Some(vm) = &self.victoria_metrics {
+            out.push(("victoria-metrics", vm));
+        }
+        if let Some(vmalert) = &self.vmalert {
+            out.push(("vmalert", vmalert));
+        }
+        out
+    }
 }
 
 /// One server that [`up`] started and left running.
@@ -79,7 +121,8 @@ pub struct RecordedProcess {
     pub url: String,
     /// The binary it was started from (`argv[0]`).
     pub binary: PathBuf,
-    /// Its config file; its command line names it, which tells it apart from an
+    /// Its config file (VictoriaMetrics: its storage directory; vmalert: its first
+    /// rule file); its command line names it, which tells it apart from an
     /// unrelated process that reused the id.
     pub config: PathBuf,
     /// Its log file.
@@ -100,7 +143,14 @@ impl RecordedProcess {
             .map(|a| String::from_utf8_lossy(a).into_owned());
         let binary = args.next().unwrap_or_default();
         let config_flag = format!("--config.file={}", self.config.display());
-        binary == self.binary.to_string_lossy() && args.any(|a| a == config_flag)
+        // VictoriaMetrics and vmalert have no config file: their storage directory or
+        // rule file names them.
+        let vm_flags = [
+            format!("-storageDataPath={}", self.config.display()),
+            format!("-rule={}", self.config.display()),
+        ];
+        binary == self.binary.to_string_lossy()
+            && args.any(|a| a == config_flag || vm_flags.contains(&a))
     }
 
     /// Whether its `/-/ready` endpoint answers 200.
@@ -149,7 +199,7 @@ pub fn read_state(state_dir: &Path) -> anyhow::Result<Option<StackState>> {
 pub fn up(options: &UpOptions) -> anyhow::Result<StackState> {
     anyhow::ensure!(!options.targets.is_empty(), "no target to scrape");
     if let Some(state) = read_state(&options.state_dir)? {
-        if state.prometheus.is_running() || state.alertmanager.is_running() {
+        if state.processes().iter().any(|(_, p)| p.is_running()) {
             anyhow::bail!(
                 "a stack from {} is already running (prometheus {}, alertmanager {})\nhint: `modelwatch stack down` first, or pass another --state-dir",
                 options.state_dir.display(),
@@ -189,6 +239,10 @@ pub fn up(options: &UpOptions) -> anyhow::Result<StackState> {
     let prometheus_dir = create_dir(&options.state_dir.join(PROMETHEUS_DIR))?;
     let alertmanager_dir = create_dir(&options.state_dir.join(ALERTMANAGER_DIR))?;
 
+    let long_term = match &options.long_term {
+        Some(lt) => Some(start_long_term(options, lt, &rules)?),
+        None => None,
+    };
     let alertmanager = start_alertmanager(&AlertmanagerConfig {
         dir: alertmanager_dir.clone(),
         listen: options.alertmanager_listen,
@@ -207,6 +261,10 @@ pub fn up(options: &UpOptions) -> anyhow::Result<StackState> {
         rule_files: rules.to_vec(),
         alertmanagers: vec![probe_address(alertmanager.address()).to_string()],
         retention: options.retention.clone(),
+        remote_write: long_term
+            .iter()
+            .map(|(vm, _)| format!("{}/api/v1/write", vm.url()))
+            .collect(),
         ..PrometheusConfig::default()
     })?;
     let state = StackState {
@@ -227,6 +285,25 @@ pub fn up(options: &UpOptions) -> anyhow::Result<StackState> {
         job: options.job.clone(),
         targets: options.targets.clone(),
         mixin_dir: std::path::absolute(&options.mixin_dir)?,
+        victoria_metrics: long_term.as_ref().map(|(vm, _)| RecordedProcess {
+            pid: vm.pid(),
+            url: vm.url(),
+            binary: crate::victoriametrics::victoria_metrics_bin(),
+            config: vm.dir().join(crate::victoriametrics::STORAGE_DIR),
+            log: vm.log().to_path_buf(),
+        }),
+        vmalert: long_term.as_ref().map(|(_, alert)| RecordedProcess {
+            pid: alert.pid(),
+            url: alert.url(),
+            binary: crate::victoriametrics::vmalert_bin(),
+            config: alert.dir().join("rules").join(format!(
+                "00-{}",
+                rules[0]
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            )),
+            log: alert.log().to_path_buf(),
+        }),
     };
     let path = options.state_dir.join(STATE_FILE);
     std::fs::write(&path, serde_json::to_string_pretty(&state)? + "\n")
@@ -235,7 +312,36 @@ pub fn up(options: &UpOptions) -> anyhow::Result<StackState> {
     // drops stopped both servers.
     prometheus.detach();
     alertmanager.detach();
+    if let Some((vm, alert)) = long_term {
+        alert.detach();
+        vm.detach();
+    }
     Ok(state)
+}
+
+/// Starts VictoriaMetrics and vmalert (with the mixin's rules) for `up --long-term`.
+fn start_long_term(
+    options: &UpOptions,
+    long_term: &LongTermOptions,
+    rules: &[PathBuf],
+) -> anyhow::Result<(crate::Process, crate::Process)> {
+    use crate::victoriametrics::{VictoriaMetricsConfig, VmalertConfig};
+    let vm = crate::start_victoria_metrics(&VictoriaMetricsConfig {
+        dir: create_dir(&options.state_dir.join(VICTORIA_METRICS_DIR))?,
+        listen: long_term.listen,
+        retention: long_term.retention.clone(),
+        dedup_interval: None,
+    })?;
+    let alert = crate::start_vmalert(&VmalertConfig {
+        dir: create_dir(&options.state_dir.join(VMALERT_DIR))?,
+        listen: long_term.vmalert_listen,
+        datasource: vm.url(),
+        remote_write: vm.url(),
+        rule_files: rules.to_vec(),
+        evaluation_interval: options.evaluation_interval,
+        ..VmalertConfig::default()
+    })?;
+    Ok((vm, alert))
 }
 
 /// What [`down`] did to one server.
@@ -256,19 +362,32 @@ pub fn down(state_dir: &Path, purge: bool) -> anyhow::Result<Option<(StackState,
     let Some(state) = read_state(state_dir)? else {
         return Ok(None);
     };
+    // vmalert first and VictoriaMetrics last, so that the last remote writes of
+    // vmalert and Prometheus still land.
+    if let Some(vmalert) = &state.vmalert {
+        stop_recorded(vmalert);
+    }
     let outcome = [
         stop_recorded(&state.prometheus),
         stop_recorded(&state.alertmanager),
     ];
+    if let Some(vm) = &state.victoria_metrics {
+        stop_recorded(vm);
+    }
     anyhow::ensure!(
-        !state.prometheus.is_running() && !state.alertmanager.is_running(),
+        !state.processes().iter().any(|(_, p)| p.is_running()),
         "a server survived SIGKILL; the state file {} is kept",
         state_dir.join(STATE_FILE).display()
     );
     let path = state_dir.join(STATE_FILE);
     std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     if purge {
-        for dir in [PROMETHEUS_DIR, ALERTMANAGER_DIR] {
+        for dir in [
+            PROMETHEUS_DIR,
+            ALERTMANAGER_DIR,
+            VICTORIA_METRICS_DIR,
+            VMALERT_DIR,
+        ] {
             let dir = state_dir.join(dir);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)
@@ -303,11 +422,20 @@ fn stop_recorded(process: &RecordedProcess) -> Stopped {
 /// Collects the exit status if the process is our own child (when `up` and `down`
 /// ran in one process, as in tests); otherwise init does, and this is a no-op.
 fn reap(pid: u32) {
-    if let Some(pid) = i32::try_from(pid)
+    let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+    else {
+        return;
+    };
+    // Its command line empties while it is still exiting (VictoriaMetrics takes a
+    // moment to release its memory), so its exit status may not be there yet.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Ok(None) = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

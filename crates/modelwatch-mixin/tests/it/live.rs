@@ -18,7 +18,7 @@ use modelwatch::{
 use modelwatch_mixin::names::{external, record};
 use modelwatch_mixin::{MixinConfig, PromDuration, generate, write};
 use modelwatch_stack::{PrometheusConfig, QuerySample, ScrapeJob};
-use modelwatch_testkit::dashboard::{queries as dashboard_queries, substitute};
+use modelwatch_testkit::dashboard::{live_queries, substitute};
 use modelwatch_testkit::http::Stub;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -312,16 +312,7 @@ async fn prometheus_scrapes_a_library_endpoint_and_every_panel_has_data() {
     );
 
     // Every panel query has data, except those of exporters not running here.
-    let absent_here = [
-        external::DCGM_GPU_UTIL,
-        external::DCGM_FB_USED,
-        external::CONTAINER_CPU,
-        external::CONTAINER_MEMORY,
-    ];
-    let queries: Vec<(String, String)> = dashboard_queries(&dashboard)
-        .into_iter()
-        .filter(|(_, expr)| !absent_here.iter().any(|m| expr.contains(m)))
-        .collect();
+    let queries = live_queries(&dashboard);
     assert!(queries.len() > 20, "{} panel queries", queries.len());
     let deadline = std::time::Instant::now() + wait;
     let mut empty: Vec<&(String, String)> = queries.iter().collect();

@@ -34,6 +34,7 @@ fn options(state_dir: &Path, target: String) -> UpOptions {
         webhook: None,
         scrape_tls: None,
         scrape_auth: None,
+        long_term: None,
     }
 }
 
@@ -137,6 +138,8 @@ fn down_leaves_a_reused_process_id_alone() {
         job: "modelwatch".into(),
         targets: vec!["127.0.0.1:9464".into()],
         mixin_dir: PathBuf::from("mixin"),
+        victoria_metrics: None,
+        vmalert: None,
     };
     std::fs::write(
         dir.path().join(STATE_FILE),
@@ -151,4 +154,64 @@ fn down_leaves_a_reused_process_id_alone() {
     assert_eq!(outcome, [Stopped::NotRunning, Stopped::NotRunning]);
     // Still alive to run this line; the state file is gone.
     assert!(!dir.path().join(STATE_FILE).exists());
+}
+
+/// `modelwatch stack up --long-term`: Prometheus remote-writes to VictoriaMetrics,
+/// vmalert evaluates the mixin there, and `down` stops all four servers.
+#[tokio::test]
+async fn stack_up_long_term_remote_writes_to_victoria_metrics_and_down_stops_it() {
+    require_binaries();
+    assert!(
+        modelwatch_stack::victoriametrics::victoria_metrics_available(),
+        "hint: apt-get install -y victoria-metrics"
+    );
+    let replica = fixture::replica();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = dir.path().join("state");
+    let _guard = DownOnDrop(state_dir.clone());
+    let mut opts = options(&state_dir, replica.target());
+    opts.long_term = Some(local::LongTermOptions {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        vmalert_listen: "127.0.0.1:0".parse().expect("address"),
+        retention: "2y".into(),
+    });
+    let state = local::up(&opts).expect("stack up --long-term");
+    let vm = state
+        .victoria_metrics
+        .clone()
+        .expect("victoria-metrics recorded");
+    let vmalert = state.vmalert.clone().expect("vmalert recorded");
+    assert!(vm.is_running() && vmalert.is_running());
+
+    let client = http_client().expect("client");
+    // The scraped series arrive by remote write, and vmalert's recorded series too.
+    wait_for_samples(
+        &client,
+        &vm.url,
+        "model_requests_total{job=\"modelwatch\"}",
+        PATIENCE,
+    )
+    .await
+    .expect("remote-written series in VictoriaMetrics");
+    wait_for_samples(
+        &client,
+        &vm.url,
+        "model_version:model_requests:rate5m",
+        PATIENCE,
+    )
+    .await
+    .expect("a rule recorded by vmalert");
+
+    let pids = [
+        state.prometheus.pid,
+        state.alertmanager.pid,
+        vm.pid,
+        vmalert.pid,
+    ];
+    local::down(&state_dir, true)
+        .expect("stack down")
+        .expect("a stack to stop");
+    for pid in pids {
+        assert!(!process_exists(pid), "process {pid} survived stack down");
+    }
 }

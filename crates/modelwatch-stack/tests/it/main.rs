@@ -8,3 +8,4 @@ mod remote_write;
 mod servers;
 mod support;
 mod thanos;
+mod victoriametrics;
