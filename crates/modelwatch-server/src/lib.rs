@@ -273,10 +273,7 @@ async fn predict(
         .and_then(|b| api::decode_transaction(&b, now))
         .and_then(|tx| {
             let (id, fields) = tx.into_fields();
-            let prepared = model
-                .fetcher
-                .layout()
-                .prepare(&fields, "", "", now)?;
+            let prepared = model.fetcher.layout().prepare(&fields, "", "", now)?;
             Ok((id, prepared))
         });
     let (transaction_id, prepared) = match parsed {
