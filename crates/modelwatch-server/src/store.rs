@@ -694,6 +694,36 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_rebuild_keeps_the_filters_it_had() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.sqlite");
+        let store = SqliteStore::open(&path).unwrap();
+        let values = [1.0f32];
+        store
+            .upsert_group(
+                "customer",
+                &["a"],
+                [("C000001".to_string(), &values[..], 1)],
+            )
+            .unwrap();
+        let before = store.known_ids().generation;
+        // Another process breaks the file under the server: the generation is gone.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("DROP TABLE id_generation")
+            .unwrap();
+        let err = store.rebuild_known_ids().unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Unavailable, "{err}");
+        // The ids it knew still pass; made-up ones are still answered in memory.
+        assert_eq!(store.known_ids().generation, before);
+        assert!(store.may_hold("customer", "C000001"));
+        let passed = (0..1_000)
+            .filter(|i| store.may_hold("customer", &format!("C{:06}", 500_000 + i)))
+            .count();
+        assert!(passed < 50, "{passed} of 1000 unknown ids passed");
+    }
+
+    #[test]
     fn zero_readers_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let err = SqliteStore::open_with_readers(&dir.path().join("f.sqlite"), 0).unwrap_err();

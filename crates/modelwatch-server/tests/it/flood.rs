@@ -93,6 +93,33 @@ impl FeatureStore for HangingStore {
     }
 }
 
+/// `n` concurrent `/v1/predict` requests, request `i` for the (customer, terminal)
+/// `ids(i)`, amount 20; their answers in completion order.
+async fn concurrent_predictions(
+    app: &Arc<TestApp>,
+    n: u32,
+    ids: fn(u32) -> (String, String),
+) -> Vec<(StatusCode, serde_json::Value)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let app = app.clone();
+        tasks.spawn(async move {
+            let (customer, terminal) = ids(i);
+            app.call(
+                "POST",
+                "/v1/predict",
+                transaction(&customer, &terminal, 20.0),
+            )
+            .await
+        });
+    }
+    let mut answers = Vec::with_capacity(n as usize);
+    while let Some(joined) = tasks.join_next().await {
+        answers.push(joined.expect("request task"));
+    }
+    answers
+}
+
 /// The test app over a counting store without the known-id filter (the negative
 /// cache's path).
 async fn counting_app() -> (TestApp, Arc<CountingStore>) {
@@ -136,24 +163,16 @@ async fn a_flood_of_made_up_ids_is_answered_without_store_reads() {
         )
         .await;
     let first_reads = store.total();
-    let mut tasks = tokio::task::JoinSet::new();
     let flood = 1_000u32;
-    for i in 0..flood {
-        let app = app.clone();
-        tasks.spawn(async move {
-            // The store's format, never seen before: C000000.. and T00000.. are stored.
-            let customer = format!("C{:06}", 500_000 + i);
-            let terminal = format!("T{:05}", 60_000 + i);
-            app.call(
-                "POST",
-                "/v1/predict",
-                transaction(&customer, &terminal, 20.0),
-            )
-            .await
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        let (status, body) = joined.expect("request task");
+    // The store's format, never seen before: C000000.. and T00000.. are stored.
+    let answers = concurrent_predictions(&app, flood, |i| {
+        (
+            format!("C{:06}", 500_000 + i),
+            format!("T{:05}", 60_000 + i),
+        )
+    })
+    .await;
+    for (status, body) in answers {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["score"], expected["score"], "{body}");
     }
@@ -278,22 +297,14 @@ async fn concurrent_lookups_of_many_unknown_ids_through_the_pool_all_answer_corr
 async fn concurrent_requests_with_unknown_ids_all_get_answers() {
     let (app, store) = counting_app().await;
     let app = Arc::new(app);
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..300u32 {
-        let app = app.clone();
-        tasks.spawn(async move {
-            let customer = format!("C{:06}", 100_000 + i % 100);
-            let terminal = format!("T{:05}", 50_000 + i);
-            app.call(
-                "POST",
-                "/v1/predict",
-                transaction(&customer, &terminal, 20.0),
-            )
-            .await
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        let (status, body) = joined.expect("request task");
+    let answers = concurrent_predictions(&app, 300, |i| {
+        (
+            format!("C{:06}", 100_000 + i % 100),
+            format!("T{:05}", 50_000 + i),
+        )
+    })
+    .await;
+    for (status, body) in answers {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     // 300 distinct terminals and 100 distinct customers: concurrent first lookups of
