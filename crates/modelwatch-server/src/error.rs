@@ -57,6 +57,12 @@ pub enum ApiError {
     /// The server is shutting down or the model worker is gone.
     #[error("the server is shutting down")]
     Unavailable,
+    /// The feature store failed and the server sheds load (`--store-failure shed`).
+    #[error("the feature store is unavailable ({kind}); retry with backoff")]
+    StoreUnavailable {
+        /// The failure's kind, as in `model_feature_store_errors_total`.
+        kind: modelwatch::StoreErrorKind,
+    },
     /// Anything else; the detail is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -74,7 +80,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A stable snake_case name for programs: `invalid_json`, `invalid_field`,
     /// `payload_too_large`, `batch_too_large`, `overloaded`, `timeout`, `unavailable`,
-    /// `internal`, `not_found` or `method_not_allowed`.
+    /// `feature_store_unavailable`, `internal`, `not_found` or `method_not_allowed`.
     #[serde(rename = "type")]
     #[schema(example = "invalid_field")]
     pub kind: &'static str,
@@ -95,6 +101,7 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::Timeout { .. } => "timeout",
             ApiError::Unavailable => "unavailable",
+            ApiError::StoreUnavailable { .. } => "feature_store_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -109,7 +116,9 @@ impl ApiError {
             | ApiError::BatchTooLarge { .. } => Status::Rejected,
             ApiError::Overloaded => Status::Overloaded,
             ApiError::Timeout { .. } => Status::Timeout,
-            ApiError::Unavailable | ApiError::Internal(_) => Status::Error,
+            ApiError::Unavailable | ApiError::StoreUnavailable { .. } | ApiError::Internal(_) => {
+                Status::Error
+            }
         }
     }
 
@@ -123,7 +132,9 @@ impl ApiError {
             }
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -148,7 +159,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.http_status(), Json(body)).into_response();
-        if matches!(self, ApiError::Overloaded) {
+        if matches!(
+            self,
+            ApiError::Overloaded | ApiError::StoreUnavailable { .. }
+        ) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
