@@ -140,7 +140,14 @@ async fn open_store(
             .await?;
             let writer: Arc<dyn GroupWriter> = Arc::new(store.clone());
             for layout in layouts {
-                load::seed_if_empty(&writer, layout, args.population.config()).await?;
+                load::seed_if_empty(&writer, layout, args.population.config())
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "feature store {}: {e}\nhint: check that Redis is up, and the password (--redis-password-file, or MODELWATCH_REDIS_PASSWORD) and --redis-ca-file",
+                            writer.describe()
+                        )
+                    })?;
             }
             let mut simulated = Vec::new();
             for group in features().keys() {
