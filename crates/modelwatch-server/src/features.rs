@@ -1106,6 +1106,136 @@ mod tests {
         }
     }
 
+    /// The real store behind a switch: while `down`, every call fails as an
+    /// unreachable store would.
+    #[derive(Debug)]
+    struct Switched {
+        inner: SqliteStore,
+        down: std::sync::atomic::AtomicBool,
+        reads: AtomicU64,
+    }
+
+    impl FeatureStore for Switched {
+        fn get<'a>(
+            &'a self,
+            group: &'a str,
+            entity: &'a str,
+        ) -> BoxFuture<'a, Result<Option<GroupValues>, StoreError>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            if self.down.load(Ordering::Relaxed) {
+                return Box::pin(async {
+                    Err(StoreError::new(StoreErrorKind::Unavailable, "down"))
+                });
+            }
+            self.inner.get(group, entity)
+        }
+
+        fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.inner.ping()
+        }
+
+        fn touch_group<'a>(
+            &'a self,
+            group: &'a str,
+            event_time: i64,
+        ) -> BoxFuture<'a, Result<u64, StoreError>> {
+            self.inner.touch_group(group, event_time)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_breaker_opens_sheds_or_defaults_and_closes_on_a_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteStore::open_with_readers(&dir.path().join("f.sqlite"), 2).unwrap();
+        inner
+            .upsert_group(
+                "customer",
+                &["a", "b"],
+                [("C000001".to_string(), &[1.0f32, 2.0][..], 5)],
+            )
+            .unwrap();
+        inner
+            .upsert_group(
+                "terminal",
+                &["c"],
+                [("T00001".to_string(), &[3.0f32][..], 6)],
+            )
+            .unwrap();
+        let store = Arc::new(Switched {
+            inner,
+            down: std::sync::atomic::AtomicBool::new(true),
+            reads: AtomicU64::new(0),
+        });
+        let mut registry = modelwatch::prometheus_client::registry::Registry::default();
+        let metrics =
+            modelwatch::Metrics::register(&mut registry, &modelwatch::MetricsConfig::default())
+                .unwrap();
+        let handle = metrics.model(&modelwatch::ModelSpec::default());
+        let fetcher = |policy| {
+            FeatureFetcher::new(
+                layout(),
+                store.clone(),
+                FetchConfig {
+                    on_failure: policy,
+                    breaker_failures: 3,
+                    breaker_cooldown: Duration::from_millis(50),
+                    // No caching: every fetch asks the store.
+                    ..FetchConfig::new(Duration::from_nanos(1), 0, Duration::from_secs(1))
+                },
+                handle.clone(),
+                Arc::new(crate::faults::Faults::default()),
+            )
+        };
+        let (mut row, mut times) = ([0f32; 3], [0i64; 2]);
+        // Defaults: answered, the store's values missing.
+        let defaults = fetcher(StoreFailurePolicy::Defaults);
+        defaults
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap();
+        assert!(row.iter().all(|v| v.is_nan()), "{row:?}");
+        // Shed: refused with the store's kind; two groups, two failures per fetch.
+        let shed = fetcher(StoreFailurePolicy::Shed);
+        let err = shed
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Unavailable);
+        assert!(!shed.breaker_open());
+        shed.fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap_err();
+        assert!(shed.breaker_open(), "open after 3 consecutive failures");
+        // Open: refused without asking the store.
+        let reads = store.reads.load(Ordering::Relaxed);
+        let err = shed
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::CircuitOpen);
+        assert_eq!(store.reads.load(Ordering::Relaxed), reads);
+        assert!(handle.store_errors(StoreErrorKind::CircuitOpen) >= 2);
+        // A failed probe keeps it open; a successful one closes it.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        shed.fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap_err();
+        assert!(shed.breaker_open());
+        assert_eq!(store.reads.load(Ordering::Relaxed), reads + 1, "one probe");
+        store.down.store(false, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // The probe (one group) succeeds and closes; the other group was refused
+        // while the probe was in flight, or asked after it closed.
+        let _ = shed
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await;
+        assert!(!shed.breaker_open(), "closed after a successful probe");
+        shed.fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap();
+        assert_eq!(row, [1.0, 2.0, 3.0]);
+    }
+
     /// Issue 11: an unknown-id flood sent every made-up id to SQLite and filled the
     /// cache with negative entries.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
