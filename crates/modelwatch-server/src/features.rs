@@ -26,9 +26,14 @@
 //!   share of lookups the store did not have to serve.
 //! - The groups that miss are read from the store concurrently.
 //! - A failing or slow store (past `store_timeout`) is counted in
-//!   `model_feature_store_errors_total` and the group's values are missing (NaN), which
-//!   the tree model routes down its missing-value branch and the drift recorder counts
-//!   in `model_feature_missing_total`.
+//!   `model_feature_store_errors_total`. Under [`StoreFailurePolicy::Defaults`] the
+//!   group's values are missing (NaN), which the tree model routes down its
+//!   missing-value branch and the drift recorder counts in
+//!   `model_feature_missing_total`; under [`StoreFailurePolicy::Shed`] the row is
+//!   refused (503).
+//! - A circuit breaker per model opens after repeated failures: store calls then fail
+//!   at once (kind `circuit_open`) until a probe after the cooldown finds the store
+//!   answering again.
 
 use crate::error::ApiError;
 use crate::store::{FeatureStore, GroupValues, StoreError};
