@@ -225,6 +225,81 @@ def run_mixes(args, binary):
         print(json.dumps(rounds, indent=2))
 
 
+def redis_calls(port, command="hmget"):
+    """Calls of one Redis command so far (INFO commandstats)."""
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "INFO", "commandstats"],
+                         check=True, capture_output=True, text=True).stdout
+    m = re.search(rf"^cmdstat_{command}:calls=(\d+)", out, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def run_stores(args, binary):
+    """The realistic mix against two `serve`s of one population, the embedded SQLite
+    store and Redis in our layout, alternating rounds in one run."""
+    data = tempfile.mkdtemp(prefix="modelwatch-bench-")
+    procs = []
+    try:
+        seed_store(binary, data)
+        population = stored_population(data)
+        rport = free_port()
+        redis = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(rport),
+                                  "--save", "", "--appendonly", "no", "--dir", data],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(redis)
+        servers = {}
+        for name, store in (("sqlite", []), ("redis", ["--feature-store", f"redis://127.0.0.1:{rport}/0"])):
+            port, mport = free_port(), free_port()
+            cmd = [binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
+                   "--metrics-listen", f"127.0.0.1:{mport}", *store, *args.serve_arg]
+            log(f"== {' '.join(cmd)}")
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(proc)
+            api = f"http://127.0.0.1:{port}"
+            # The Redis one seeds Redis from the simulator on its first start.
+            wait_ready(api + "/readyz", proc, timeout=600)
+            servers[name] = (api, f"http://127.0.0.1:{mport}/metrics")
+        for name, (api, _) in servers.items():
+            wrk(api, 3, args.connections, "realistic", population)
+        rounds = []
+        for r in range(args.rounds):
+            results = {}
+            for name, (api, metrics) in servers.items():
+                calls = redis_calls(rport)
+                requests = metric_sum(metrics, "model_requests_total")
+                rps, p50, p99, non2xx = wrk(api, args.duration, args.connections, "realistic",
+                                            population, seed=r + 1, bodies=args.bodies)
+                answered = metric_sum(metrics, "model_requests_total") - requests
+                trips = (redis_calls(rport) - calls) / answered if answered else None
+                results[name] = {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non2xx": non2xx,
+                                 "redis_round_trips_per_request": trips}
+                log(f"   round {r + 1} {name:<7} {rps:>9,.0f} req/s  p99 {p99:.2f} ms  "
+                    f"non-2xx {non2xx}  Redis round trips/request {trips:.4f}")
+            rounds.append(results)
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(data, ignore_errors=True)
+
+    names = ("sqlite", "redis")
+    print(f"{'':<32}" + "".join(f"{n:>12}" for n in names))
+    for label, key, fmt in [("req/s (median)", "rps", "{:,.0f}"), ("p50 ms", "p50_ms", "{:.3f}"),
+                            ("p99 ms", "p99_ms", "{:.3f}"), ("non-2xx answers", "non2xx", "{:.0f}"),
+                            ("Redis round trips per request", "redis_round_trips_per_request", "{:.4f}")]:
+        print(f"{label:<32}" + "".join(
+            f"{fmt.format(statistics.median(r[n][key] for r in rounds)):>12}" for n in names))
+    ratios = [r["redis"]["rps"] / r["sqlite"]["rps"] for r in rounds]
+    print()
+    print(f"rounds: {args.rounds} x {args.duration} s per store, realistic mix, wrk -t1 "
+          f"-c{args.connections}; redis / sqlite throughput per round: "
+          + ", ".join(f"{x:.2f}" for x in ratios))
+    if args.json:
+        print(json.dumps(rounds, indent=2))
+
+
 PROTOCOLS = ("v1", "v1-batch", "v2")
 
 
@@ -348,6 +423,8 @@ def main():
     parser.add_argument("--no-build", action="store_true", help="use the release binaries already built")
     parser.add_argument("--mixes", action="store_true",
                         help="compare the traffic mixes (realistic, uniform, unknown) on one serve")
+    parser.add_argument("--stores", action="store_true",
+                        help="compare the embedded SQLite store with Redis (our layout) on the realistic mix")
     parser.add_argument("--protocols", action="store_true",
                         help="compare /v1/predict with /v2/models/fraud/infer (one row per request) on one serve")
     parser.add_argument("--mix", default="realistic", choices=MIXES,
@@ -363,12 +440,14 @@ def main():
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("error: wrk not found\nhint: apt-get install -y wrk")
-    if args.mixes or args.protocols:
+    if args.stores and not shutil.which("redis-server"):
+        sys.exit("error: redis-server not found\nhint: apt-get install -y redis-server")
+    if args.mixes or args.protocols or args.stores:
         if args.binary is None and not args.no_build:
             log("building the release binary...")
             subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
         binary = args.binary or os.path.join(ROOT, "target", "release", "modelwatch")
-        (run_protocols if args.protocols else run_mixes)(args, binary)
+        (run_stores if args.stores else run_protocols if args.protocols else run_mixes)(args, binary)
         return
 
     if not args.no_build:

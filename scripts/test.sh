@@ -10,6 +10,8 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 need_apt=()
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
+# The Redis feature store tests start their own redis-server (and use redis-cli).
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || need_apt+=(redis-server)
 # The page's browser test drives headless Chromium (crates/modelwatch-cli/tests/ui.rs).
 command -v chromium >/dev/null || need_apt+=(chromium)
 # The long-retention tests (crates/modelwatch-cli/tests/long_term.rs, the stack's
@@ -35,7 +37,7 @@ fi
 # Every pinned Python requirement of the project goes into one virtual environment,
 # .venv (git-ignored); the tests run its interpreter. Debian's python3 needs the
 # python3-venv package for `python3 -m venv`.
-python_requirements=(deploy/tests/requirements.txt scripts/schemathesis/requirements.txt crates/modelwatch-cli/tests/oip/requirements.txt)
+python_requirements=(deploy/tests/requirements.txt scripts/schemathesis/requirements.txt crates/modelwatch-cli/tests/oip/requirements.txt crates/modelwatch-cli/tests/feast/requirements.txt)
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     step "installing python3-venv (Debian package)"
     if [ "$(id -u)" -ne 0 ]; then

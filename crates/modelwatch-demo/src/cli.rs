@@ -82,6 +82,7 @@ pub fn timeline() -> anyhow::Result<Scenario> {
         start_fraction: start,
         knobs: modelwatch_sim::TrafficKnobs::default(),
         faults: Some(serde_json::json!({})),
+        command: None,
     };
     let mut wave = incident("score_drift")?;
     wave.start_fraction = 0.2;

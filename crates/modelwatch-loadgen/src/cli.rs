@@ -87,7 +87,8 @@ pub struct LoadgenArgs {
     pub concurrency: usize,
 
     /// Incident scenario: clean, score_drift, feature_drift, stale_features,
-    /// null_burst, slow_store, error_burst, approval_shift, cache_collapse.
+    /// null_burst, slow_store, error_burst, approval_shift, cache_collapse,
+    /// store_down.
     #[arg(long, env = "MODELWATCH_SCENARIO", default_value = "clean")]
     pub scenario: String,
 
@@ -104,6 +105,17 @@ pub struct LoadgenArgs {
     #[arg(long, env = "MODELWATCH_SIM_SPEED", default_value_t = crate::DEFAULT_SIM_SPEED)]
     pub sim_speed: f64,
 
+    /// With `--scenario store_down`: the shell command that stops the real feature
+    /// store when the incident starts (such as `kill -KILL <redis pid>`). Without
+    /// it, the server's `store_down` fault stands in for the store.
+    #[arg(long, value_name = "COMMAND", requires = "store_start_command")]
+    pub store_stop_command: Option<String>,
+
+    /// With `--scenario store_down`: the shell command that starts the store again
+    /// (at 80% of the run).
+    #[arg(long, value_name = "COMMAND", requires = "store_stop_command")]
+    pub store_start_command: Option<String>,
+
     /// Print the summary as JSON (with the latency quantiles in seconds).
     #[arg(long)]
     pub json: bool,
@@ -115,7 +127,10 @@ pub struct LoadgenArgs {
 
 /// Runs `modelwatch loadgen`.
 pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
-    let scenario = Scenario::named(&args.scenario).map_err(anyhow::Error::msg)?;
+    let mut scenario = Scenario::named(&args.scenario).map_err(anyhow::Error::msg)?;
+    if let (Some(stop), Some(start)) = (&args.store_stop_command, &args.store_start_command) {
+        scenario = scenario.with_store_commands(stop, start);
+    }
     let config = LoadConfig {
         target: args.target.clone(),
         admin_target: scenario.injects_faults().then(|| args.admin.clone()),

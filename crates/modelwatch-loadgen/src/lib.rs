@@ -145,6 +145,9 @@ pub async fn run(
                 if let (Some(admin), Some(faults)) = (&config.admin_target, &phase.faults) {
                     scenario::apply_faults(&client, admin, faults).await?;
                 }
+                if let Some(command) = phase.command.clone() {
+                    scenario::run_command(command).await?;
+                }
                 progress.set_message(format!("phase: {}", phase.name));
                 on_phase(index, phase);
             }

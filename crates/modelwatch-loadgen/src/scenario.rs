@@ -21,6 +21,9 @@ pub struct Phase {
     pub knobs: TrafficKnobs,
     /// Faults to set on the server (JSON for `/admin/faults`), or `None` to leave them.
     pub faults: Option<serde_json::Value>,
+    /// A shell command run when the phase starts (the `store_down` scenario stops
+    /// and restarts a real store with the commands given to loadgen).
+    pub command: Option<String>,
 }
 
 /// A named incident timeline.
@@ -60,12 +63,14 @@ fn incident(
                 start_fraction: 0.0,
                 knobs: TrafficKnobs::default(),
                 faults: Some(no_faults()),
+                command: None,
             },
             Phase {
                 name,
                 start_fraction: INCIDENT_START,
                 knobs,
                 faults: Some(faults),
+                command: None,
             },
         ],
     }
@@ -82,7 +87,11 @@ pub const NAMES: &[&str] = &[
     "error_burst",
     "approval_shift",
     "cache_collapse",
+    "store_down",
 ];
+
+/// Where the store comes back in the `store_down` scenario, as a fraction of the run.
+pub const STORE_RESTORED: f64 = 0.8;
 
 impl Scenario {
     /// The scenario called `name`.
@@ -98,6 +107,7 @@ impl Scenario {
                     start_fraction: 0.0,
                     knobs: base,
                     faults: None,
+                    command: None,
                 }],
             },
             "score_drift" => incident(
@@ -165,6 +175,23 @@ impl Scenario {
                 base,
                 serde_json::json!({"cache_disabled": true}),
             ),
+            "store_down" => {
+                let mut s = incident(
+                    "store_down",
+                    "the feature store goes down (every lookup fails), then comes back",
+                    alert::FEATURE_STORE_FAILING,
+                    base,
+                    serde_json::json!({"store_down": true, "cache_disabled": true}),
+                );
+                s.phases.push(Phase {
+                    name: "store_restored",
+                    start_fraction: STORE_RESTORED,
+                    knobs: base,
+                    faults: Some(no_faults()),
+                    command: None,
+                });
+                s
+            }
             other => {
                 return Err(format!(
                     "unknown scenario {other:?}\nhint: choose one of {}",
@@ -182,6 +209,27 @@ impl Scenario {
             .enumerate()
             .rev()
             .find(|(_, p)| p.start_fraction <= fraction)
+    }
+
+    /// The `store_down` scenario against a real store: `stop` runs when the
+    /// incident starts and `start` when the store comes back (shell commands, such as
+    /// `kill -KILL $(cat redis.pid)` and a restart), instead of the `store_down`
+    /// fault. Other scenarios are unchanged.
+    pub fn with_store_commands(mut self, stop: &str, start: &str) -> Self {
+        if self.name != "store_down" {
+            return self;
+        }
+        for phase in &mut self.phases {
+            match phase.name {
+                "store_down" => {
+                    phase.command = Some(stop.to_string());
+                    phase.faults = Some(serde_json::json!({"cache_disabled": true}));
+                }
+                "store_restored" => phase.command = Some(start.to_string()),
+                _ => {}
+            }
+        }
+        self
     }
 
     /// Whether any phase sets faults on the server.
@@ -220,6 +268,23 @@ pub async fn apply_faults(
     Ok(())
 }
 
+/// Runs a phase's shell command (`sh -c`), off the runtime, failing when it fails.
+pub async fn run_command(command: String) -> anyhow::Result<()> {
+    let shown = command.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .status()
+    })
+    .await??;
+    anyhow::ensure!(
+        status.success(),
+        "the scenario's command `{shown}` failed ({status})\nhint: check --store-stop-command and --store-start-command"
+    );
+    Ok(())
+}
+
 /// Clears every fault on the server.
 pub async fn clear_faults(client: &reqwest::Client, admin: &str) -> anyhow::Result<()> {
     let url = format!("{}/admin/faults", admin.trim_end_matches('/'));
@@ -245,5 +310,23 @@ mod tests {
         assert!(Scenario::named("gpu_melt").unwrap_err().contains("hint:"));
         assert!(!Scenario::named("clean").unwrap().injects_faults());
         assert!(Scenario::named("slow_store").unwrap().injects_faults());
+        let real = Scenario::named("store_down")
+            .unwrap()
+            .with_store_commands("stop it", "start it");
+        assert_eq!(
+            real.phase_at_fraction(0.5).unwrap().1.command.as_deref(),
+            Some("stop it")
+        );
+        let restored = real.phase_at_fraction(0.9).unwrap().1;
+        assert_eq!(restored.name, "store_restored");
+        assert_eq!(restored.command.as_deref(), Some("start it"));
+        assert!(
+            !real.phases[1]
+                .faults
+                .as_ref()
+                .unwrap()
+                .to_string()
+                .contains("store_down")
+        );
     }
 }

@@ -478,6 +478,26 @@ fn feature_alerts(config: &MixinConfig) -> Vec<Rule> {
             ),
         },
     ));
+    rules.push(make(
+        config,
+        alert::FEATURE_STORE_FAILING,
+        format!(
+            "sum by ({m}) ({}) > {}",
+            record::STORE_ERRORS_RATE5M,
+            num(config.serving.store_errors_per_second_max),
+            m = label::MODEL,
+        ),
+        config.alert_for.store_failing,
+        &[("severity", CRITICAL)],
+        AlertText {
+            summary: "The feature store of a model is failing.",
+            description: format!(
+                "Feature store calls of model {{{{ $labels.model }}}} fail (errors, timeouts, or refused by the open circuit breaker) faster than {} per second over the last {}: predictions are shed or served with missing features.",
+                num(config.serving.store_errors_per_second_max),
+                config.scaled(PromDuration::from_secs(300)),
+            ),
+        },
+    ));
     rules
 }
 

@@ -175,6 +175,9 @@ pub struct ServingConfig {
     /// Fewest feature cache lookups in the 5m window before the cache-collapse alert
     /// may fire, default 100: a hit ratio over a handful of lookups is noise.
     pub cache_min_lookups: u64,
+    /// Feature store failures per second (every kind, over 5m) above which the
+    /// store is said to be failing, default 0.5.
+    pub store_errors_per_second_max: f64,
 }
 
 impl Default for ServingConfig {
@@ -184,6 +187,7 @@ impl Default for ServingConfig {
             approval_delta_max: 0.05,
             approved_decisions: vec!["approved".into(), "negative".into()],
             cache_min_lookups: 100,
+            store_errors_per_second_max: 0.5,
         }
     }
 }
@@ -212,6 +216,8 @@ pub struct AlertForConfig {
     pub approval_shift: PromDuration,
     /// The feature cache hit ratio below its floor, default `15m`.
     pub cache_collapse: PromDuration,
+    /// The feature store failing, default `2m`.
+    pub store_failing: PromDuration,
     /// A model that serves no request, default `10m`.
     pub no_traffic: PromDuration,
     /// A scrape target down, default `5m`.
@@ -237,6 +243,7 @@ impl Default for AlertForConfig {
             missing_values: m(10),
             approval_shift: m(30),
             cache_collapse: m(15),
+            store_failing: m(2),
             no_traffic: m(10),
             target_down: m(5),
             version_skew: m(120),
@@ -427,6 +434,17 @@ impl MixinConfig {
                 format!("{} is not a non-negative number", self.drift.noise_k),
             ));
         }
+        if !(self.serving.store_errors_per_second_max.is_finite()
+            && self.serving.store_errors_per_second_max > 0.0)
+        {
+            return Err(invalid(
+                "serving.store_errors_per_second_max",
+                format!(
+                    "{} is not a rate above zero",
+                    self.serving.store_errors_per_second_max
+                ),
+            ));
+        }
         if self.serving.cache_min_lookups == 0 {
             return Err(invalid("serving.cache_min_lookups", "must be at least 1"));
         }
@@ -566,6 +584,10 @@ const FIELD_DOCS: &[(&str, &str)] = &[
         "Fewest cache lookups in 5m before the cache-collapse alert may fire.",
     ),
     (
+        "serving.store_errors_per_second_max",
+        "Feature store failures per second above which the store-failing alert fires.",
+    ),
+    (
         "alert_for",
         "How long each alert's condition must hold (for:).",
     ),
@@ -603,6 +625,7 @@ const FIELD_DOCS: &[(&str, &str)] = &[
         "alert_for.cache_collapse",
         "The cache hit ratio below its floor.",
     ),
+    ("alert_for.store_failing", "The feature store failing."),
     ("alert_for.no_traffic", "A model that serves no request."),
     ("alert_for.target_down", "A scrape target down."),
     (

@@ -171,6 +171,8 @@ pub mod alert {
     pub const APPROVAL_RATIO_SHIFT: &str = "ModelWatchApprovalRatioShift";
     /// The feature cache hit ratio fell below its floor.
     pub const FEATURE_CACHE_COLLAPSE: &str = "ModelWatchFeatureCacheCollapse";
+    /// The feature store fails faster than allowed (errors, timeouts, breaker open).
+    pub const FEATURE_STORE_FAILING: &str = "ModelWatchFeatureStoreFailing";
     /// A model serves no request.
     pub const NO_TRAFFIC: &str = "ModelWatchNoTraffic";
     /// A scrape target is down.

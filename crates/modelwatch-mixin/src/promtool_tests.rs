@@ -25,7 +25,7 @@ use crate::{ALERTS_PATH, ConfigError, Error, RULES_PATH};
 use modelwatch::drift::{self, ReferenceBins};
 use modelwatch::labels::NO_DECISION;
 use modelwatch::schema::{self, label};
-use modelwatch::{CacheOperation, Status};
+use modelwatch::{CacheOperation, Status, StoreErrorKind};
 
 /// The model every scenario uses.
 pub const MODEL: &str = "fraud";
@@ -312,6 +312,7 @@ pub fn test_files(
     features.push(cache_scenario(&ctx, true)?);
     files.push(("features-test.yaml".to_string(), test_file(&ctx, &features)));
     let serving = vec![
+        store_failing_scenario(&ctx)?,
         no_traffic_scenario(&ctx)?,
         target_down_scenario(&ctx)?,
         version_skew_scenario(&ctx)?,
@@ -1305,6 +1306,58 @@ fn requests_series(
         ),
         counter(per_step, n),
     )
+}
+
+/// The store fails from the start on one replica, far above the limit: pending at
+/// the first rate (one step in), firing `for:` later; a model whose store fails
+/// below the limit never fires.
+fn store_failing_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
+    let rule = ctx.rule(alert::FEATURE_STORE_FAILING);
+    let t1 = ctx.step;
+    let at = t1 + rule.for_.as_secs();
+    let n = steps(ctx, at);
+    let window = ctx.config.scaled(PromDuration::from_secs(300)).as_secs() as f64;
+    let limit = ctx.config.serving.store_errors_per_second_max;
+    // Ten times the limit even over the first step's extrapolated increase.
+    let failing = (limit * window * 10.0).ceil() as u64 + 1;
+    let quiet = limit * ctx.step as f64 / 10.0;
+    let keys = [(label::MODEL, MODEL)];
+    let errors = |model: &str, kind: StoreErrorKind| {
+        ctx.series(
+            schema::FEATURE_STORE_ERRORS_TOTAL.name,
+            Some(REPLICAS[0]),
+            &[(label::MODEL, model), (label::KIND, kind.as_str())],
+        )
+    };
+    Ok(TestGroup {
+        name: format!(
+            "{}: the store of {MODEL} fails, another's barely",
+            rule.alert
+        ),
+        interval: ctx.step,
+        series: vec![
+            (
+                errors(MODEL, StoreErrorKind::Unavailable),
+                counter(failing, n),
+            ),
+            (
+                errors(MODEL, StoreErrorKind::CircuitOpen),
+                counter(failing, n),
+            ),
+            (
+                errors("steady", StoreErrorKind::Timeout),
+                scaled_counter(quiet, n),
+            ),
+        ],
+        alerts: boundary(
+            ctx,
+            rule,
+            t1,
+            vec![(alert_labels(rule, &keys), rendered(rule, &keys, 0.0)?)],
+        )
+        .into(),
+        exprs: Vec::new(),
+    })
 }
 
 fn no_traffic_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {

@@ -225,6 +225,30 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
             ],
             queries: vec![format!("{}{{model=\"<model>\"}}", record::CACHE_HIT_RATIO)],
         },
+        alert::FEATURE_STORE_FAILING => Entry {
+            meaning: format!(
+                "Feature store calls fail faster than {} per second (setting `serving.store_errors_per_second_max`): the store (SQLite, Redis or Feast's online store in Redis) errs, times out, or the circuit breaker is open and refuses calls. With `--store-failure shed` requests get 503 (`status=\"error\"`); with `defaults` they are scored with the store's features missing, so scores degrade silently. Service comes back by itself within about a breaker cooldown once the store answers.",
+                num(config.serving.store_errors_per_second_max)
+            ),
+            checks: [
+                s(
+                    "Which kind fails (`kind` label): `unavailable` (refused, down, auth), `timeout` (slow store or network, past `--store-timeout`), `circuit_open` (the breaker refusing after repeated failures), `decode` (values in an unexpected format).",
+                ),
+                s(
+                    "The store itself: is Redis up (`redis-cli PING`), out of memory, failing over, or reloading after a restart; is the password or certificate still valid.",
+                ),
+                s(
+                    "`model_feature_store_breaker_open` per replica, and the serve log's `circuit breaker opened/closed` lines.",
+                ),
+            ],
+            queries: vec![
+                format!("{}{{model=\"<model>\"}}", record::STORE_ERRORS_RATE5M),
+                format!(
+                    "{}{{model=\"<model>\"}}",
+                    modelwatch::schema::FEATURE_STORE_BREAKER_OPEN.name
+                ),
+            ],
+        },
         alert::NO_TRAFFIC => Entry {
             meaning: s(
                 "The model's servers are up and scraped but receive no prediction request: callers route around the model or cannot reach it.",

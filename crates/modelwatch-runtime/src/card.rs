@@ -152,6 +152,22 @@ pub struct GroupSpec {
     /// For a request group: the request time field that dates its values (absent:
     /// the time the request arrived).
     pub event_time_field: Option<String>,
+    /// For a store group read from Feast's online store (`--feature-store
+    /// feast+redis://...`): the feature view and join key it is materialized under.
+    /// Absent: the feature view is named as the group and joined on `entity_key`.
+    pub feast: Option<FeastSource>,
+}
+
+/// Where a store group lives in Feast's online store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeastSource {
+    /// The Feast feature view whose features the group's features are (by name).
+    pub feature_view: String,
+    /// The Feast entity's join key (its value is the request's entity id, a string).
+    /// Default: the group's `entity_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_key: Option<String>,
 }
 
 /// An on-demand transform from the built-in set.
@@ -343,6 +359,8 @@ struct RawGroup {
     entity_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     event_time_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feast: Option<FeastSource>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -433,6 +451,7 @@ impl CardV1 {
                         source: "store".into(),
                         entity_key: Some((*key).into()),
                         event_time_field: None,
+                        feast: None,
                     },
                     // The transaction group, and any other group of a format 1 card
                     // (which no server could serve): request fields.
@@ -440,6 +459,7 @@ impl CardV1 {
                         source: "request".into(),
                         entity_key: None,
                         event_time_field: None,
+                        feast: None,
                     },
                 };
                 groups.entry(f.group.clone()).or_insert(raw_group);
@@ -653,6 +673,7 @@ impl Serialize for ModelCard {
                     source: source.into(),
                     entity_key: g.entity_key.clone(),
                     event_time_field: g.event_time_field.clone(),
+                    feast: g.feast.clone(),
                 };
                 (name.clone(), raw)
             })
@@ -881,6 +902,12 @@ fn validate_groups(
                         "a store group carries its own event time",
                     ));
                 }
+                if let Some(feast) = &g.feast {
+                    not_empty(&path("feast.feature_view"), &feast.feature_view)?;
+                    if let Some(key) = &feast.join_key {
+                        not_empty(&path("feast.join_key"), key)?;
+                    }
+                }
             }
             GroupSource::Request => {
                 if g.entity_key.is_some() {
@@ -892,6 +919,12 @@ fn validate_groups(
                 if let Some(field) = &g.event_time_field {
                     not_empty(&path("event_time_field"), field)?;
                 }
+                if g.feast.is_some() {
+                    return Err(RuntimeError::card(
+                        path("feast"),
+                        "only a store group is read from Feast",
+                    ));
+                }
             }
         }
         out.insert(
@@ -900,6 +933,7 @@ fn validate_groups(
                 source,
                 entity_key: g.entity_key,
                 event_time_field: g.event_time_field,
+                feast: g.feast,
             },
         );
     }

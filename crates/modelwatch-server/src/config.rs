@@ -90,9 +90,48 @@ pub struct ServeArgs {
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
 
-    /// Feature store backend.
-    #[arg(long, env = "MODELWATCH_STORE", value_enum, default_value = "sqlite")]
+    /// Feature store backend (`sqlite`, the only value; `--feature-store` chooses
+    /// among every store).
+    #[arg(
+        long,
+        env = "MODELWATCH_STORE",
+        value_enum,
+        default_value = "sqlite",
+        hide = true
+    )]
     pub store: StoreKind,
+
+    /// Where the features live, and how to reach them.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub feature_store: StoreArgs,
+
+    /// What a request gets when the feature store fails (an error, a timeout, or
+    /// the circuit breaker open): `defaults` scores it with the group's values
+    /// missing; `shed` answers 503 (counted as status="error").
+    #[arg(
+        long,
+        env = "MODELWATCH_STORE_FAILURE",
+        value_enum,
+        default_value = "defaults"
+    )]
+    pub store_failure: crate::features::StoreFailurePolicy,
+
+    /// Consecutive feature store failures that open the circuit breaker; while open,
+    /// store calls fail at once (kind circuit_open) instead of waiting for
+    /// --store-timeout.
+    #[arg(long, env = "MODELWATCH_STORE_BREAKER_FAILURES", default_value_t = 5)]
+    pub store_breaker_failures: u32,
+
+    /// How long an open breaker refuses store calls before one call probes the
+    /// store (closing the breaker when it answers).
+    #[arg(
+        long,
+        env = "MODELWATCH_STORE_BREAKER_COOLDOWN",
+        value_name = "DURATION",
+        default_value = "1s"
+    )]
+    pub store_breaker_cooldown: HumanDuration,
 
     /// Most rows per model call.
     #[arg(long, env = "MODELWATCH_MAX_BATCH", default_value_t = 32)]
@@ -317,6 +356,11 @@ impl ServeArgs {
         );
         anyhow::ensure!(self.store_readers >= 1, "store_readers must be at least 1");
         anyhow::ensure!(
+            self.store_breaker_failures >= 1,
+            "store_breaker_failures must be at least 1"
+        );
+        self.feature_store.parse(&self.data_dir())?;
+        anyhow::ensure!(
             self.model.is_none() || self.model_repository.is_none(),
             "model and model_repository cannot both be set\nhint: --model serves one card, --model-repository every card in a directory; keep one"
         );
@@ -346,7 +390,146 @@ impl ServeArgs {
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
 fn is_optional_key(key: &str) -> bool {
-    matches!(key, "model" | "data_dir" | "metrics_web_config")
+    matches!(
+        key,
+        "model"
+            | "data_dir"
+            | "metrics_web_config"
+            | "feature_store"
+            | "redis_password_file"
+            | "redis_ca_file"
+    )
+}
+
+/// The environment variable that may hold the Redis password (there is no flag).
+pub const REDIS_PASSWORD_VAR: &str = "MODELWATCH_REDIS_PASSWORD";
+
+/// Where the feature store is: `serve` and `features load` share these settings.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+pub struct StoreArgs {
+    /// The feature store: `sqlite:PATH` (default: features.sqlite in the data
+    /// directory); `redis://HOST:PORT/DB` for Redis in modelwatch's layout
+    /// (`?prefix=` sets the key prefix, default `modelwatch:`);
+    /// `feast+redis://HOST:PORT/DB?project=NAME` for Feast's online store in Redis.
+    /// `rediss://` (and `feast+rediss://`) use TLS. A user name may be in the URL; a
+    /// password may not (see --redis-password-file).
+    #[arg(long, env = "MODELWATCH_FEATURE_STORE", value_name = "URL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_store: Option<String>,
+
+    /// File whose first line is the Redis password. Without it, the password comes
+    /// from MODELWATCH_REDIS_PASSWORD, if set; never from a flag.
+    #[arg(long, env = "MODELWATCH_REDIS_PASSWORD_FILE", value_name = "FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_password_file: Option<PathBuf>,
+
+    /// PEM file of the certificate authority that signed Redis' certificate, for
+    /// `rediss://`. Default: the system's roots.
+    #[arg(long, env = "MODELWATCH_REDIS_CA_FILE", value_name = "FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_ca_file: Option<PathBuf>,
+}
+
+/// A parsed `--feature-store`.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// The embedded SQLite file.
+    Sqlite(PathBuf),
+    /// Redis in modelwatch's layout, keys under `prefix`.
+    Redis {
+        /// How to reach it.
+        target: crate::store::redis::RedisTarget,
+        /// The key prefix.
+        prefix: String,
+    },
+    /// Feast's online store in Redis, for `project`.
+    Feast {
+        /// How to reach it.
+        target: crate::store::redis::RedisTarget,
+        /// The Feast project.
+        project: String,
+    },
+}
+
+const STORE_HINT: &str = "hint: --feature-store takes sqlite:PATH, redis://HOST:PORT/DB or feast+redis://HOST:PORT/DB?project=NAME (rediss:// for TLS)";
+
+impl StoreArgs {
+    /// Parses the URL and reads the secrets it needs.
+    ///
+    /// # Errors
+    /// An unknown scheme, a password in the URL, an unknown or missing query
+    /// setting, or an unreadable password or CA file; each with a `hint:`.
+    pub fn parse(&self, data_dir: &Path) -> anyhow::Result<StoreLocation> {
+        let Some(url) = self.feature_store.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(StoreLocation::Sqlite(data_dir.join("features.sqlite")));
+        };
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            anyhow::ensure!(
+                !path.is_empty(),
+                "--feature-store sqlite: needs a path\n{STORE_HINT}"
+            );
+            return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
+        }
+        let (feast, rest) = match url.strip_prefix("feast+") {
+            Some(rest) => (true, rest),
+            None => (false, url),
+        };
+        anyhow::ensure!(
+            rest.starts_with("redis://") || rest.starts_with("rediss://"),
+            "--feature-store {url:?}: unknown store\n{STORE_HINT}"
+        );
+        let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let authority = base.split_once("://").map_or("", |(_, a)| a);
+        let authority = authority.split('/').next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            anyhow::ensure!(
+                !userinfo.contains(':'),
+                "--feature-store: the URL holds a password\nhint: put the password in a file given to --redis-password-file (or in {REDIS_PASSWORD_VAR}), never on the command line"
+            );
+        }
+        let mut prefix = crate::store::redis::DEFAULT_PREFIX.to_string();
+        let mut project = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match (key, feast) {
+                ("prefix", false) => prefix = value.to_string(),
+                ("project", true) if !value.is_empty() => project = Some(value.to_string()),
+                _ => anyhow::bail!(
+                    "--feature-store: unknown setting {key:?}\nhint: redis:// takes ?prefix=, feast+redis:// takes ?project=NAME"
+                ),
+            }
+        }
+        let password = match &self.redis_password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read --redis-password-file {}: {e}\nhint: the file's first line is the password", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            None => std::env::var(REDIS_PASSWORD_VAR).ok().filter(|p| !p.is_empty()),
+        };
+        let ca_pem = match &self.redis_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("cannot read --redis-ca-file {}: {e}\nhint: give the PEM file of the CA that signed Redis' certificate", path.display())
+            })?),
+            None => None,
+        };
+        let target = crate::store::redis::RedisTarget {
+            url: base.to_string(),
+            password,
+            ca_pem,
+        };
+        Ok(if feast {
+            let project = project.ok_or_else(|| {
+                anyhow::anyhow!("--feature-store {url:?}: no Feast project\nhint: add ?project=NAME, the project of feature_store.yaml")
+            })?;
+            StoreLocation::Feast { target, project }
+        } else {
+            StoreLocation::Redis { target, prefix }
+        })
+    }
 }
 
 /// `$XDG_DATA_HOME/modelwatch`, else `~/.local/share/modelwatch`, else

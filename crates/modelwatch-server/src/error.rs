@@ -91,6 +91,12 @@ pub enum ApiError {
     /// The server is shutting down or the model worker is gone.
     #[error("the server is shutting down")]
     Unavailable,
+    /// The feature store failed and the server sheds load (`--store-failure shed`).
+    #[error("the feature store is unavailable ({kind}); retry with backoff")]
+    StoreUnavailable {
+        /// The failure's kind, as in `model_feature_store_errors_total`.
+        kind: modelwatch::StoreErrorKind,
+    },
     /// Anything else; the detail is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -109,7 +115,7 @@ pub struct ErrorDetail {
     /// A stable snake_case name for programs: `invalid_json`, `invalid_field`,
     /// `payload_too_large`, `batch_too_large`, `monitor_only`, `not_monitor_only`,
     /// `unsupported_media_type`, `overloaded`, `timeout`, `unavailable`,
-    /// `internal`, `not_found` or `method_not_allowed`.
+    /// `feature_store_unavailable`, `internal`, `not_found` or `method_not_allowed`.
     #[serde(rename = "type")]
     #[schema(example = "invalid_field")]
     pub kind: &'static str,
@@ -133,6 +139,7 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::Timeout { .. } => "timeout",
             ApiError::Unavailable => "unavailable",
+            ApiError::StoreUnavailable { .. } => "feature_store_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -151,7 +158,9 @@ impl ApiError {
             | ApiError::TooManyEvents { .. } => Status::Rejected,
             ApiError::Overloaded => Status::Overloaded,
             ApiError::Timeout { .. } => Status::Timeout,
-            ApiError::Unavailable | ApiError::Internal(_) => Status::Error,
+            ApiError::Unavailable | ApiError::StoreUnavailable { .. } | ApiError::Internal(_) => {
+                Status::Error
+            }
         }
     }
 
@@ -167,7 +176,9 @@ impl ApiError {
             | ApiError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -192,7 +203,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.http_status(), Json(body)).into_response();
-        if matches!(self, ApiError::Overloaded) {
+        if matches!(
+            self,
+            ApiError::Overloaded | ApiError::StoreUnavailable { .. }
+        ) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),

@@ -22,6 +22,7 @@ pub struct Faults {
     /// Fraction of predictions failed on purpose, in millionths.
     error_ppm: AtomicU64,
     cache_disabled: AtomicBool,
+    store_down: AtomicBool,
     counter: AtomicU64,
     /// Model calls left that panic.
     model_panics: AtomicU64,
@@ -36,6 +37,7 @@ impl Default for Faults {
             missing_column: AtomicI64::new(-1),
             error_ppm: AtomicU64::new(0),
             cache_disabled: AtomicBool::new(false),
+            store_down: AtomicBool::new(false),
             counter: AtomicU64::new(0),
             model_panics: AtomicU64::new(0),
         }
@@ -61,6 +63,10 @@ pub struct FaultSpec {
     /// Bypass the feature cache (every lookup goes to the store).
     #[serde(default)]
     pub cache_disabled: bool,
+    /// Every feature store call fails at once (kind `unavailable`), as a store that
+    /// is down: the `store_down` scenario without a real store to stop.
+    #[serde(default)]
+    pub store_down: bool,
     /// The next this many model calls (batches) panic inside the inference thread,
     /// as a model bug would. Reading the faults back gives the calls still to panic.
     #[serde(default)]
@@ -81,6 +87,11 @@ impl Faults {
     /// The model column forced missing, if any.
     pub fn missing_column(&self) -> Option<usize> {
         usize::try_from(self.missing_column.load(Ordering::Relaxed)).ok()
+    }
+
+    /// Whether every feature store call fails (the `store_down` fault).
+    pub fn store_down(&self) -> bool {
+        self.store_down.load(Ordering::Relaxed)
     }
 
     /// Whether the feature cache is bypassed.
@@ -145,6 +156,7 @@ impl Faults {
             .store((spec.error_ratio * 1e6).round() as u64, Ordering::Relaxed);
         self.cache_disabled
             .store(spec.cache_disabled, Ordering::Relaxed);
+        self.store_down.store(spec.store_down, Ordering::Relaxed);
         self.model_panics
             .store(spec.model_panics, Ordering::Relaxed);
         Ok(())
@@ -164,6 +176,7 @@ impl Faults {
             missing_feature: self.missing_column().and_then(|c| features.get(c).cloned()),
             error_ratio: self.error_ppm.load(Ordering::Relaxed) as f64 / 1e6,
             cache_disabled: self.cache_disabled(),
+            store_down: self.store_down(),
             model_panics: self.model_panics.load(Ordering::Relaxed),
         }
     }
@@ -225,6 +238,14 @@ impl FeatureStore for FaultyStore {
         group: &'a str,
         entity: &'a str,
     ) -> BoxFuture<'a, Result<Option<GroupValues>, StoreError>> {
+        if self.faults.store_down() {
+            return Box::pin(async {
+                Err(StoreError::new(
+                    modelwatch::StoreErrorKind::Unavailable,
+                    "injected fault: store_down",
+                ))
+            });
+        }
         let delay = self.faults.store_delay();
         if delay.is_zero() {
             return self.inner.get(group, entity);

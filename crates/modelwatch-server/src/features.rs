@@ -26,9 +26,14 @@
 //!   share of lookups the store did not have to serve.
 //! - The groups that miss are read from the store concurrently.
 //! - A failing or slow store (past `store_timeout`) is counted in
-//!   `model_feature_store_errors_total` and the group's values are missing (NaN), which
-//!   the tree model routes down its missing-value branch and the drift recorder counts
-//!   in `model_feature_missing_total`.
+//!   `model_feature_store_errors_total`. Under [`StoreFailurePolicy::Defaults`] the
+//!   group's values are missing (NaN), which the tree model routes down its
+//!   missing-value branch and the drift recorder counts in
+//!   `model_feature_missing_total`; under [`StoreFailurePolicy::Shed`] the row is
+//!   refused (503).
+//! - A circuit breaker per model opens after repeated failures: store calls then fail
+//!   at once (kind `circuit_open`) until a probe after the cooldown finds the store
+//!   answering again.
 
 use crate::error::ApiError;
 use crate::store::{FeatureStore, GroupValues, StoreError};
@@ -108,6 +113,10 @@ pub struct EntityGroup {
     pub features: Vec<String>,
     /// Model row column of each stored value.
     pub columns: Vec<usize>,
+    /// Where the group is in Feast's online store (`--feature-store feast+redis://`):
+    /// the card's `feast` mapping, by default the view named as the group, joined on
+    /// the entity key.
+    pub feast: crate::store::feast::FeastGroup,
 }
 
 /// How the model row is assembled, derived once from the model card.
@@ -218,10 +227,22 @@ impl FeatureLayout {
                             let key = spec.entity_key.clone().ok_or_else(|| {
                                 anyhow::anyhow!("store group {:?} has no entity_key", feature.group)
                             })?;
+                            let feast = crate::store::feast::FeastGroup {
+                                feature_view: spec.feast.as_ref().map_or_else(
+                                    || feature.group.clone(),
+                                    |f| f.feature_view.clone(),
+                                ),
+                                join_key: spec
+                                    .feast
+                                    .as_ref()
+                                    .and_then(|f| f.join_key.clone())
+                                    .unwrap_or_else(|| key.clone()),
+                            };
                             layout.entity_groups.push((
                                 layout.group_names.len() - 1,
                                 EntityGroup {
                                     name: feature.group.clone(),
+                                    feast,
                                     key,
                                     nullable: true,
                                     features: Vec::new(),
@@ -364,6 +385,144 @@ pub struct FetchConfig {
     pub cache_capacity: u64,
     /// Deadline of one store call.
     pub store_timeout: Duration,
+    /// What a request gets when the store fails.
+    pub on_failure: StoreFailurePolicy,
+    /// Consecutive store failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses calls before one probe may try the store.
+    pub breaker_cooldown: Duration,
+}
+
+impl FetchConfig {
+    /// The given cache settings and store deadline, serving defaults on failure, with
+    /// the breaker opening after 5 failures for 1 s.
+    pub fn new(cache_ttl: Duration, cache_capacity: u64, store_timeout: Duration) -> Self {
+        Self {
+            cache_ttl,
+            cache_capacity,
+            store_timeout,
+            on_failure: StoreFailurePolicy::Defaults,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a request gets when the feature store fails (an error, a timeout, or the
+/// breaker open).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreFailurePolicy {
+    /// Scored with the group's values missing (NaN, the model's missing-value
+    /// branch), counted in `model_feature_missing_total`.
+    #[default]
+    Defaults,
+    /// Refused: 503 `feature_store_unavailable`, counted as `status="error"`.
+    Shed,
+}
+
+/// A circuit breaker in front of the store: after `threshold` consecutive failures
+/// it opens and store calls fail at once (kind `circuit_open`) for `cooldown`; then
+/// one call probes the store, closing the breaker on success and opening it again
+/// on failure.
+#[derive(Debug)]
+struct Breaker {
+    state: std::sync::Mutex<BreakerState>,
+    threshold: u32,
+    cooldown: Duration,
+    model: ModelHandle,
+}
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    consecutive_failures: u32,
+    open_since: Option<std::time::Instant>,
+    probing: bool,
+}
+
+/// What the breaker lets a lookup do.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    Call,
+    Probe,
+    Refuse,
+}
+
+/// A probe in flight; dropped unfinished (its request gave up), it lets the next
+/// lookup probe instead.
+struct ProbeGuard<'a> {
+    breaker: &'a Breaker,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.breaker.lock().probing = false;
+        }
+    }
+}
+
+impl Breaker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admit(&self) -> Admit {
+        let mut state = self.lock();
+        match state.open_since {
+            None => Admit::Call,
+            Some(since) if since.elapsed() < self.cooldown => Admit::Refuse,
+            Some(_) if state.probing => Admit::Refuse,
+            Some(_) => {
+                state.probing = true;
+                Admit::Probe
+            }
+        }
+    }
+
+    /// Records the outcome of an admitted call: `failed` when the store did not
+    /// answer (a decode error is an answer).
+    fn record(&self, failed: bool, probe: bool) {
+        let mut state = self.lock();
+        if probe {
+            state.probing = false;
+        }
+        if !failed {
+            state.consecutive_failures = 0;
+            if state.open_since.take().is_some() {
+                self.model.store_breaker_open(false);
+                tracing::info!("feature store answered the probe: circuit breaker closed");
+            }
+            return;
+        }
+        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        if probe {
+            state.open_since = Some(std::time::Instant::now());
+        } else if state.open_since.is_none() && state.consecutive_failures >= self.threshold {
+            state.open_since = Some(std::time::Instant::now());
+            self.model.store_breaker_open(true);
+            tracing::warn!(
+                failures = state.consecutive_failures,
+                cooldown = ?self.cooldown,
+                "feature store failing: circuit breaker opened"
+            );
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.lock().open_since.is_some()
+    }
 }
 
 /// Assembles model rows: request features, then each entity group from the cache or
@@ -376,6 +535,7 @@ pub struct FeatureFetcher {
     config: FetchConfig,
     model: ModelHandle,
     faults: Arc<crate::faults::Faults>,
+    breaker: Breaker,
 }
 
 impl FeatureFetcher {
@@ -398,6 +558,13 @@ impl FeatureFetcher {
                     .build()
             })
             .collect();
+        model.store_breaker_open(false);
+        let breaker = Breaker {
+            state: std::sync::Mutex::default(),
+            threshold: config.breaker_failures.max(1),
+            cooldown: config.breaker_cooldown,
+            model: model.clone(),
+        };
         Self {
             layout,
             caches,
@@ -405,7 +572,13 @@ impl FeatureFetcher {
             config,
             model,
             faults,
+            breaker,
         }
+    }
+
+    /// Whether the store's circuit breaker is open.
+    pub fn breaker_open(&self) -> bool {
+        self.breaker.is_open()
     }
 
     /// The layout in use.
@@ -430,12 +603,17 @@ impl FeatureFetcher {
     /// Every group is looked up in its cache first. The groups that missed are read
     /// from the store concurrently, so a request costs one store round trip, not
     /// one per group. A group without an id (nullable and not keyed) is NaN.
+    ///
+    /// # Errors
+    /// Under [`StoreFailurePolicy::Shed`], the first store failure (the row is then
+    /// not to be scored). Under `Defaults` a failed group is NaN and this is `Ok`.
     pub async fn fetch(
         &self,
         entities: &[Option<String>],
         row: &mut [f32],
         event_times: &mut [i64],
-    ) {
+    ) -> Result<(), StoreError> {
+        let mut failure = None;
         let key = |slot: usize| entities.get(slot).and_then(|k| k.as_deref());
         let mut missed = [false; crate::MAX_GROUPS];
         let mut n_missed = 0;
@@ -449,14 +627,28 @@ impl FeatureFetcher {
             match self.cached(slot, entity).await {
                 Some(values) => {
                     self.model.cache(CacheOperation::Hit);
-                    place(group, *group_index, Ok(values), row, event_times);
+                    place(
+                        group,
+                        *group_index,
+                        Ok(values),
+                        row,
+                        event_times,
+                        &mut failure,
+                    );
                 }
                 // Certainly not in the store (its known-id filter): unknown, without
                 // a store call, and not cached, so a flood of made-up ids neither
                 // reaches the store nor pushes the hot set out of the cache.
                 None if !self.store.may_hold(&group.name, entity) => {
                     self.model.cache(CacheOperation::Hit);
-                    place(group, *group_index, Ok(None), row, event_times);
+                    place(
+                        group,
+                        *group_index,
+                        Ok(None),
+                        row,
+                        event_times,
+                        &mut failure,
+                    );
                 }
                 None => {
                     self.model.cache(CacheOperation::Miss);
@@ -476,7 +668,7 @@ impl FeatureFetcher {
                 let values = self
                     .lookup(slot, group, key(slot).unwrap_or_default())
                     .await;
-                place(group, *group_index, values, row, event_times);
+                place(group, *group_index, values, row, event_times, &mut failure);
             }
         } else if n_missed > 1 {
             // Polled side by side, each pinned in a box: this is the miss path, which
@@ -506,7 +698,7 @@ impl FeatureFetcher {
             .await;
             for (group, group_index, _, result) in pending {
                 if let Some(values) = result {
-                    place(group, group_index, values, row, event_times);
+                    place(group, group_index, values, row, event_times, &mut failure);
                 }
             }
         }
@@ -514,6 +706,10 @@ impl FeatureFetcher {
             if let Some(value) = row.get_mut(column) {
                 *value = f32::NAN;
             }
+        }
+        match failure {
+            Some(e) if self.config.on_failure == StoreFailurePolicy::Shed => Err(e),
+            _ => Ok(()),
         }
     }
 
@@ -535,6 +731,18 @@ impl FeatureFetcher {
         group: &EntityGroup,
         entity: &str,
     ) -> Result<Option<Arc<GroupValues>>, StoreError> {
+        let admit = self.breaker.admit();
+        if admit == Admit::Refuse {
+            self.model.store_error(StoreErrorKind::CircuitOpen);
+            return Err(StoreError::new(
+                StoreErrorKind::CircuitOpen,
+                "circuit breaker open after repeated store failures",
+            ));
+        }
+        let mut probe = ProbeGuard {
+            breaker: &self.breaker,
+            armed: admit == Admit::Probe,
+        };
         let call = self.store.get(&group.name, entity);
         let result = match tokio::time::timeout(self.config.store_timeout, call).await {
             Ok(result) => result,
@@ -543,6 +751,9 @@ impl FeatureFetcher {
                 format!("no answer within {:?}", self.config.store_timeout),
             )),
         };
+        let failed = matches!(&result, Err(e) if e.kind != StoreErrorKind::Decode);
+        self.breaker.record(failed, probe.armed);
+        probe.armed = false;
         match result {
             Ok(values) => {
                 let values = values.map(Arc::new);
@@ -553,7 +764,7 @@ impl FeatureFetcher {
             }
             Err(e) => {
                 self.model.store_error(e.kind);
-                tracing::warn!(group = %group.name, error = %e, "feature store call failed; serving with missing values");
+                tracing::warn!(group = %group.name, error = %e, policy = ?self.config.on_failure, "feature store call failed");
                 Err(e)
             }
         }
@@ -561,13 +772,14 @@ impl FeatureFetcher {
 }
 
 /// Writes one group's answer into the row: its values, zeros for an unknown entity
-/// (no history), NaN when the store failed.
+/// (no history), NaN when the store failed (the first failure kept in `failure`).
 fn place(
     group: &EntityGroup,
     group_index: usize,
     values: Result<Option<Arc<GroupValues>>, StoreError>,
     row: &mut [f32],
     event_times: &mut [i64],
+    failure: &mut Option<StoreError>,
 ) {
     match values {
         Ok(Some(values)) => {
@@ -580,9 +792,10 @@ fn place(
             group.columns.iter().for_each(|c| row[*c] = 0.0);
             event_times[group_index] = i64::MAX;
         }
-        Err(_) => {
+        Err(e) => {
             group.columns.iter().for_each(|c| row[*c] = f32::NAN);
             event_times[group_index] = i64::MAX;
+            failure.get_or_insert(e);
         }
     }
 }
@@ -630,6 +843,10 @@ mod tests {
 
     fn layout() -> FeatureLayout {
         let group = |name: &str, key: &str, features: &[&str], columns: Vec<usize>| EntityGroup {
+            feast: crate::store::feast::FeastGroup {
+                feature_view: name.into(),
+                join_key: key.into(),
+            },
             name: name.into(),
             key: key.into(),
             nullable: false,
@@ -654,11 +871,7 @@ mod tests {
         FeatureFetcher::new(
             layout(),
             store,
-            FetchConfig {
-                cache_ttl: Duration::from_secs(600),
-                cache_capacity: capacity,
-                store_timeout: Duration::from_secs(10),
-            },
+            FetchConfig::new(Duration::from_secs(600), capacity, Duration::from_secs(10)),
             ModelHandle::disabled(&modelwatch::ModelSpec::default()),
             Arc::new(crate::faults::Faults::default()),
         )
@@ -836,12 +1049,14 @@ mod tests {
         // never starts, until the store deadline: values NaN.
         fetcher
             .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
-            .await;
+            .await
+            .unwrap();
         assert_eq!(row, [1.0, 2.0, 3.0]);
         assert_eq!(times, [5, 6]);
         fetcher
             .fetch(&tx("C999999", "T99999"), &mut row, &mut times)
-            .await;
+            .await
+            .unwrap();
         assert_eq!(row, [0.0, 0.0, 0.0]);
         assert_eq!(times, [i64::MAX, i64::MAX]);
         assert_eq!(store.reads.load(Ordering::Relaxed), 4);
@@ -850,11 +1065,13 @@ mod tests {
         for _ in 0..3 {
             fetcher
                 .fetch(&tx("C999999", "T99999"), &mut row, &mut times)
-                .await;
+                .await
+                .unwrap();
             assert_eq!(row, [0.0, 0.0, 0.0]);
             fetcher
                 .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
-                .await;
+                .await
+                .unwrap();
             assert_eq!(row, [1.0, 2.0, 3.0]);
         }
         assert_eq!(store.reads.load(Ordering::Relaxed), 4);
@@ -892,6 +1109,136 @@ mod tests {
         ) -> BoxFuture<'a, Result<u64, StoreError>> {
             self.inner.touch_group(group, event_time)
         }
+    }
+
+    /// The real store behind a switch: while `down`, every call fails as an
+    /// unreachable store would.
+    #[derive(Debug)]
+    struct Switched {
+        inner: SqliteStore,
+        down: std::sync::atomic::AtomicBool,
+        reads: AtomicU64,
+    }
+
+    impl FeatureStore for Switched {
+        fn get<'a>(
+            &'a self,
+            group: &'a str,
+            entity: &'a str,
+        ) -> BoxFuture<'a, Result<Option<GroupValues>, StoreError>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            if self.down.load(Ordering::Relaxed) {
+                return Box::pin(async {
+                    Err(StoreError::new(StoreErrorKind::Unavailable, "down"))
+                });
+            }
+            self.inner.get(group, entity)
+        }
+
+        fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.inner.ping()
+        }
+
+        fn touch_group<'a>(
+            &'a self,
+            group: &'a str,
+            event_time: i64,
+        ) -> BoxFuture<'a, Result<u64, StoreError>> {
+            self.inner.touch_group(group, event_time)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_breaker_opens_sheds_or_defaults_and_closes_on_a_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteStore::open_with_readers(&dir.path().join("f.sqlite"), 2).unwrap();
+        inner
+            .upsert_group(
+                "customer",
+                &["a", "b"],
+                [("C000001".to_string(), &[1.0f32, 2.0][..], 5)],
+            )
+            .unwrap();
+        inner
+            .upsert_group(
+                "terminal",
+                &["c"],
+                [("T00001".to_string(), &[3.0f32][..], 6)],
+            )
+            .unwrap();
+        let store = Arc::new(Switched {
+            inner,
+            down: std::sync::atomic::AtomicBool::new(true),
+            reads: AtomicU64::new(0),
+        });
+        let mut registry = modelwatch::prometheus_client::registry::Registry::default();
+        let metrics =
+            modelwatch::Metrics::register(&mut registry, &modelwatch::MetricsConfig::default())
+                .unwrap();
+        let handle = metrics.model(&modelwatch::ModelSpec::default());
+        let fetcher = |policy| {
+            FeatureFetcher::new(
+                layout(),
+                store.clone(),
+                FetchConfig {
+                    on_failure: policy,
+                    breaker_failures: 3,
+                    breaker_cooldown: Duration::from_millis(50),
+                    // No caching: every fetch asks the store.
+                    ..FetchConfig::new(Duration::from_nanos(1), 0, Duration::from_secs(1))
+                },
+                handle.clone(),
+                Arc::new(crate::faults::Faults::default()),
+            )
+        };
+        let (mut row, mut times) = ([0f32; 3], [0i64; 2]);
+        // Defaults: answered, the store's values missing.
+        let defaults = fetcher(StoreFailurePolicy::Defaults);
+        defaults
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap();
+        assert!(row.iter().all(|v| v.is_nan()), "{row:?}");
+        // Shed: refused with the store's kind; two groups, two failures per fetch.
+        let shed = fetcher(StoreFailurePolicy::Shed);
+        let err = shed
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Unavailable);
+        assert!(!shed.breaker_open());
+        shed.fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap_err();
+        assert!(shed.breaker_open(), "open after 3 consecutive failures");
+        // Open: refused without asking the store.
+        let reads = store.reads.load(Ordering::Relaxed);
+        let err = shed
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::CircuitOpen);
+        assert_eq!(store.reads.load(Ordering::Relaxed), reads);
+        assert!(handle.store_errors(StoreErrorKind::CircuitOpen) >= 2);
+        // A failed probe keeps it open; a successful one closes it.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        shed.fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap_err();
+        assert!(shed.breaker_open());
+        assert_eq!(store.reads.load(Ordering::Relaxed), reads + 1, "one probe");
+        store.down.store(false, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // The probe (one group) succeeds and closes; the other group was refused
+        // while the probe was in flight, or asked after it closed.
+        let _ = shed
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await;
+        assert!(!shed.breaker_open(), "closed after a successful probe");
+        shed.fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .await
+            .unwrap();
+        assert_eq!(row, [1.0, 2.0, 3.0]);
     }
 
     /// Issue 11: an unknown-id flood sent every made-up id to SQLite and filled the
@@ -934,7 +1281,8 @@ mod tests {
                     &mut row,
                     &mut times,
                 )
-                .await;
+                .await
+                .unwrap();
             assert_eq!(row, [0.0, 0.0, 0.0], "made-up id {i}");
             assert_eq!(times, [i64::MAX, i64::MAX]);
         }
@@ -956,7 +1304,10 @@ mod tests {
         );
         // Every stored id still passes and is read from the store, then cached.
         for (id, values) in customers.iter().step_by(97) {
-            fetcher.fetch(&tx(id, "T00001"), &mut row, &mut times).await;
+            fetcher
+                .fetch(&tx(id, "T00001"), &mut row, &mut times)
+                .await
+                .unwrap();
             assert_eq!(row, [values[0], values[1], 3.0], "{id}");
             assert_eq!(times, [5, 6]);
         }

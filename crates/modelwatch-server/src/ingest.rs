@@ -7,7 +7,7 @@
 //! the simulated population.
 
 use crate::features::{EntityGroup, FeatureLayout, MAX_ENTITY_LEN};
-use crate::store::SqliteStore;
+use crate::store::{GroupWriter, SqliteStore};
 use anyhow::Context as _;
 use modelwatch_runtime::ModelCard;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,10 @@ pub struct LoadArgs {
     /// Directory of the embedded feature store (as `serve --data-dir`).
     #[arg(long, env = "MODELWATCH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The store written (as `serve --feature-store`): the embedded SQLite file by
+    /// default, or Redis in modelwatch's layout.
+    #[command(flatten)]
+    pub store: crate::config::StoreArgs,
     /// The file: CSV with a header row, or Parquet (`.parquet`, `.pq`; columns by
     /// name, nulls are missing values, timestamps are event times).
     #[arg(value_name = "FILE")]
@@ -69,9 +73,9 @@ pub fn run(args: &FeaturesArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(crate::config::default_data_dir);
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
-            let store = SqliteStore::open(&data_dir.join("features.sqlite"))?;
+            let (store, _runtime) = open_writer(&load.store, &data_dir, &card)?;
             let written = load_file(
-                &store,
+                &*store,
                 &card,
                 &load.group,
                 &load.file,
@@ -82,10 +86,46 @@ pub fn run(args: &FeaturesArgs) -> anyhow::Result<()> {
                 "{}: {written} entities of group {} written to {}",
                 card.name,
                 load.group,
-                store.path().display()
+                store.describe()
             );
             Ok(())
         }
+    }
+}
+
+/// The store `features load` writes: SQLite, or Redis in our layout (connected on a
+/// small runtime of its own; the writes themselves are blocking).
+fn open_writer(
+    args: &crate::config::StoreArgs,
+    data_dir: &Path,
+    card: &ModelCard,
+) -> anyhow::Result<(Box<dyn GroupWriter>, Option<tokio::runtime::Runtime>)> {
+    use crate::config::StoreLocation;
+    match args.parse(data_dir)? {
+        StoreLocation::Sqlite(path) => Ok((Box::new(SqliteStore::open(&path)?), None)),
+        StoreLocation::Redis { target, prefix } => {
+            let layout = FeatureLayout::from_card(card)?;
+            let features = layout
+                .entity_groups
+                .iter()
+                .map(|(_, g)| (g.name.clone(), g.features.clone()))
+                .collect();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let store = runtime.block_on(crate::store::redis::RedisStore::connect(
+                &target,
+                crate::store::redis::Layout::Own { prefix },
+                features,
+                std::time::Duration::from_secs(5),
+            ))?;
+            // The connection manager's task lives on this runtime (kept by the
+            // caller); the writes use blocking connections of their own.
+            Ok((Box::new(store), Some(runtime)))
+        }
+        StoreLocation::Feast { .. } => anyhow::bail!(
+            "features load does not write Feast's online store\nhint: Feast writes it (feast materialize); use --feature-store redis://... for modelwatch's own layout"
+        ),
     }
 }
 
@@ -248,7 +288,7 @@ fn is_parquet(path: &Path) -> bool {
 /// an event time that is neither RFC 3339 nor Unix seconds (nor a Parquet timestamp),
 /// naming row and column.
 pub fn load_file(
-    store: &SqliteStore,
+    store: &dyn GroupWriter,
     card: &ModelCard,
     group: &str,
     path: &Path,
@@ -327,7 +367,7 @@ pub fn load_file(
         }
         rows.push((entity, values, event_time));
     }
-    write_group(store, &group, rows)
+    write_group(store, &group, rows, false)
 }
 
 fn parse_time(text: &str) -> Option<i64> {
@@ -346,17 +386,13 @@ fn parse_time(text: &str) -> Option<i64> {
 /// # Errors
 /// When a row has the wrong number of values, or the store cannot be written.
 pub fn write_group(
-    store: &SqliteStore,
+    store: &dyn GroupWriter,
     group: &EntityGroup,
     rows: impl IntoIterator<Item = (String, Vec<f32>, i64)>,
+    simulated: bool,
 ) -> anyhow::Result<u64> {
     let names: Vec<&str> = group.features.iter().map(String::as_str).collect();
-    let rows: Vec<(String, Vec<f32>, i64)> = rows.into_iter().collect();
-    store.upsert_group(
-        &group.name,
-        &names,
-        rows.iter().map(|(id, v, t)| (id.clone(), v.as_slice(), *t)),
-    )
+    store.write_rows(&group.name, &names, &mut rows.into_iter(), simulated)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! seeding of the embedded feature store. See [`load_model`] and [`seed_if_empty`].
 
 use crate::features::FeatureLayout;
-use crate::store::SqliteStore;
+use crate::store::GroupWriter;
 use anyhow::Context as _;
 use modelwatch::{FeatureReference, ModelReference, ReferenceBins};
 use modelwatch_runtime::{Model, ModelCard, Reference};
@@ -189,14 +189,14 @@ pub fn to_model_reference(
 /// terminals. Any other empty group is left empty with a warning (its entities are
 /// unknown, so zeros, until `modelwatch features load` fills it).
 pub async fn seed_if_empty(
-    store: &SqliteStore,
+    store: &Arc<dyn GroupWriter>,
     layout: &FeatureLayout,
     population: modelwatch_sim::SimConfig,
 ) -> anyhow::Result<()> {
     let mut to_seed = layout.clone();
     let mut empty = Vec::new();
     for (_, group) in &layout.entity_groups {
-        if store.count(&group.name)? == 0 {
+        if store.is_empty(&group.name)? {
             empty.push(group.name.clone());
         }
     }
@@ -219,7 +219,7 @@ pub async fn seed_if_empty(
         return Ok(());
     }
     let store = store.clone();
-    tokio::task::spawn_blocking(move || seed(&store, &to_seed, population))
+    tokio::task::spawn_blocking(move || seed(&*store, &to_seed, population))
         .await
         .context("seeding task failed")?
 }
@@ -252,14 +252,14 @@ fn simulator_order(
 }
 
 fn seed(
-    store: &SqliteStore,
+    store: &dyn GroupWriter,
     layout: &FeatureLayout,
     config: modelwatch_sim::SimConfig,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     eprintln!(
         "seeding the feature store {} from the simulator ({} customers, {} terminals, {} days)...",
-        store.path().display(),
+        store.describe(),
         config.customers,
         config.terminals,
         config.days
@@ -286,6 +286,7 @@ fn seed(
             store,
             group,
             rows.into_iter().map(|(id, values)| (id, values, now)),
+            true,
         )?;
         eprintln!("  {}: {written} entities", group.name);
     }

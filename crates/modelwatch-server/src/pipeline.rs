@@ -208,7 +208,8 @@ async fn score(
     model
         .fetcher
         .fetch(&entities, &mut row[..width], &mut event_times)
-        .await;
+        .await
+        .map_err(|e| ApiError::StoreUnavailable { kind: e.kind })?;
     request.mark_stage(Stage::FeatureFetch);
 
     let deadline = request.started_at() + state.limits.request_timeout;

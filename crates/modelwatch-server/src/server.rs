@@ -76,6 +76,118 @@ impl std::fmt::Debug for Hooks {
     }
 }
 
+/// Which entity groups the built-in refresher dates: every group of the embedded
+/// store; in Redis (our layout) only those the simulator seeded, so a real pipeline's
+/// event times are never overwritten; none in Feast's store.
+#[derive(Debug)]
+enum Refreshed {
+    All,
+    Only(Vec<String>),
+}
+
+impl Refreshed {
+    fn is_refreshed(&self, group: &str) -> bool {
+        match self {
+            Refreshed::All => true,
+            Refreshed::Only(groups) => groups.iter().any(|g| g == group),
+        }
+    }
+}
+
+/// Opens the store `--feature-store` names (seeding an empty SQLite or Redis store
+/// from the simulator), and starts its background tasks.
+async fn open_store(
+    args: &ServeArgs,
+    data_dir: &std::path::Path,
+    layouts: &[FeatureLayout],
+    hook: Option<StoreHook>,
+) -> anyhow::Result<(Arc<dyn FeatureStore>, Background, Refreshed)> {
+    use crate::config::StoreLocation;
+    use crate::store::GroupWriter;
+    use crate::store::redis::{GroupFeatures, Layout, RedisStore};
+    let location = args.feature_store.parse(data_dir)?;
+    let features = || {
+        let mut features = GroupFeatures::new();
+        for layout in layouts {
+            for (_, group) in &layout.entity_groups {
+                features.insert(group.name.clone(), group.features.clone());
+            }
+        }
+        features
+    };
+    match location {
+        StoreLocation::Sqlite(path) => {
+            let store = SqliteStore::open_with_readers(&path, args.store_readers)?;
+            let writer: Arc<dyn GroupWriter> = Arc::new(store.clone());
+            for layout in layouts {
+                load::seed_if_empty(&writer, layout, args.population.config()).await?;
+            }
+            // Created now so a failure further on stops what was started.
+            let background = Background(vec![tokio::spawn(
+                store.clone().watch_ids(ID_WATCH_INTERVAL),
+            )]);
+            let store: Arc<dyn FeatureStore> = match hook {
+                Some(wrap) => wrap(store),
+                None => Arc::new(store),
+            };
+            Ok((store, background, Refreshed::All))
+        }
+        StoreLocation::Redis { target, prefix } => {
+            let store = RedisStore::connect(
+                &target,
+                Layout::Own { prefix },
+                features(),
+                args.store_timeout.0,
+            )
+            .await?;
+            let writer: Arc<dyn GroupWriter> = Arc::new(store.clone());
+            for layout in layouts {
+                load::seed_if_empty(&writer, layout, args.population.config())
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "feature store {}: {e}\nhint: check that Redis is up, and the password (--redis-password-file, or MODELWATCH_REDIS_PASSWORD) and --redis-ca-file",
+                            writer.describe()
+                        )
+                    })?;
+            }
+            let mut simulated = Vec::new();
+            for group in features().keys() {
+                let check = store.clone();
+                let name = group.clone();
+                if tokio::task::spawn_blocking(move || check.simulated(&name)).await?? {
+                    simulated.push(group.clone());
+                }
+            }
+            Ok((
+                Arc::new(store),
+                Background(Vec::new()),
+                Refreshed::Only(simulated),
+            ))
+        }
+        StoreLocation::Feast { target, project } => {
+            let mut groups = std::collections::HashMap::new();
+            for layout in layouts {
+                for (_, group) in &layout.entity_groups {
+                    groups.insert(group.name.clone(), group.feast.clone());
+                }
+            }
+            let store = RedisStore::connect(
+                &target,
+                Layout::Feast { project, groups },
+                features(),
+                args.store_timeout.0,
+            )
+            .await?;
+            Ok((
+                Arc::new(store),
+                Background(Vec::new()),
+                Refreshed::Only(Vec::new()),
+            ))
+        }
+    }
+}
+
 /// Builds the state from settings: loads the models and their references, opens
 /// (and if empty, seeds) the feature store, registers every metric, and starts the
 /// background tasks (they stop when the returned [`Background`] is dropped).
@@ -151,23 +263,16 @@ pub async fn build_state_with(
     }
 
     // One store for every model; a group two cards share is one set of rows.
-    let store_path = data_dir.join("features.sqlite");
-    let store = SqliteStore::open_with_readers(&store_path, args.store_readers)?;
-    // A monitor-only model reads no store: its features come in its events.
-    for (model, layout) in loaded.iter().zip(&layouts) {
-        if model.model.is_some() {
-            load::seed_if_empty(&store, layout, args.population.config()).await?;
-        }
-    }
-    // Created now so a failure further on stops what was started.
-    let mut background = Background(vec![tokio::spawn(
-        store.clone().watch_ids(ID_WATCH_INTERVAL),
-    )]);
-    let store: Arc<dyn FeatureStore> = match hooks.store {
-        Some(wrap) => wrap(store),
-        None => Arc::new(store),
-    };
-
+    // A monitor-only model reads no store (its features come in its events): only
+    // the served models' layouts are seeded and opened.
+    let served_layouts: Vec<FeatureLayout> = loaded
+        .iter()
+        .zip(&layouts)
+        .filter(|(m, _)| m.model.is_some())
+        .map(|(_, l)| l.clone())
+        .collect();
+    let (store, mut background, refresh_all) =
+        open_store(args, &data_dir, &served_layouts, hooks.store).await?;
     // The default model takes the injected faults; the others get inert ones. A
     // store delay slows the one store every model reads.
     let faults = Arc::new(Faults::default());
@@ -177,9 +282,10 @@ pub async fn build_state_with(
         store
     };
     let fetch = FetchConfig {
-        cache_ttl: args.cache_ttl.0,
-        cache_capacity: args.cache_capacity,
-        store_timeout: args.store_timeout.0,
+        on_failure: args.store_failure,
+        breaker_failures: args.store_breaker_failures,
+        breaker_cooldown: args.store_breaker_cooldown.0,
+        ..FetchConfig::new(args.cache_ttl.0, args.cache_capacity, args.store_timeout.0)
     };
     let batching = BatcherConfig {
         max_batch: args.max_batch,
@@ -215,7 +321,9 @@ pub async fn build_state_with(
         };
         let monitor_only = model.model.is_none();
         for (index, group) in layout.entity_groups.iter().filter(|_| !monitor_only) {
-            if !refreshed.iter().any(|(_, name)| name == &group.name) {
+            if refresh_all.is_refreshed(&group.name)
+                && !refreshed.iter().any(|(_, name)| name == &group.name)
+            {
                 refreshed.push((if i == 0 { *index } else { usize::MAX }, group.name.clone()));
             }
         }

@@ -1,5 +1,9 @@
 //! Module implementing the feature store interface and the embedded SQLite store. See
-//! [`FeatureStore`] and [`SqliteStore`] for details.
+//! [`FeatureStore`] and [`SqliteStore`] for details; the Redis stores (our layout and
+//! Feast's) are in [`redis`], Feast's format in [`feast`].
+
+pub mod feast;
+pub mod redis;
 
 use crate::known_ids::KnownIds;
 use modelwatch::StoreErrorKind;
@@ -68,6 +72,52 @@ pub trait FeatureStore: Send + Sync + std::fmt::Debug + 'static {
         group: &'a str,
         event_time: i64,
     ) -> BoxFuture<'a, Result<u64, StoreError>>;
+}
+
+/// A store the project writes: the simulator's seeding and `modelwatch features
+/// load` (SQLite, and Redis in our own layout). Blocking: call it off the runtime.
+pub trait GroupWriter: Send + Sync + std::fmt::Debug {
+    /// Whether the store holds no entity of `group`.
+    fn is_empty(&self, group: &str) -> anyhow::Result<bool>;
+
+    /// Writes (or replaces) rows of `(entity id, values in `feature_names` order,
+    /// event time in Unix seconds)`; `simulated` says they come from the simulator
+    /// (the built-in refresher then keeps them fresh). Returns the rows written.
+    fn write_rows(
+        &self,
+        group: &str,
+        feature_names: &[&str],
+        rows: &mut dyn Iterator<Item = (String, Vec<f32>, i64)>,
+        simulated: bool,
+    ) -> anyhow::Result<u64>;
+
+    /// Where the store is, for messages.
+    fn describe(&self) -> String;
+}
+
+impl GroupWriter for SqliteStore {
+    fn is_empty(&self, group: &str) -> anyhow::Result<bool> {
+        Ok(self.count(group)? == 0)
+    }
+
+    fn write_rows(
+        &self,
+        group: &str,
+        feature_names: &[&str],
+        rows: &mut dyn Iterator<Item = (String, Vec<f32>, i64)>,
+        _simulated: bool,
+    ) -> anyhow::Result<u64> {
+        let rows: Vec<(String, Vec<f32>, i64)> = rows.collect();
+        self.upsert_group(
+            group,
+            feature_names,
+            rows.iter().map(|(id, v, t)| (id.clone(), v.as_slice(), *t)),
+        )
+    }
+
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
 }
 
 /// The embedded default store: one SQLite file in the data directory.

@@ -9,6 +9,8 @@
 //! - [`exposition`]: a parser of the Prometheus text exposition (and OpenMetrics);
 //! - [`dashboard`]: the dashboard's queries, with Grafana's variables replaced;
 //! - [`promtool`]: `promtool` from Debian's `prometheus` package;
+//! - [`redis::Redis`]: a real `redis-server` on loopback (plain, or TLS with a
+//!   password), killed and restarted on the same port by its own process id;
 //! - [`http::Stub`]: a loopback HTTP endpoint (a metrics target, a webhook);
 //! - [`venv`]: the Python virtual environment of the tests that run real Python
 //!   clients (tritonclient).
@@ -29,6 +31,7 @@ pub mod exposition;
 pub mod http;
 pub mod models;
 pub mod promtool;
+pub mod redis;
 pub mod serve;
 pub mod store;
 pub mod venv;

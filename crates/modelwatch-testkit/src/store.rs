@@ -83,7 +83,12 @@ pub fn population_store(data_dir: &Path, population: SimConfig) -> PathBuf {
         .enable_all()
         .build()
         .expect("a runtime")
-        .block_on(load::seed_if_empty(&store, &layout, population))
+        .block_on(load::seed_if_empty(
+            &(std::sync::Arc::new(store)
+                as std::sync::Arc<dyn modelwatch_server::store::GroupWriter>),
+            &layout,
+            population,
+        ))
         .expect("the population seeds the store");
     path
 }

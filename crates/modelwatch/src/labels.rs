@@ -277,6 +277,9 @@ closed_set! {
         Unavailable => "unavailable",
         /// The stored value could not be decoded.
         Decode => "decode",
+        /// Not asked: the circuit breaker is open after repeated failures, and the
+        /// call failed at once instead of waiting for its deadline.
+        CircuitOpen => "circuit_open",
     }
 }
 

@@ -170,6 +170,7 @@ pub struct Metrics {
     score: HistogramFamily<VersionLabels>,
     cache: Family<CacheLabels, Counter>,
     store_errors: Family<StoreErrorLabels, Counter>,
+    breaker_open: Family<ModelLabels, Gauge>,
     info: InfoFamily,
     models: Arc<CardinalityGuard>,
     versions: Arc<CardinalityGuard>,
@@ -197,6 +198,7 @@ impl Metrics {
             score: histograms(&config.buckets.score),
             cache: Family::default(),
             store_errors: Family::default(),
+            breaker_open: Family::default(),
             info: Family::new_with_constructor(empty_info as fn() -> _),
             models: guard(GuardedLabel::Model, config.max_models),
             versions: guard(GuardedLabel::Version, config.max_versions),
@@ -224,6 +226,11 @@ impl Metrics {
             registry,
             &schema::FEATURE_STORE_ERRORS_TOTAL,
             metrics.store_errors.clone(),
+        );
+        register(
+            registry,
+            &schema::FEATURE_STORE_BREAKER_OPEN,
+            metrics.breaker_open.clone(),
         );
         register(registry, &schema::INFO, metrics.info.clone());
         register(registry, &schema::LABEL_OVERFLOW_TOTAL, overflow);
@@ -299,6 +306,7 @@ impl Metrics {
                 score: self.score.get_or_create_owned(&vl),
                 cache,
                 store_errors,
+                breaker_open: self.breaker_open.get_or_create_owned(&ml),
                 model,
                 version,
                 decisions: spec.decisions.clone(),
@@ -346,6 +354,7 @@ pub(crate) struct HandleInner {
     pub(crate) score: AtomicHistogram,
     pub(crate) cache: [Counter; CacheOperation::COUNT],
     pub(crate) store_errors: [Counter; StoreErrorKind::COUNT],
+    pub(crate) breaker_open: Gauge,
     model: String,
     version: String,
     decisions: Option<DecisionNames>,
@@ -374,6 +383,7 @@ impl ModelHandle {
                 score: histogram(),
                 cache: Default::default(),
                 store_errors: Default::default(),
+                breaker_open: Gauge::default(),
                 model: spec.name.clone(),
                 version: spec.version.clone(),
                 decisions: spec.decisions.clone(),
@@ -468,6 +478,20 @@ impl ModelHandle {
             return;
         }
         self.inner.store_errors[kind.index()].inc();
+    }
+
+    /// Sets `model_feature_store_breaker_open`: the store's circuit breaker opened
+    /// (`true`) or closed.
+    pub fn store_breaker_open(&self, open: bool) {
+        if !self.inner.enabled {
+            return;
+        }
+        self.inner.breaker_open.set(i64::from(open));
+    }
+
+    /// Store failures counted so far of this kind.
+    pub fn store_errors(&self, kind: StoreErrorKind) -> u64 {
+        self.inner.store_errors[kind.index()].get()
     }
 
     /// Requests currently in flight, as exported.

@@ -174,7 +174,15 @@ pub const FEATURE_STORE_ERRORS_TOTAL: MetricDef = MetricDef {
     name: "model_feature_store_errors_total",
     kind: Kind::Counter,
     labels: &[MODEL, KIND],
-    help: "Feature store failures by kind (timeout, unavailable, decode).",
+    help: "Feature store failures by kind (timeout, unavailable, decode, circuit_open).",
+};
+
+/// The feature store circuit breaker of each model.
+pub const FEATURE_STORE_BREAKER_OPEN: MetricDef = MetricDef {
+    name: "model_feature_store_breaker_open",
+    kind: Kind::Gauge,
+    labels: &[MODEL],
+    help: "1 while the model's feature store circuit breaker is open (store calls fail at once after repeated failures), 0 while it is closed or probing.",
 };
 
 /// What is loaded.
@@ -347,6 +355,7 @@ pub const ALL: &[MetricDef] = &[
     PREDICTION_SCORE,
     FEATURE_CACHE_OPERATIONS_TOTAL,
     FEATURE_STORE_ERRORS_TOTAL,
+    FEATURE_STORE_BREAKER_OPEN,
     SCORE_BIN_TOTAL,
     REFERENCE_SCORE_RATIO,
     FEATURE_BIN_TOTAL,
