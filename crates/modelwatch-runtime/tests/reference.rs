@@ -224,6 +224,7 @@ fn the_reference_command_scores_a_holdout_csv() {
         model: card_path.clone(),
         holdout: holdout.clone(),
         bins: 8,
+        label_column: None,
         out: None,
     };
     run_reference(&args).expect("builds the reference");
