@@ -40,7 +40,6 @@ enum Kind {
     Stat { steps: Vec<Step> },
     TimeSeries { steps: Vec<Step> },
     Heatmap,
-    Text { markdown: String },
 }
 
 struct Panel {
@@ -728,10 +727,6 @@ fn panel_json(panel: &Panel, id: u64, x: u64, y: u64) -> Value {
                 "tooltip": {"show": true, "yHistogram": true},
                 "legend": {"show": true},
             });
-        }
-        Kind::Text { markdown } => {
-            out["type"] = json!("text");
-            out["options"] = json!({"mode": "markdown", "content": markdown});
         }
     }
     out
