@@ -87,7 +87,8 @@ pub struct LoadgenArgs {
     pub concurrency: usize,
 
     /// Incident scenario: clean, score_drift, feature_drift, stale_features,
-    /// null_burst, slow_store, error_burst, approval_shift, cache_collapse.
+    /// null_burst, slow_store, error_burst, approval_shift, cache_collapse,
+    /// concept_drift, label_delay (the last two need --label-delay).
     #[arg(long, env = "MODELWATCH_SCENARIO", default_value = "clean")]
     pub scenario: String,
 
@@ -103,6 +104,11 @@ pub struct LoadgenArgs {
     /// hours and weekdays keep their reference mix on short windows).
     #[arg(long, env = "MODELWATCH_SIM_SPEED", default_value_t = crate::DEFAULT_SIM_SPEED)]
     pub sim_speed: f64,
+
+    /// Send each answered prediction's ground truth to POST /v1/feedback this long
+    /// after its answer (0s: at once). Without it, no label is sent.
+    #[arg(long, env = "MODELWATCH_LABEL_DELAY", value_name = "DURATION", value_parser = parse_label_delay)]
+    pub label_delay: Option<Duration>,
 
     /// Print the summary as JSON (with the latency quantiles in seconds).
     #[arg(long)]
@@ -139,7 +145,8 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
         args.sim_speed,
     )?;
     let quiet = args.json || args.quiet;
-    let report = crate::run(&config, &scenario, traffic, |_, phase| {
+    let labels = args.label_delay.map(|delay| crate::LabelConfig { delay });
+    let report = crate::run_with_labels(&config, &scenario, traffic, labels, |_, phase| {
         if !quiet {
             eprintln!("phase: {}", phase.name);
         }
@@ -198,4 +205,8 @@ mod tests {
                 .contains("whole number")
         );
     }
+}
+
+fn parse_label_delay(text: &str) -> Result<Duration, String> {
+    modelwatch_duration::parse(text)
 }
