@@ -314,7 +314,9 @@ mod tests {
         assert_eq!(label_mode("clean", 0.9).truth(true, 1), Some(true));
         let drifted = label_mode("concept_drift", 0.5);
         assert_eq!(drifted.truth(true, 7), Some(true));
-        let new_fraud = (0..10_000).filter(|i| drifted.truth(false, *i) == Some(true)).count();
+        let new_fraud = (0..10_000)
+            .filter(|i| drifted.truth(false, *i) == Some(true))
+            .count();
         assert!((400..600).contains(&new_fraud), "{new_fraud}");
     }
 }

@@ -285,8 +285,9 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
             };
             Entry {
                 meaning: format!(
-                    "The {what} computed from the labels joined over the last {} (`model_feedback_total`, at least {} labels, setting `ground_truth.min_labels`) fell below {} of the holdout's {what} (setting `ground_truth.floor_fraction`; the holdout figure comes from the reference file's calibration). Labels arrive late, so this describes predictions made up to the label delay earlier.",
+                    "The {what} computed from the labels joined over the last {} (`{}`, at least {} labels, setting `ground_truth.min_labels`) fell below {} of the holdout's {what} (setting `ground_truth.floor_fraction`; the holdout figure comes from the reference file's calibration). Labels arrive late, so this describes predictions made up to the label delay earlier.",
                     config.scaled(crate::config::PromDuration::from_secs(86_400)),
+                    schema::FEEDBACK_TOTAL.name,
                     config.ground_truth.min_labels,
                     percent_text(config.ground_truth.floor_fraction)
                 ),
@@ -316,16 +317,17 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
             let day = record::TRUTH_WINDOWS[0];
             Entry {
                 meaning: format!(
-                    "The precision or recall (label `metric`) expected from the scores of the last {} fell below {} of the holdout's. The estimate (CBPE-style) weighs each score bin's count by the share of positives the holdout had in that bin (`model_reference_score_positive_ratio`): it assumes that calibration still holds, so it sees changes in the scores, not changes in what a score means. It warns before any label arrives.",
+                    "The precision or recall (label `metric`) expected from the scores of the last {} fell below {} of the holdout's. The estimate (CBPE-style) weighs each score bin's count by the share of positives the holdout had in that bin (`{}`): it assumes that calibration still holds, so it sees changes in the scores, not changes in what a score means. It warns before any label arrives.",
                     config.scaled(crate::config::PromDuration::from_secs(86_400)),
-                    percent_text(config.ground_truth.floor_fraction)
+                    percent_text(config.ground_truth.floor_fraction),
+                    schema::REFERENCE_SCORE_POSITIVE_RATIO.name
                 ),
                 checks: [
                     s(
                         "Score and feature drift: the estimate moves only when the score distribution does.",
                     ),
                     s(
-                        "Which bins gained mass: the score heatmap and `model_version_bin:model_score_bin:ratio`.",
+                        "Which bins gained mass: the score heatmap and the fleet's score fractions per bin.",
                     ),
                     s(
                         "Whether the labels confirm it once they arrive: the realized lines on the ground-truth row.",
@@ -346,8 +348,9 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
                     num(config.ground_truth.concept_drift_margin * 100.0)
                 ),
                 checks: [
-                    s(
-                        "Which cells of the confusion matrix moved: `model_feedback_total` by `predicted` and `actual`; missed positives point at a new pattern.",
+                    format!(
+                        "Which cells of the confusion matrix moved: `{}` by `predicted` and `actual`; missed positives point at a new pattern.",
+                        schema::FEEDBACK_TOTAL.name
                     ),
                     s(
                         "Whether the labels are right: a change in the labelling process (a new chargeback source, a relabelling) looks the same.",

@@ -85,6 +85,8 @@ pub struct NotReady {
         crate::predict_batch,
         crate::model_predict,
         crate::model_predict_batch,
+        crate::feedback::feedback,
+        crate::feedback::feedback_batch,
         crate::healthz,
         crate::readyz,
         serve
@@ -101,7 +103,11 @@ pub struct NotReady {
         Health,
         Ready,
         ReadyModel,
-        NotReady
+        NotReady,
+        crate::feedback::FeedbackIn,
+        crate::feedback::FeedbackBatchIn,
+        crate::feedback::FeedbackOut,
+        crate::feedback::FeedbackBatchOut
     ))
 )]
 struct ApiDoc;

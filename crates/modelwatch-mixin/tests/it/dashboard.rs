@@ -208,7 +208,9 @@ fn rows_answer_the_design_questions_with_realized_and_estimated_ground_truth() {
         .filter_map(|t| t["expr"].as_str())
         .collect();
     assert!(
-        exprs.iter().any(|e| e.contains("model_feedback_precision:ratio1d"))
+        exprs
+            .iter()
+            .any(|e| e.contains("model_feedback_precision:ratio1d"))
             && exprs
                 .iter()
                 .any(|e| e.contains("model_score_estimated_precision:ratio1d")),
