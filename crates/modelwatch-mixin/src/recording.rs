@@ -565,15 +565,24 @@ fn ground_truth(q: &Promql<'_>, config: &MixinConfig) -> Vec<Rule> {
         ));
         rules.push(rec(
             window.precision,
-            ratio(feedback(&[pp.clone(), ap.clone()]), feedback(&[pp.clone()])),
+            ratio(
+                feedback(&[pp.clone(), ap.clone()]),
+                feedback(std::slice::from_ref(&pp)),
+            ),
         ));
         rules.push(rec(
             window.recall,
-            ratio(feedback(&[pp.clone(), ap.clone()]), feedback(&[ap.clone()])),
+            ratio(
+                feedback(&[pp.clone(), ap.clone()]),
+                feedback(std::slice::from_ref(&ap)),
+            ),
         ));
         rules.push(rec(
             window.false_positive_rate,
-            ratio(feedback(&[pp.clone(), an.clone()]), feedback(&[an.clone()])),
+            ratio(
+                feedback(&[pp.clone(), an.clone()]),
+                feedback(std::slice::from_ref(&an)),
+            ),
         ));
         rules.push(rec(
             window.accuracy,
