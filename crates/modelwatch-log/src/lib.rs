@@ -456,7 +456,7 @@ impl Writer {
         let has_labels = commands.iter().any(|c| matches!(c, Command::Labels(..)));
         let flush_due = self.dirty && self.last_durable.elapsed() >= self.config.flush_interval;
         let sweep_due = self.last_sweep.elapsed() >= SWEEP_INTERVAL;
-        if commands.is_empty() && !flush_due && !sweep_due && !(stop && self.dirty) {
+        if commands.is_empty() && !flush_due && !sweep_due && (!stop || !self.dirty) {
             return Ok(());
         }
         let mut pending: Vec<(Vec<LabelOutcome>, LabelsDone)> = Vec::new();
