@@ -73,7 +73,10 @@ async fn wait_for_app(client: &reqwest::Client, app: &str, uvicorn: &mut Child) 
         if let Ok(Some(status)) = uvicorn.try_wait() {
             panic!("uvicorn exited during start-up: {status}");
         }
-        assert!(Instant::now() < deadline, "the FastAPI app did not start within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "the FastAPI app did not start within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -82,7 +85,13 @@ async fn wait_for_app(client: &reqwest::Client, app: &str, uvicorn: &mut Child) 
 async fn the_fastapi_example_is_watched_through_the_collector() {
     let Some(python) = modelwatch_testkit::venv::python(
         "the FastAPI example",
-        &["fastapi", "uvicorn", "sklearn", "prometheus_client", "joblib"],
+        &[
+            "fastapi",
+            "uvicorn",
+            "sklearn",
+            "prometheus_client",
+            "joblib",
+        ],
         "examples/fastapi-fraud/requirements.txt",
     ) else {
         return;
@@ -230,14 +239,20 @@ async fn the_fastapi_example_is_watched_through_the_collector() {
             drive(
                 &python,
                 &app,
-                &["--count", "4800", "--rate", "60", "--drift-amount", "4", "--skip", "4800"],
+                &[
+                    "--count",
+                    "4800",
+                    "--rate",
+                    "60",
+                    "--drift-amount",
+                    "4",
+                    "--skip",
+                    "4800",
+                ],
             )
         })
     };
-    let expr = format!(
-        "({})",
-        rule.expr
-    );
+    let expr = format!("({})", rule.expr);
     let started = Instant::now();
     let mut fired = false;
     while started.elapsed() < SETTLE {
@@ -253,7 +268,10 @@ async fn the_fastapi_example_is_watched_through_the_collector() {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    assert!(fired, "the feature drift expression never held for amount: {expr}");
+    assert!(
+        fired,
+        "the feature drift expression never held for amount: {expr}"
+    );
     let summary = drifted.await.expect("join");
     eprintln!("drifted traffic: {summary}");
     assert_eq!(summary["failed"], 0, "{summary}");

@@ -62,8 +62,31 @@ async fn second_model_load(api: String, stream: u32, run: Duration) -> usize {
             .json(&serde_json::json!({ "rows": rows }))
             .send()
             .await;
-        if answer.is_ok_and(|a| a.status().is_success()) {
-            scored += SECOND_BATCH;
+        let Ok(answer) = answer else { continue };
+        if !answer.status().is_success() {
+            continue;
+        }
+        scored += SECOND_BATCH;
+        // Each prediction's label at once, one in four positive, so the ground-truth
+        // row has data for this model too.
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        let labels: Vec<_> = body["predictions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let id = p["prediction_id"].as_str()?;
+                Some(serde_json::json!({"prediction_id": id, "label": (n as usize + i) % 4 == 0}))
+            })
+            .collect();
+        if !labels.is_empty() {
+            let _ = client
+                .post(format!("{api}/v1/feedback/batch"))
+                .json(&serde_json::json!({ "labels": labels }))
+                .send()
+                .await;
         }
     }
     scored
@@ -164,10 +187,14 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
         let second = tokio::spawn(second_model_load(r.api.clone(), i as u32 + 1, RUN));
         seconds.push(second);
         loads.push(tokio::spawn(async move {
-            modelwatch_loadgen::run(
+            // Labels two seconds after each answer: the ground-truth row's data.
+            modelwatch_loadgen::run_with_labels(
                 &config,
                 &Scenario::named("clean").expect("clean"),
                 traffic,
+                Some(modelwatch_loadgen::LabelConfig {
+                    delay: Duration::from_secs(2),
+                }),
                 |_, _| {},
             )
             .await
@@ -214,9 +241,16 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
             let expr = modelwatch_testkit::dashboard::substitute(expr, &variables(model));
             pending.push((format!("panel {title} ({model})"), expr, model));
         }
+        // A regressor's error rules: both models here are classifiers.
+        let regression: Vec<&str> = record::TRUTH_WINDOWS
+            .iter()
+            .flat_map(|w| [w.mae, w.rmse])
+            .collect();
         for group in recording_rules(&mixin) {
             for rule in group.rules {
-                if let Rule::Record(r) = rule {
+                if let Rule::Record(r) = rule
+                    && !regression.contains(&r.record)
+                {
                     let expr = format!("{}{{model=\"{model}\"}}", r.record);
                     pending.push((format!("rule {} ({model})", r.record), expr, model));
                 }

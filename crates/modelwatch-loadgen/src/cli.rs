@@ -88,7 +88,7 @@ pub struct LoadgenArgs {
 
     /// Incident scenario: clean, score_drift, feature_drift, stale_features,
     /// null_burst, slow_store, error_burst, approval_shift, cache_collapse,
-    /// store_down.
+    /// store_down, concept_drift, label_delay (the last two need --label-delay).
     #[arg(long, env = "MODELWATCH_SCENARIO", default_value = "clean")]
     pub scenario: String,
 
@@ -115,6 +115,10 @@ pub struct LoadgenArgs {
     /// (at 80% of the run).
     #[arg(long, value_name = "COMMAND", requires = "store_stop_command")]
     pub store_start_command: Option<String>,
+    /// Send each answered prediction's ground truth to POST /v1/feedback this long
+    /// after its answer (0s: at once). Without it, no label is sent.
+    #[arg(long, env = "MODELWATCH_LABEL_DELAY", value_name = "DURATION", value_parser = parse_label_delay)]
+    pub label_delay: Option<Duration>,
 
     /// Print the summary as JSON (with the latency quantiles in seconds).
     #[arg(long)]
@@ -154,7 +158,8 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
         args.sim_speed,
     )?;
     let quiet = args.json || args.quiet;
-    let report = crate::run(&config, &scenario, traffic, |_, phase| {
+    let labels = args.label_delay.map(|delay| crate::LabelConfig { delay });
+    let report = crate::run_with_labels(&config, &scenario, traffic, labels, |_, phase| {
         if !quiet {
             eprintln!("phase: {}", phase.name);
         }
@@ -213,4 +218,8 @@ mod tests {
                 .contains("whole number")
         );
     }
+}
+
+fn parse_label_delay(text: &str) -> Result<Duration, String> {
+    modelwatch_duration::parse(text)
 }

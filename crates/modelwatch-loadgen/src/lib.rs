@@ -97,12 +97,33 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
 }
 
+/// Delayed labels: after each answered prediction, its ground truth from the
+/// simulator goes to `POST /v1/feedback` once `delay` has passed (as
+/// [`scenario::label_mode`] says for the phase).
+#[derive(Debug, Clone, Copy)]
+pub struct LabelConfig {
+    /// Time from the answer to the label.
+    pub delay: Duration,
+}
+
 /// Sends the load and returns what happened. `on_phase` is called when a scenario
 /// phase starts (with its index), so a caller can log or display it.
 pub async fn run(
     config: &LoadConfig,
     scenario: &Scenario,
+    traffic: TrafficGenerator,
+    on_phase: impl FnMut(usize, &Phase),
+) -> anyhow::Result<LoadReport> {
+    run_with_labels(config, scenario, traffic, None, on_phase).await
+}
+
+/// [`run`], sending delayed labels too when `labels` is set. The run waits for the
+/// last label, so it lasts about `labels.delay` longer.
+pub async fn run_with_labels(
+    config: &LoadConfig,
+    scenario: &Scenario,
     mut traffic: TrafficGenerator,
+    labels: Option<LabelConfig>,
     mut on_phase: impl FnMut(usize, &Phase),
 ) -> anyhow::Result<LoadReport> {
     anyhow::ensure!(
@@ -114,6 +135,7 @@ pub async fn run(
         .timeout(Duration::from_secs(10))
         .build()?;
     let url = format!("{}/v1/predict", config.target.trim_end_matches('/'));
+    let feedback_url = format!("{}/v1/feedback", config.target.trim_end_matches('/'));
     let planned = ((config.duration.as_secs_f64() * config.rps).floor() as u64)
         .min(config.max_requests.unwrap_or(u64::MAX));
     let progress = if config.progress {
@@ -170,19 +192,40 @@ pub async fn run(
         };
         let request = client.post(&url).json(&body);
         let report = report.clone();
+        // The ground truth this phase reports, if any.
+        let truth = labels.and_then(|l| {
+            scenario::label_mode(scenario.name, fraction)
+                .truth(tx.is_fraud, i)
+                .map(|t| (l.delay, t))
+        });
+        let (client, feedback_url) = (client.clone(), feedback_url.clone());
         tasks.spawn(async move {
             let sent = Instant::now();
             let result = request.send().await;
             let micros = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            let mut prediction_id = None;
             let status = match result {
                 Ok(response) => {
                     let code = response.status().as_u16();
                     // Read the body so the connection goes back to the pool.
-                    let _ = response.bytes().await;
+                    let body = response.bytes().await.unwrap_or_default();
+                    if truth.is_some() && code == 200 {
+                        prediction_id = serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v["prediction_id"].as_str().map(str::to_string));
+                    }
                     Some(code)
                 }
                 Err(_) => None,
             };
+            if let (Some((delay, positive)), Some(id)) = (truth, prediction_id) {
+                tokio::time::sleep(delay).await;
+                let label = serde_json::json!({"prediction_id": id, "label": positive});
+                let sent = client.post(&feedback_url).json(&label).send().await;
+                if let Ok(r) = sent {
+                    let _ = r.bytes().await;
+                }
+            }
             report
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -88,6 +88,8 @@ pub const NAMES: &[&str] = &[
     "approval_shift",
     "cache_collapse",
     "store_down",
+    "concept_drift",
+    "label_delay",
 ];
 
 /// Where the store comes back in the `store_down` scenario, as a fraction of the run.
@@ -192,6 +194,20 @@ impl Scenario {
                 });
                 s
             }
+            "concept_drift" => incident(
+                "concept_drift",
+                "a new fraud pattern the features do not show: the labels say fraud where the scores do not (send labels with --label-delay)",
+                alert::CONCEPT_DRIFT,
+                base,
+                no_faults(),
+            ),
+            "label_delay" => incident(
+                "label_delay",
+                "the label feed stops: predictions go on, no label arrives (send labels with --label-delay)",
+                alert::LABEL_COVERAGE_LOW,
+                base,
+                no_faults(),
+            ),
             other => {
                 return Err(format!(
                     "unknown scenario {other:?}\nhint: choose one of {}",
@@ -245,6 +261,50 @@ impl Scenario {
     /// When the incident starts in a run of `total`, if there is one.
     pub fn incident_start(&self, total: Duration) -> Option<Duration> {
         self.expected_alert.map(|_| total.mul_f64(INCIDENT_START))
+    }
+}
+
+/// What the delayed labels report in a phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LabelMode {
+    /// The simulator's ground truth.
+    Truth,
+    /// No label at all (the label feed stopped).
+    Stopped,
+    /// A new fraud pattern the features do not show: besides the simulator's frauds,
+    /// this share of the genuine transactions turn out to be fraud. The scores stay
+    /// put, so only the labels see it.
+    NewFraud(f64),
+}
+
+/// Share of genuine transactions labelled fraud in `concept_drift`: five times the
+/// simulator's fraud rate, so recall falls far below its estimate.
+pub const CONCEPT_DRIFT_NEW_FRAUD: f64 = 0.05;
+
+impl LabelMode {
+    /// The label of transaction number `i`, or `None` when none is sent.
+    pub fn truth(self, is_fraud: bool, i: u64) -> Option<bool> {
+        match self {
+            LabelMode::Truth => Some(is_fraud),
+            LabelMode::Stopped => None,
+            LabelMode::NewFraud(share) => {
+                // A fixed spread over the transaction numbers, the same every run.
+                let u = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+                Some(is_fraud || u < share)
+            }
+        }
+    }
+}
+
+/// The labels of scenario `name` at `fraction` of the run: `label_delay` stops them
+/// and `concept_drift` adds a new fraud pattern, both from [`INCIDENT_START`].
+pub fn label_mode(name: &str, fraction: f64) -> LabelMode {
+    match name {
+        "label_delay" if fraction >= INCIDENT_START => LabelMode::Stopped,
+        "concept_drift" if fraction >= INCIDENT_START => {
+            LabelMode::NewFraud(CONCEPT_DRIFT_NEW_FRAUD)
+        }
+        _ => LabelMode::Truth,
     }
 }
 
@@ -328,5 +388,18 @@ mod tests {
                 .to_string()
                 .contains("store_down")
         );
+    }
+
+    #[test]
+    fn label_modes_follow_the_scenario() {
+        assert_eq!(label_mode("label_delay", 0.1), LabelMode::Truth);
+        assert_eq!(label_mode("label_delay", 0.5).truth(true, 1), None);
+        assert_eq!(label_mode("clean", 0.9).truth(true, 1), Some(true));
+        let drifted = label_mode("concept_drift", 0.5);
+        assert_eq!(drifted.truth(true, 7), Some(true));
+        let new_fraud = (0..10_000)
+            .filter(|i| drifted.truth(false, *i) == Some(true))
+            .count();
+        assert!((400..600).contains(&new_fraud), "{new_fraud}");
     }
 }

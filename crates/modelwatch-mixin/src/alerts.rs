@@ -192,6 +192,10 @@ pub fn alerting_rules(config: &MixinConfig) -> Vec<RuleGroup> {
             name: "modelwatch-serving.alerts".into(),
             rules: serving_alerts(config),
         },
+        RuleGroup {
+            name: "modelwatch-ground-truth.alerts".into(),
+            rules: ground_truth_alerts(config),
+        },
     ]
 }
 
@@ -587,4 +591,125 @@ fn serving_alerts(config: &MixinConfig) -> Vec<Rule> {
             },
         ),
     ]
+}
+
+/// The alerts on delayed labels, over the 1d ground-truth window: realized
+/// precision and recall below their floors (given `ground_truth.min_labels`
+/// labels), the estimate below the floors (given `drift.min_count` scores: the early
+/// warning, before any label), realized far below the estimate (concept drift), and
+/// label coverage below its floor for a model that had labels over 7d.
+fn ground_truth_alerts(config: &MixinConfig) -> Vec<Rule> {
+    let day = record::TRUTH_WINDOWS[0];
+    let week = record::TRUTH_WINDOWS[1];
+    let window = config.scaled(PromDuration::from_secs(day.seconds));
+    let mv = format!("{}, {}", label::MODEL, label::VERSION);
+    let g = &config.ground_truth;
+    let f = &config.alert_for;
+    let floor_text = percent_text(g.floor_fraction);
+    let mut rules = Vec::new();
+    for (name, realized, floor, what) in [
+        (
+            alert::PRECISION_LOW,
+            day.precision,
+            record::PRECISION_FLOOR,
+            "precision",
+        ),
+        (
+            alert::RECALL_LOW,
+            day.recall,
+            record::RECALL_FLOOR,
+            "recall",
+        ),
+    ] {
+        rules.push(make(
+            config,
+            name,
+            format!(
+                "{realized} < on ({mv}) {floor}\nand on ({mv})\n{} >= {}",
+                day.labels, g.min_labels
+            ),
+            f.performance_low,
+            &[("severity", WARNING)],
+            AlertText {
+                summary: if what == "precision" {
+                    "The realized precision of a model fell below its floor."
+                } else {
+                    "The realized recall of a model fell below its floor."
+                },
+                description: format!(
+                    "The {what} of model {{{{ $labels.model }}}} version {{{{ $labels.version }}}} from the labels of the last {window} is {{{{ $value | humanizePercentage }}}}, below {floor_text} of its holdout {what}."
+                ),
+            },
+        ));
+    }
+    for (what, estimated, floor) in [
+        (
+            "precision",
+            day.estimated_precision,
+            record::PRECISION_FLOOR,
+        ),
+        ("recall", day.estimated_recall, record::RECALL_FLOOR),
+    ] {
+        rules.push(make(
+            config,
+            alert::ESTIMATED_PERFORMANCE_LOW,
+            format!(
+                "{estimated} < on ({mv}) {floor}\nand on ({mv})\n{} >= {}",
+                day.estimated_count, config.drift.min_count
+            ),
+            f.estimated_performance_low,
+            &[("severity", WARNING), ("metric", what)],
+            AlertText {
+                summary: "The estimated performance of a model fell below its floor.",
+                description: format!(
+                    "From its scores over the last {window} and its holdout calibration, model {{{{ $labels.model }}}} version {{{{ $labels.version }}}} has an estimated {what} of {{{{ $value | humanizePercentage }}}}, below {floor_text} of its holdout {what}. Labels will tell whether it holds."
+                ),
+            },
+        ));
+    }
+    for (what, realized, estimated) in [
+        ("precision", day.precision, day.estimated_precision),
+        ("recall", day.recall, day.estimated_recall),
+    ] {
+        rules.push(make(
+            config,
+            alert::CONCEPT_DRIFT,
+            format!(
+                "{realized} < on ({mv}) ({estimated} - {})\nand on ({mv})\n{} >= {}",
+                num(g.concept_drift_margin),
+                day.labels,
+                g.min_labels
+            ),
+            f.concept_drift,
+            &[("severity", WARNING), ("metric", what)],
+            AlertText {
+                summary: "The realized performance of a model fell far below what its scores predict: concept drift.",
+                description: format!(
+                    "The {what} of model {{{{ $labels.model }}}} version {{{{ $labels.version }}}} from the labels of the last {window} is {{{{ $value | humanizePercentage }}}}, more than {} points below the estimate from its scores: the relation between scores and outcomes changed.",
+                    num(g.concept_drift_margin * 100.0)
+                ),
+            },
+        ));
+    }
+    rules.push(make(
+        config,
+        alert::LABEL_COVERAGE_LOW,
+        format!(
+            "{} < {}\nand on ({mv})\n{} > 0",
+            day.coverage,
+            num(g.coverage_min),
+            week.labels
+        ),
+        f.label_coverage,
+        &[("severity", WARNING)],
+        AlertText {
+            summary: "Labels stopped arriving for a model's predictions.",
+            description: format!(
+                "Only {{{{ $value | humanizePercentage }}}} of the predictions of model {{{{ $labels.model }}}} version {{{{ $labels.version }}}} over the last {window} got a label (floor {}), though labels arrived over the last {}.",
+                percent_text(g.coverage_min),
+                config.scaled(PromDuration::from_secs(week.seconds))
+            ),
+        },
+    ));
+    rules
 }

@@ -31,6 +31,8 @@ pub struct MixinConfig {
     pub features: FeatureConfig,
     /// Serving thresholds that are not SLOs.
     pub serving: ServingConfig,
+    /// Delayed labels: realized performance, its live estimate, label coverage.
+    pub ground_truth: GroundTruthConfig,
     /// How long each alert's condition must hold before it fires (`for:`).
     pub alert_for: AlertForConfig,
     /// Where the alerts' runbook links point.
@@ -48,6 +50,7 @@ impl Default for MixinConfig {
             drift: DriftConfig::default(),
             features: FeatureConfig::default(),
             serving: ServingConfig::default(),
+            ground_truth: GroundTruthConfig::default(),
             alert_for: AlertForConfig::default(),
             runbook: RunbookConfig::default(),
             dashboard: DashboardConfig::default(),
@@ -192,6 +195,36 @@ impl Default for ServingConfig {
     }
 }
 
+/// Delayed labels: the realized precision and recall, their live estimate from the
+/// scores, and how many predictions get a label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroundTruthConfig {
+    /// The precision and recall floors as a fraction of the holdout's (computed in
+    /// PromQL from the reference file's calibration), default 0.8.
+    pub floor_fraction: f64,
+    /// Fewest labels over 1d before the realized-performance alerts may fire,
+    /// default 100.
+    pub min_labels: u64,
+    /// How far, in absolute points, the realized precision or recall may fall below
+    /// its estimate over 1d before the concept-drift alert fires, default 0.15.
+    pub concept_drift_margin: f64,
+    /// Labelled over predicted over 1d below which the coverage alert fires (for a
+    /// model that had labels over 7d), default 0.5.
+    pub coverage_min: f64,
+}
+
+impl Default for GroundTruthConfig {
+    fn default() -> Self {
+        Self {
+            floor_fraction: 0.8,
+            min_labels: 100,
+            concept_drift_margin: 0.15,
+            coverage_min: 0.5,
+        }
+    }
+}
+
 /// The `for:` duration of each alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -227,6 +260,14 @@ pub struct AlertForConfig {
     pub version_skew: PromDuration,
     /// The collector dropping prediction events, default `10m`.
     pub observations_dropped: PromDuration,
+    /// Realized precision or recall below its floor, default `1h`.
+    pub performance_low: PromDuration,
+    /// Estimated precision or recall below its floor, default `1h`.
+    pub estimated_performance_low: PromDuration,
+    /// Realized far below the estimate (concept drift), default `1h`.
+    pub concept_drift: PromDuration,
+    /// Label coverage below its floor, default `1h`.
+    pub label_coverage: PromDuration,
 }
 
 impl Default for AlertForConfig {
@@ -248,6 +289,10 @@ impl Default for AlertForConfig {
             target_down: m(5),
             version_skew: m(120),
             observations_dropped: m(10),
+            performance_low: m(60),
+            estimated_performance_low: m(60),
+            concept_drift: m(60),
+            label_coverage: m(60),
         }
     }
 }
@@ -445,6 +490,18 @@ impl MixinConfig {
                 ),
             ));
         }
+        fraction(
+            "ground_truth.floor_fraction",
+            self.ground_truth.floor_fraction,
+        )?;
+        fraction(
+            "ground_truth.concept_drift_margin",
+            self.ground_truth.concept_drift_margin,
+        )?;
+        fraction("ground_truth.coverage_min", self.ground_truth.coverage_min)?;
+        if self.ground_truth.min_labels == 0 {
+            return Err(invalid("ground_truth.min_labels", "must be at least 1"));
+        }
         if self.serving.cache_min_lookups == 0 {
             return Err(invalid("serving.cache_min_lookups", "must be at least 1"));
         }
@@ -588,6 +645,26 @@ const FIELD_DOCS: &[(&str, &str)] = &[
         "Feature store failures per second above which the store-failing alert fires.",
     ),
     (
+        "ground_truth",
+        "Delayed labels: realized performance, its estimate, label coverage.",
+    ),
+    (
+        "ground_truth.floor_fraction",
+        "Precision and recall floors as a fraction of the holdout's.",
+    ),
+    (
+        "ground_truth.min_labels",
+        "Fewest labels over 1d before the realized-performance alerts may fire.",
+    ),
+    (
+        "ground_truth.concept_drift_margin",
+        "Largest drop of realized below estimated precision or recall (absolute).",
+    ),
+    (
+        "ground_truth.coverage_min",
+        "Labelled over predicted over 1d below which the coverage alert fires.",
+    ),
+    (
         "alert_for",
         "How long each alert's condition must hold (for:).",
     ),
@@ -635,6 +712,22 @@ const FIELD_DOCS: &[(&str, &str)] = &[
     (
         "alert_for.observations_dropped",
         "The collector dropping a monitor-only model's events.",
+    ),
+    (
+        "alert_for.performance_low",
+        "Realized precision or recall below its floor.",
+    ),
+    (
+        "alert_for.estimated_performance_low",
+        "Estimated precision or recall below its floor.",
+    ),
+    (
+        "alert_for.concept_drift",
+        "Realized precision or recall far below its estimate.",
+    ),
+    (
+        "alert_for.label_coverage",
+        "Label coverage below its floor.",
     ),
     ("runbook", "Where alerts' runbook_url point."),
     (

@@ -2,8 +2,7 @@
 //! [`dashboard_json`] for details.
 //!
 //! Built for the 10-second answer: the first row is colour-coded stats, then one row
-//! per question (serving, model behaviour, features, infrastructure), and a
-//! collapsed placeholder for ground truth. Panels query the recording rules where
+//! per question (serving, model behaviour, features, infrastructure, ground truth). Panels query the recording rules where
 //! one exists, and every panel uses the `${datasource}` variable.
 
 use crate::alerts::BURN_RATES;
@@ -41,7 +40,6 @@ enum Kind {
     Stat { steps: Vec<Step> },
     TimeSeries { steps: Vec<Step> },
     Heatmap,
-    Text { markdown: String },
 }
 
 struct Panel {
@@ -491,24 +489,138 @@ fn rows(config: &MixinConfig) -> Vec<Row> {
         ],
     };
 
+    let day = record::TRUTH_WINDOWS[0];
+    let week = record::TRUTH_WINDOWS[1];
+    let mv = model_version();
     let ground_truth = Row {
         title: "Ground truth (labels)",
-        collapsed: true,
-        panels: vec![Panel {
-            title: "Ground truth arrives with delayed labels".into(),
-            description: String::new(),
-            kind: Kind::Text {
-                markdown: "Precision, recall, false positive rate and label delay need the \
-                    delayed labels that `POST /v1/feedback` will join to predictions \
-                    (`model_feedback_total`, `model_feedback_delay_seconds`). This row \
-                    is filled by the feedback issue."
-                    .into(),
-            },
-            unit: "none",
-            targets: Vec::new(),
-            width: GRID_WIDTH,
-            height: 4,
-        }],
+        collapsed: false,
+        panels: vec![
+            narrow(
+                series(
+                    "Precision: realized vs estimated",
+                    "Realized from the labels joined over 1d and 7d; estimated over 1d from the scores and the holdout calibration (CBPE-style), before the labels arrive. The floor is a fraction of the holdout's precision.",
+                    "percentunit",
+                    vec![
+                        target(
+                            format!("{}{{{mv}}}", day.precision),
+                            "realized 1d {{model}} {{version}}",
+                        ),
+                        target(
+                            format!("{}{{{mv}}}", week.precision),
+                            "realized 7d {{model}} {{version}}",
+                        ),
+                        target(
+                            format!("{}{{{mv}}}", day.estimated_precision),
+                            "estimated 1d {{model}} {{version}}",
+                        ),
+                        target(
+                            format!("{}{{{mv}}}", record::PRECISION_FLOOR),
+                            "floor {{model}} {{version}}",
+                        ),
+                    ],
+                ),
+                8,
+            ),
+            narrow(
+                series(
+                    "Recall: realized vs estimated",
+                    "Realized from the labels over 1d and 7d; estimated over 1d from the scores and the holdout calibration.",
+                    "percentunit",
+                    vec![
+                        target(
+                            format!("{}{{{mv}}}", day.recall),
+                            "realized 1d {{model}} {{version}}",
+                        ),
+                        target(
+                            format!("{}{{{mv}}}", week.recall),
+                            "realized 7d {{model}} {{version}}",
+                        ),
+                        target(
+                            format!("{}{{{mv}}}", day.estimated_recall),
+                            "estimated 1d {{model}} {{version}}",
+                        ),
+                        target(
+                            format!("{}{{{mv}}}", record::RECALL_FLOOR),
+                            "floor {{model}} {{version}}",
+                        ),
+                    ],
+                ),
+                8,
+            ),
+            narrow(
+                series(
+                    "False positive rate and accuracy",
+                    "From the labels joined over 1d.",
+                    "percentunit",
+                    vec![
+                        target(
+                            format!("{}{{{mv}}}", day.false_positive_rate),
+                            "FPR {{model}} {{version}}",
+                        ),
+                        target(
+                            format!("{}{{{mv}}}", day.accuracy),
+                            "accuracy {{model}} {{version}}",
+                        ),
+                    ],
+                ),
+                8,
+            ),
+            narrow(
+                series(
+                    "Positive rate: labelled vs estimated",
+                    "The share of positives among the labels over 1d, and the share the calibration expects from the scores.",
+                    "percentunit",
+                    vec![
+                        target(
+                            format!("{}{{{mv}}}", day.positive_rate),
+                            "labelled {{model}} {{version}}",
+                        ),
+                        target(
+                            format!("{}{{{mv}}}", day.estimated_positive_rate),
+                            "estimated {{model}} {{version}}",
+                        ),
+                    ],
+                ),
+                8,
+            ),
+            narrow(
+                with_lines(
+                    series(
+                        "Label coverage",
+                        "Labelled over predicted, over 1d and 7d.",
+                        "percentunit",
+                        vec![
+                            target(
+                                format!("{}{{{mv}}}", day.coverage),
+                                "1d {{model}} {{version}}",
+                            ),
+                            target(
+                                format!("{}{{{mv}}}", week.coverage),
+                                "7d {{model}} {{version}}",
+                            ),
+                        ],
+                    ),
+                    vec![
+                        ("red", None),
+                        ("transparent", Some(config.ground_truth.coverage_min)),
+                    ],
+                ),
+                8,
+            ),
+            narrow(
+                series(
+                    "Label delay",
+                    "Time from prediction to label, median and 90th percentile over 1d.",
+                    "s",
+                    vec![target(
+                        format!("{}{{{m}}}", day.delay),
+                        "p{{quantile}} {{model}}",
+                    )],
+                ),
+                8,
+            ),
+        ],
     };
 
     vec![
@@ -615,10 +727,6 @@ fn panel_json(panel: &Panel, id: u64, x: u64, y: u64) -> Value {
                 "tooltip": {"show": true, "yHistogram": true},
                 "legend": {"show": true},
             });
-        }
-        Kind::Text { markdown } => {
-            out["type"] = json!("text");
-            out["options"] = json!({"mode": "markdown", "content": markdown});
         }
     }
     out

@@ -103,6 +103,93 @@ pub mod record {
     /// The oldest feature age of a group across replicas.
     pub const FEATURE_AGE_MAX: &str = "model_feature_group:model_feature_age_seconds:max";
 
+    /// The reference calibration per bin with each bin's decision side,
+    /// deduplicated across replicas.
+    pub const SCORE_CALIBRATION: &str =
+        "model_version_bin_decision:model_reference_score_positive_ratio:max";
+    /// The holdout's precision, from the reference ratios and calibration.
+    pub const REFERENCE_PRECISION: &str = "model_version:model_reference_precision:ratio";
+    /// The holdout's recall, from the reference ratios and calibration.
+    pub const REFERENCE_RECALL: &str = "model_version:model_reference_recall:ratio";
+    /// The precision floor: `ground_truth.floor_fraction` of [`REFERENCE_PRECISION`].
+    pub const PRECISION_FLOOR: &str = "model_version:model_feedback_precision:floor";
+    /// The recall floor: `ground_truth.floor_fraction` of [`REFERENCE_RECALL`].
+    pub const RECALL_FLOOR: &str = "model_version:model_feedback_recall:floor";
+
+    /// The ground-truth rules of one window (1d or 7d): realized performance from
+    /// the labels, and its estimate from the scores and the calibration.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct TruthWindow {
+        /// The nominal window in seconds (before `time_scale`).
+        pub seconds: u64,
+        /// Labels joined in the window.
+        pub labels: &'static str,
+        /// Labelled over predicted.
+        pub coverage: &'static str,
+        /// True positives over predicted positives.
+        pub precision: &'static str,
+        /// True positives over actual positives.
+        pub recall: &'static str,
+        /// False positives over actual negatives.
+        pub false_positive_rate: &'static str,
+        /// Right decisions over labels.
+        pub accuracy: &'static str,
+        /// Actual positives over labels.
+        pub positive_rate: &'static str,
+        /// A regressor's mean absolute error.
+        pub mae: &'static str,
+        /// A regressor's root mean squared error.
+        pub rmse: &'static str,
+        /// Label delay quantiles (`quantile` 0.5, 0.9), by model.
+        pub delay: &'static str,
+        /// Scores per calibrated bin, with the bin's decision side.
+        pub bin_count: &'static str,
+        /// Scores in calibrated bins.
+        pub estimated_count: &'static str,
+        /// Expected precision (CBPE-style, exact sums over bins).
+        pub estimated_precision: &'static str,
+        /// Expected recall.
+        pub estimated_recall: &'static str,
+        /// Expected positive rate.
+        pub estimated_positive_rate: &'static str,
+    }
+
+    macro_rules! truth_window {
+        ($seconds:expr, $w:literal) => {
+            TruthWindow {
+                seconds: $seconds,
+                labels: concat!("model_version:model_feedback:increase", $w),
+                coverage: concat!("model_version:model_feedback_coverage:ratio", $w),
+                precision: concat!("model_version:model_feedback_precision:ratio", $w),
+                recall: concat!("model_version:model_feedback_recall:ratio", $w),
+                false_positive_rate: concat!(
+                    "model_version:model_feedback_false_positive:ratio",
+                    $w
+                ),
+                accuracy: concat!("model_version:model_feedback_accuracy:ratio", $w),
+                positive_rate: concat!("model_version:model_feedback_positive:ratio", $w),
+                mae: concat!("model_version:model_feedback_absolute_error:mean", $w),
+                rmse: concat!("model_version:model_feedback_squared_error:rms", $w),
+                delay: concat!("model:model_feedback_delay_seconds:histogram_quantile", $w),
+                bin_count: concat!("model_version_bin_decision:model_score_bin:increase", $w),
+                estimated_count: concat!("model_version:model_score_calibrated:increase", $w),
+                estimated_precision: concat!(
+                    "model_version:model_score_estimated_precision:ratio",
+                    $w
+                ),
+                estimated_recall: concat!("model_version:model_score_estimated_recall:ratio", $w),
+                estimated_positive_rate: concat!(
+                    "model_version:model_score_estimated_positive:ratio",
+                    $w
+                ),
+            }
+        };
+    }
+
+    /// The two ground-truth windows.
+    pub const TRUTH_WINDOWS: [TruthWindow; 2] =
+        [truth_window!(86_400, "1d"), truth_window!(604_800, "7d")];
+
     /// One window of the multiwindow burn-rate alerts, with the two SLO ratios
     /// recorded over it.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +269,17 @@ pub mod alert {
     /// The collector drops prediction events of a monitor-only model (its recording
     /// queue is full).
     pub const OBSERVATIONS_DROPPED: &str = "ModelWatchObservationsDropped";
+
+    /// Realized precision below its floor.
+    pub const PRECISION_LOW: &str = "ModelWatchPrecisionLow";
+    /// Realized recall below its floor.
+    pub const RECALL_LOW: &str = "ModelWatchRecallLow";
+    /// Estimated precision or recall below its floor, before labels arrive.
+    pub const ESTIMATED_PERFORMANCE_LOW: &str = "ModelWatchEstimatedPerformanceLow";
+    /// Realized precision or recall far below its estimate: concept drift.
+    pub const CONCEPT_DRIFT: &str = "ModelWatchConceptDrift";
+    /// Labels stopped arriving for predictions.
+    pub const LABEL_COVERAGE_LOW: &str = "ModelWatchLabelCoverageLow";
 
     /// The runbook anchor of an alert: its name in lower case, as a Markdown
     /// renderer derives it from the `## <name>` heading.

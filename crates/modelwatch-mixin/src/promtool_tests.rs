@@ -319,6 +319,10 @@ pub fn test_files(
         observations_dropped_scenario(&ctx)?,
     ];
     files.push(("serving-test.yaml".to_string(), test_file(&ctx, &serving)));
+    files.push((
+        "ground-truth-test.yaml".to_string(),
+        test_file(&ctx, &ground_truth_scenarios(&ctx)?),
+    ));
     Ok(files)
 }
 
@@ -1645,4 +1649,254 @@ mod tests {
         assert_eq!(ratio, Some(85.0 / 100.0));
         assert_eq!(window_ratio(60, -600, 30, |_| (1.0, 1.0)), None);
     }
+}
+
+/// The calibration every ground-truth scenario uses: three score bins, the first
+/// approved, with their reference ratios and positive ratios. The holdout's
+/// precision is then 0.625 and its recall about 0.874.
+const CALIBRATION: [(&str, &str, f64, f64); 3] = [
+    ("0.1", APPROVED, 0.9, 0.01),
+    ("0.5", DECLINED, 0.05, 0.3),
+    ("+Inf", DECLINED, 0.05, 0.95),
+];
+
+/// The confusion cells of one scenario, per step: (predicted, actual, labels).
+type Cells = [(&'static str, &'static str, f64); 4];
+
+fn truth_series(ctx: &Ctx<'_>, n: u64, cells: &Cells, bins: &[u64; 3]) -> Vec<(String, String)> {
+    let mv = [(label::MODEL, MODEL), (label::VERSION, VERSION)];
+    let mut series = Vec::new();
+    for (bin, decision, reference, positive) in CALIBRATION {
+        let keys = [mv[0], mv[1], (label::BIN, bin)];
+        series.push((
+            ctx.series(schema::REFERENCE_SCORE_RATIO.name, Some(REPLICAS[0]), &keys),
+            gauge(reference, n),
+        ));
+        let with_decision = [keys[0], keys[1], keys[2], (label::DECISION, decision)];
+        series.push((
+            ctx.series(
+                schema::REFERENCE_SCORE_POSITIVE_RATIO.name,
+                Some(REPLICAS[0]),
+                &with_decision,
+            ),
+            gauge(positive, n),
+        ));
+    }
+    for ((bin, ..), per_step) in CALIBRATION.iter().zip(bins) {
+        series.push((
+            ctx.series(
+                schema::SCORE_BIN_TOTAL.name,
+                Some(REPLICAS[0]),
+                &[mv[0], mv[1], (label::BIN, bin)],
+            ),
+            counter(*per_step, n),
+        ));
+    }
+    for (predicted, actual, per_step) in cells {
+        series.push((
+            ctx.series(
+                schema::FEEDBACK_TOTAL.name,
+                Some(REPLICAS[0]),
+                &[
+                    mv[0],
+                    mv[1],
+                    (label::PREDICTED, predicted),
+                    (label::ACTUAL, actual),
+                ],
+            ),
+            scaled_counter(*per_step, n),
+        ));
+    }
+    let predictions: f64 = cells.iter().map(|c| c.2).sum();
+    series.push((
+        ctx.series(
+            schema::REQUESTS_TOTAL.name,
+            Some(REPLICAS[0]),
+            &[
+                mv[0],
+                mv[1],
+                (label::STATUS, Status::Success.as_str()),
+                (label::DECISION, APPROVED),
+            ],
+        ),
+        scaled_counter(predictions, n),
+    ));
+    series
+}
+
+fn cells(tp: f64, fp: f64, fn_: f64, tn: f64) -> Cells {
+    [
+        (DECLINED, DECLINED, tp),
+        (DECLINED, APPROVED, fp),
+        (APPROVED, DECLINED, fn_),
+        (APPROVED, APPROVED, tn),
+    ]
+}
+
+/// Scores per step in the calibration's bins, scaled so that one step holds
+/// `drift.min_count` of them.
+fn bin_counts(ctx: &Ctx<'_>, shares: [u64; 3]) -> [u64; 3] {
+    let total: u64 = shares.iter().sum();
+    let k = ctx.config.drift.min_count.div_ceil(total) + 1;
+    shares.map(|s| s * k)
+}
+
+fn estimate_of(bins: &[u64; 3]) -> modelwatch::feedback::Estimate {
+    let calibrated: Vec<_> = CALIBRATION
+        .iter()
+        .zip(bins)
+        .map(
+            |((_, decision, _, positive), count)| modelwatch::feedback::CalibratedBin {
+                count: *count as f64,
+                positive_ratio: *positive,
+                positive_side: *decision == DECLINED,
+            },
+        )
+        .collect();
+    match modelwatch::feedback::estimate(&calibrated) {
+        Some(e) => e,
+        None => panic!("the scenario's bins have a positive side"),
+    }
+}
+
+fn ground_truth_scenarios(ctx: &Ctx<'_>) -> Result<Vec<TestGroup>, Error> {
+    let g = &ctx.config.ground_truth;
+    let mv = [(label::MODEL, MODEL), (label::VERSION, VERSION)];
+    // Enough labels per step that one step passes `ground_truth.min_labels`.
+    let scale = (g.min_labels.div_ceil(100) + 1) as f64;
+    let reference_bins = bin_counts(ctx, [90, 5, 5]);
+    let mut groups = Vec::new();
+    // Realized precision and recall below their floors, and the same with too few
+    // labels: nothing fires.
+    for (rule_name, tp, fp, fn_, value) in [
+        (alert::PRECISION_LOW, 4.0, 6.0, 0.0, 0.4),
+        (alert::RECALL_LOW, 4.0, 0.0, 6.0, 0.4),
+    ] {
+        let rule = ctx.rule(rule_name);
+        let t1 = ctx.step;
+        let at = t1 + rule.for_.as_secs();
+        let n = steps(ctx, at);
+        let tn = 90.0;
+        let series = truth_series(
+            ctx,
+            n,
+            &cells(tp * scale, fp * scale, fn_ * scale, tn * scale),
+            &reference_bins,
+        );
+        groups.push(TestGroup {
+            name: format!("{rule_name}: 40% over enough labels"),
+            interval: ctx.step,
+            series,
+            alerts: boundary(
+                ctx,
+                rule,
+                t1,
+                vec![(alert_labels(rule, &mv), rendered(rule, &mv, value)?)],
+            )
+            .into(),
+            exprs: Vec::new(),
+        });
+        // Half of min_labels over the whole run: silent.
+        let k = g.min_labels as f64 / (2.0 * 10.0 * n as f64);
+        let few = truth_series(
+            ctx,
+            n,
+            &cells(tp * k, fp * k, fn_ * k, 0.0),
+            &reference_bins,
+        );
+        groups.push(TestGroup {
+            name: format!("{rule_name}: 40% over too few labels: nothing fires"),
+            interval: ctx.step,
+            series: few,
+            alerts: vec![AlertTest {
+                at,
+                alertname: rule.alert,
+                expected: Vec::new(),
+                annotations: Vec::new(),
+            }],
+            exprs: Vec::new(),
+        });
+    }
+    // The estimate: scores move into the 30% bin, the labels are fine.
+    let rule = ctx.rule(alert::ESTIMATED_PERFORMANCE_LOW);
+    let t1 = ctx.step;
+    let at = t1 + rule.for_.as_secs();
+    let n = steps(ctx, at);
+    let shifted = bin_counts(ctx, [88, 10, 2]);
+    let estimate = estimate_of(&shifted);
+    let good = cells(9.0 * scale, scale, scale, 89.0 * scale);
+    groups.push(TestGroup {
+        name: format!(
+            "{}: scores shift to a 30% bin (precision estimate {})",
+            rule.alert,
+            num(estimate.precision)
+        ),
+        interval: ctx.step,
+        series: truth_series(ctx, n, &good, &shifted),
+        alerts: boundary(
+            ctx,
+            rule,
+            t1,
+            vec![(
+                alert_labels(rule, &mv),
+                rendered(rule, &mv, estimate.precision)?,
+            )],
+        )
+        .into(),
+        exprs: {
+            let w = record::TRUTH_WINDOWS[0];
+            vec![
+                close_to(w.estimated_precision, estimate.precision, at, &mv),
+                close_to(w.estimated_recall, estimate.recall, at, &mv),
+                close_to(w.estimated_positive_rate, estimate.positive_rate, at, &mv),
+                close_to(record::REFERENCE_PRECISION, 0.625, at, &mv),
+            ]
+        },
+    });
+    // Concept drift: the scores stay as in the reference, the precision falls.
+    let rule = ctx.rule(alert::CONCEPT_DRIFT);
+    let at = t1 + rule.for_.as_secs();
+    let n = steps(ctx, at);
+    let drifted = cells(4.0 * scale, 6.0 * scale, 0.0, 90.0 * scale);
+    groups.push(TestGroup {
+        name: format!(
+            "{}: realized precision 40% against an estimate of {}",
+            rule.alert,
+            num(estimate_of(&reference_bins).precision)
+        ),
+        interval: ctx.step,
+        series: truth_series(ctx, n, &drifted, &reference_bins),
+        alerts: boundary(
+            ctx,
+            rule,
+            t1,
+            vec![(alert_labels(rule, &mv), rendered(rule, &mv, 0.4)?)],
+        )
+        .into(),
+        exprs: Vec::new(),
+    });
+    // Label coverage: one prediction in ten labelled.
+    let rule = ctx.rule(alert::LABEL_COVERAGE_LOW);
+    let at = t1 + rule.for_.as_secs();
+    let n = steps(ctx, at);
+    let mut series = truth_series(ctx, n, &good, &reference_bins);
+    // Ten times the predictions: replace the requests series.
+    let labelled: f64 = good.iter().map(|c| c.2).sum();
+    if let Some(last) = series.last_mut() {
+        last.1 = scaled_counter(labelled * 10.0, n);
+    }
+    groups.push(TestGroup {
+        name: format!("{}: 10% of the predictions labelled", rule.alert),
+        interval: ctx.step,
+        series,
+        alerts: boundary(
+            ctx,
+            rule,
+            t1,
+            vec![(alert_labels(rule, &mv), rendered(rule, &mv, 0.1)?)],
+        )
+        .into(),
+        exprs: Vec::new(),
+    });
+    Ok(groups)
 }

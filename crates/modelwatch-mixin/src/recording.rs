@@ -102,6 +102,10 @@ pub fn recording_rules(config: &MixinConfig) -> Vec<RuleGroup> {
             name: "modelwatch-features.rules".into(),
             rules: features(&q),
         },
+        RuleGroup {
+            name: "modelwatch-ground-truth.rules".into(),
+            rules: ground_truth(&q, config),
+        },
     ]
 }
 
@@ -464,4 +468,195 @@ fn features(q: &Promql<'_>) -> Vec<Rule> {
             ),
         ),
     ]
+}
+
+/// The ground-truth rules: realized performance from `model_feedback_total` and the
+/// CBPE-style estimate from `model_score_bin_total` and the reference calibration.
+///
+/// A label says which decision was right, by the same names as the decisions:
+/// the positive class is the at-or-above side, every decision not listed in
+/// `serving.approved_decisions`. The estimate is exact sums over the calibrated
+/// bins: in bin `b` with `n_b` scores and calibration `c_b`, the expected true
+/// positives are `Σ n_b c_b` over the bins on the positive side, the expected
+/// positives `Σ n_b c_b` over all bins, and the predicted positives `Σ n_b` over
+/// the positive side. The counts add up across replicas, so the ratios are the
+/// fleet's.
+fn ground_truth(q: &Promql<'_>, config: &MixinConfig) -> Vec<Rule> {
+    let mv = by(&[label::MODEL, label::VERSION]);
+    let mvb = by(&[label::MODEL, label::VERSION, label::BIN]);
+    let approved: Vec<&str> = config
+        .serving
+        .approved_decisions
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let negatives = |l: &str| one_of(l, &approved);
+    let mut not_positive = approved.clone();
+    not_positive.push(NO_DECISION);
+    let positives = |l: &str| none_of(l, &not_positive);
+    let calib = record::SCORE_CALIBRATION;
+    let pos_side = format!("{calib}{{{}}}", positives(label::DECISION));
+    let mut rules = vec![
+        rec(
+            calib,
+            format!(
+                "max by ({mvb}, {}) ({})",
+                label::DECISION,
+                q.metric(&schema::REFERENCE_SCORE_POSITIVE_RATIO, &[])
+            ),
+        ),
+        rec(
+            record::REFERENCE_PRECISION,
+            format!(
+                "sum by ({mv}) ({r} * on ({mvb}) {pos_side})\n/\n\
+                 (sum by ({mv}) ({r} * on ({mvb}) ({pos_side} * 0 + 1)) > 0)",
+                r = record::SCORE_REFERENCE_RATIO,
+            ),
+        ),
+        rec(
+            record::REFERENCE_RECALL,
+            format!(
+                "sum by ({mv}) ({r} * on ({mvb}) {pos_side})\n/\n\
+                 (sum by ({mv}) ({r} * on ({mvb}) {calib}) > 0)",
+                r = record::SCORE_REFERENCE_RATIO,
+            ),
+        ),
+        rec(
+            record::PRECISION_FLOOR,
+            format!(
+                "{} * {}",
+                num(config.ground_truth.floor_fraction),
+                record::REFERENCE_PRECISION
+            ),
+        ),
+        rec(
+            record::RECALL_FLOOR,
+            format!(
+                "{} * {}",
+                num(config.ground_truth.floor_fraction),
+                record::REFERENCE_RECALL
+            ),
+        ),
+    ];
+    for window in record::TRUTH_WINDOWS {
+        let w = q.range(PromDuration::from_secs(window.seconds));
+        let feedback = |matchers: &[String]| {
+            format!(
+                "sum by ({mv}) (increase({}{w}))",
+                q.metric(&schema::FEEDBACK_TOTAL, matchers)
+            )
+        };
+        let (pp, pn) = (positives(label::PREDICTED), negatives(label::PREDICTED));
+        let (ap, an) = (positives(label::ACTUAL), negatives(label::ACTUAL));
+        let ratio = |top: String, bottom: String| format!("{top}\n/\n({bottom} > 0)");
+        rules.push(rec(window.labels, feedback(&[])));
+        rules.push(rec(
+            window.coverage,
+            ratio(
+                window.labels.to_string(),
+                format!(
+                    "sum by ({mv}) (increase({}{w}))",
+                    q.metric(
+                        &schema::REQUESTS_TOTAL,
+                        &[eq(label::STATUS, Status::Success.as_str())]
+                    )
+                ),
+            ),
+        ));
+        rules.push(rec(
+            window.precision,
+            ratio(
+                feedback(&[pp.clone(), ap.clone()]),
+                feedback(std::slice::from_ref(&pp)),
+            ),
+        ));
+        rules.push(rec(
+            window.recall,
+            ratio(
+                feedback(&[pp.clone(), ap.clone()]),
+                feedback(std::slice::from_ref(&ap)),
+            ),
+        ));
+        rules.push(rec(
+            window.false_positive_rate,
+            ratio(
+                feedback(&[pp.clone(), an.clone()]),
+                feedback(std::slice::from_ref(&an)),
+            ),
+        ));
+        rules.push(rec(
+            window.accuracy,
+            ratio(
+                format!(
+                    "(\n  {}\n  +\n  {}\n)",
+                    feedback(&[pp, ap.clone()]),
+                    feedback(&[pn, an])
+                ),
+                window.labels.to_string(),
+            ),
+        ));
+        rules.push(rec(
+            window.positive_rate,
+            ratio(feedback(&[ap]), window.labels.to_string()),
+        ));
+        let error = |suffix: &str| {
+            format!(
+                "sum by ({mv}) (rate({}{w}))",
+                q.histogram_series(&schema::FEEDBACK_ABSOLUTE_ERROR, suffix, &[])
+            )
+        };
+        rules.push(rec(window.mae, ratio(error("_sum"), error("_count"))));
+        rules.push(rec(
+            window.rmse,
+            format!(
+                "sqrt(\n  sum by ({mv}) (rate({}{w}))\n  /\n  ({} > 0)\n)",
+                q.metric(&schema::FEEDBACK_SQUARED_ERROR_TOTAL, &[]),
+                error("_count")
+            ),
+        ));
+        for quantile in [0.5, 0.9] {
+            rules.push(rec_labelled(
+                window.delay,
+                format!(
+                    "histogram_quantile({}, sum by (le, {}) (rate({}{w})))",
+                    num(quantile),
+                    label::MODEL,
+                    q.histogram_series(&schema::FEEDBACK_DELAY_SECONDS, "_bucket", &[])
+                ),
+                &[("quantile", num(quantile))],
+            ));
+        }
+        // Scores per calibrated bin, carrying the bin's decision side.
+        rules.push(rec(
+            window.bin_count,
+            format!(
+                "sum by ({mvb}) (increase({}{w}))\n* on ({mvb}) group_right ()\n({calib} * 0 + 1)",
+                q.metric(&schema::SCORE_BIN_TOTAL, &[])
+            ),
+        ));
+        let n = window.bin_count;
+        let n_pos = format!("{n}{{{}}}", positives(label::DECISION));
+        rules.push(rec(window.estimated_count, format!("sum by ({mv}) ({n})")));
+        let expected_tp = format!(
+            "sum by ({mv}) ({n_pos} * on ({mvb}, {}) {calib})",
+            label::DECISION
+        );
+        let expected_positives = format!(
+            "sum by ({mv}) ({n} * on ({mvb}, {}) {calib})",
+            label::DECISION
+        );
+        rules.push(rec(
+            window.estimated_precision,
+            ratio(expected_tp.clone(), format!("sum by ({mv}) ({n_pos})")),
+        ));
+        rules.push(rec(
+            window.estimated_recall,
+            ratio(expected_tp, format!("({expected_positives})")),
+        ));
+        rules.push(rec(
+            window.estimated_positive_rate,
+            ratio(expected_positives, window.estimated_count.to_string()),
+        ));
+    }
+    rules
 }

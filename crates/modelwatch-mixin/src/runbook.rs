@@ -322,6 +322,119 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
                 schema::OBSERVATIONS_TOTAL.name
             )],
         },
+        alert::PRECISION_LOW | alert::RECALL_LOW => {
+            let day = record::TRUTH_WINDOWS[0];
+            let what = if name == alert::PRECISION_LOW {
+                "precision"
+            } else {
+                "recall"
+            };
+            Entry {
+                meaning: format!(
+                    "The {what} computed from the labels joined over the last {} (`{}`, at least {} labels, setting `ground_truth.min_labels`) fell below {} of the holdout's {what} (setting `ground_truth.floor_fraction`; the holdout figure comes from the reference file's calibration). Labels arrive late, so this describes predictions made up to the label delay earlier.",
+                    config.scaled(crate::config::PromDuration::from_secs(86_400)),
+                    schema::FEEDBACK_TOTAL.name,
+                    config.ground_truth.min_labels,
+                    percent_text(config.ground_truth.floor_fraction)
+                ),
+                checks: [
+                    s(
+                        "The estimate beside it on the ground-truth row: if the estimate fell too, the scores moved (see the score drift alerts and the features); if only the realized value fell, see ModelWatchConceptDrift.",
+                    ),
+                    s(
+                        "The label mix: a burst of positive labels (a fraud wave) or labels from one source only shifts the realized figures.",
+                    ),
+                    s(
+                        "A new version: split by `version`; roll back if the drop follows a rollout.",
+                    ),
+                ],
+                queries: vec![
+                    (if name == alert::PRECISION_LOW {
+                        day.precision
+                    } else {
+                        day.recall
+                    })
+                    .to_string(),
+                    day.labels.to_string(),
+                ],
+            }
+        }
+        alert::ESTIMATED_PERFORMANCE_LOW => {
+            let day = record::TRUTH_WINDOWS[0];
+            Entry {
+                meaning: format!(
+                    "The precision or recall (label `metric`) expected from the scores of the last {} fell below {} of the holdout's. The estimate (CBPE-style) weighs each score bin's count by the share of positives the holdout had in that bin (`{}`): it assumes that calibration still holds, so it sees changes in the scores, not changes in what a score means. It warns before any label arrives.",
+                    config.scaled(crate::config::PromDuration::from_secs(86_400)),
+                    percent_text(config.ground_truth.floor_fraction),
+                    schema::REFERENCE_SCORE_POSITIVE_RATIO.name
+                ),
+                checks: [
+                    s(
+                        "Score and feature drift: the estimate moves only when the score distribution does.",
+                    ),
+                    s(
+                        "Which bins gained mass: the score heatmap and the fleet's score fractions per bin.",
+                    ),
+                    s(
+                        "Whether the labels confirm it once they arrive: the realized lines on the ground-truth row.",
+                    ),
+                ],
+                queries: vec![
+                    day.estimated_precision.to_string(),
+                    day.estimated_recall.to_string(),
+                ],
+            }
+        }
+        alert::CONCEPT_DRIFT => {
+            let day = record::TRUTH_WINDOWS[0];
+            Entry {
+                meaning: format!(
+                    "The realized precision or recall (label `metric`) over the last {} is more than {} points below the estimate from the same window's scores (setting `ground_truth.concept_drift_margin`). The scores did not move enough to explain it: the relation between scores and outcomes changed (a new fraud pattern the model does not see), so the holdout calibration no longer holds.",
+                    config.scaled(crate::config::PromDuration::from_secs(86_400)),
+                    num(config.ground_truth.concept_drift_margin * 100.0)
+                ),
+                checks: [
+                    format!(
+                        "Which cells of the confusion matrix moved: `{}` by `predicted` and `actual`; missed positives point at a new pattern.",
+                        schema::FEEDBACK_TOTAL.name
+                    ),
+                    s(
+                        "Whether the labels are right: a change in the labelling process (a new chargeback source, a relabelling) looks the same.",
+                    ),
+                    s(
+                        "Retraining on recent labelled data; until then, consider a lower threshold.",
+                    ),
+                ],
+                queries: vec![
+                    format!("{} - {}", day.precision, day.estimated_precision),
+                    format!("{} - {}", day.recall, day.estimated_recall),
+                ],
+            }
+        }
+        alert::LABEL_COVERAGE_LOW => {
+            let day = record::TRUTH_WINDOWS[0];
+            Entry {
+                meaning: format!(
+                    "Fewer than {} of the predictions of the last {} got a label, though labels arrived over the last week: the label feed stalled, so the realized figures go stale.",
+                    percent_text(config.ground_truth.coverage_min),
+                    config.scaled(crate::config::PromDuration::from_secs(86_400))
+                ),
+                checks: [
+                    s(
+                        "The label pipeline that calls `POST /v1/feedback`: is it running, and do its calls get 2xx?",
+                    ),
+                    format!(
+                        "Unmatched labels (`{}`): labels sent to another replica, or for predictions past the log's retention, match nothing.",
+                        schema::FEEDBACK_UNMATCHED_TOTAL.name
+                    ),
+                    format!(
+                        "Dropped predictions (`{}`): a full prediction log queue leaves labels nothing to join.",
+                        schema::PREDICTION_LOG_DROPPED_TOTAL.name
+                    ),
+                ],
+                queries: vec![day.coverage.to_string(), day.labels.to_string()],
+            }
+        }
         _ => return None,
     })
 }

@@ -36,6 +36,12 @@ pub struct ReferenceArgs {
           value_parser = clap::value_parser!(u16).range(2..=1000))]
     pub bins: u16,
 
+    /// The holdout's label column (1 or true for the positive class), whose labels
+    /// give the score bins their calibration for the live performance estimate
+    /// [default: `is_fraud` or `label`, when the header has one]
+    #[arg(long, env = "MODELWATCH_LABEL_COLUMN")]
+    pub label_column: Option<String>,
+
     /// Where to write the reference [default: NAME.reference.json next to the card]
     #[arg(long, env = "MODELWATCH_REFERENCE_OUT")]
     pub out: Option<PathBuf>,
@@ -50,6 +56,7 @@ pub struct ReferenceArgs {
 pub fn run_reference(args: &ReferenceArgs) -> anyhow::Result<()> {
     let card = ModelCard::load(&args.model)?;
     let (rows, csv_scores) = read_columns(&args.holdout, &card)?;
+    let labels = read_labels(&args.holdout, args.label_column.as_deref())?;
     let n = rows.len() / card.features.len().max(1);
     // A monitor-only card has no model to score with: the holdout carries the
     // scores of the team's own model.
@@ -73,7 +80,16 @@ pub fn run_reference(args: &ReferenceArgs) -> anyhow::Result<()> {
         }
         (scores, Some(model))
     };
-    let reference = Reference::build(&card, &rows, &scores, usize::from(args.bins))?;
+    let mut reference = Reference::build(&card, &rows, &scores, usize::from(args.bins))?;
+    if let Some((column, labels)) = &labels {
+        reference.calibrate(&scores, labels, card.threshold())?;
+        let positives = labels.iter().filter(|p| **p).count();
+        eprintln!(
+            "calibration from column `{column}`: {positives} positive of {} rows, {} score bins",
+            labels.len(),
+            reference.score.bin_count()
+        );
+    }
     let out = args.out.clone().unwrap_or_else(|| {
         args.model
             .parent()
@@ -205,6 +221,58 @@ fn read_columns(
         return Err(data_error("no data rows".into()));
     }
     Ok((rows, score_column.map(|_| scores)))
+}
+
+/// The label column (`column`, else `is_fraud` or `label` when the header has one)
+/// as booleans, with its name; `None` when there is none.
+fn read_labels(
+    path: &Path,
+    column: Option<&str>,
+) -> Result<Option<(String, Vec<bool>)>, RuntimeError> {
+    let file = std::fs::File::open(path).map_err(|e| RuntimeError::io(path, e))?;
+    let data_error = |reason: String| RuntimeError::Data {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(file);
+    let header = reader
+        .headers()
+        .map_err(|e| data_error(format!("cannot read the header: {e}")))?
+        .clone();
+    let found = match column {
+        Some(name) => Some(
+            header
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| data_error(format!("no label column `{name}` in the header")))?,
+        ),
+        None => ["is_fraud", "label"]
+            .iter()
+            .find_map(|name| header.iter().position(|h| h == *name)),
+    };
+    let Some(c) = found else {
+        return Ok(None);
+    };
+    let mut labels = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| data_error(format!("row {}: {e}", i + 1)))?;
+        let cell = record.get(c).unwrap_or("");
+        let positive = match parse_cell(cell) {
+            Some(v) if v == 1.0 => true,
+            Some(v) if v == 0.0 => false,
+            _ => {
+                return Err(data_error(format!(
+                    "row {}, label column `{}`: `{cell}` is not 0, 1, true or false",
+                    i + 1,
+                    &header[c]
+                )));
+            }
+        };
+        labels.push(positive);
+    }
+    Ok(Some((header[c].to_string(), labels)))
 }
 
 fn parse_cell(cell: &str) -> Option<f32> {

@@ -62,6 +62,12 @@ pub struct Distribution {
     pub max: f64,
     /// Fraction of holdout rows where the value is missing (NaN or empty).
     pub missing_fraction: f64,
+    /// The score's calibration: in each bin, the fraction of the holdout rows whose
+    /// label is positive. Only the score has it, and only when the holdout had a
+    /// label column (`modelwatch reference` finds `is_fraud` or `label`); files
+    /// without it still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive_fractions: Option<Vec<f64>>,
 }
 
 impl Distribution {
@@ -143,7 +149,72 @@ impl Distribution {
             min: f64::from(min),
             max: f64::from(max),
             missing_fraction: (total - n) as f64 / total as f64,
+            positive_fractions: None,
         })
+    }
+
+    /// Adds the calibration: each cut in `cuts` becomes an edge (moved to the
+    /// shortest decimal between the largest holdout value below it and the cut, so
+    /// every holdout value below a cut stays below its edge), the fractions are
+    /// recounted, and each bin gets the fraction of positive labels among its values
+    /// ([`Distribution::positive_fractions`]; 0 for an empty bin).
+    ///
+    /// # Errors
+    /// [`RuntimeError::InvalidReference`] when `values` and `positives` differ in
+    /// length or no value is present.
+    pub fn calibrate(
+        &mut self,
+        values: &[f32],
+        positives: &[bool],
+        cuts: &[f64],
+    ) -> Result<(), RuntimeError> {
+        if values.len() != positives.len() {
+            return Err(RuntimeError::reference(
+                "labels",
+                format!("{} labels for {} scores", positives.len(), values.len()),
+            ));
+        }
+        let mut sorted: Vec<f64> = values
+            .iter()
+            .filter(|v| !v.is_nan())
+            .map(|v| f64::from(*v))
+            .collect();
+        sorted.sort_by(f64::total_cmp);
+        if sorted.is_empty() {
+            return Err(RuntimeError::reference("labels", "no score present"));
+        }
+        for &cut in cuts {
+            let below = sorted.partition_point(|v| *v < cut);
+            if below == 0 || below == sorted.len() || !cut.is_finite() {
+                continue;
+            }
+            let edge = shortest_decimal_in(sorted[below - 1], cut);
+            if !self.edges.contains(&edge) {
+                self.edges.push(edge);
+            }
+        }
+        self.edges.sort_by(f64::total_cmp);
+        self.edges.dedup();
+        let bins = self.edges.len() + 1;
+        let (mut counts, mut positive) = (vec![0u64; bins], vec![0u64; bins]);
+        for (v, p) in values.iter().zip(positives) {
+            if v.is_nan() {
+                continue;
+            }
+            let b = bin_of(&self.edges, f64::from(*v));
+            counts[b] += 1;
+            positive[b] += u64::from(*p);
+        }
+        let n = sorted.len() as f64;
+        self.fractions = counts.iter().map(|c| *c as f64 / n).collect();
+        self.positive_fractions = Some(
+            counts
+                .iter()
+                .zip(&positive)
+                .map(|(c, p)| if *c == 0 { 0.0 } else { *p as f64 / *c as f64 })
+                .collect(),
+        );
+        Ok(())
     }
 
     /// Number of bins, `edges.len() + 1`.
@@ -209,6 +280,17 @@ impl Distribution {
                 "min",
                 format!("{} is above max {}", self.min, self.max),
             ));
+        }
+        if let Some(p) = &self.positive_fractions {
+            if p.len() != self.bin_count() {
+                return Err(bad(
+                    "positive_fractions",
+                    format!("{} values for {} bins", p.len(), self.bin_count()),
+                ));
+            }
+            if let Some(f) = p.iter().find(|f| !(0.0..=1.0).contains(*f)) {
+                return Err(bad("positive_fractions", format!("{f} is outside [0, 1]")));
+            }
         }
         if !(0.0..=1.0).contains(&self.missing_fraction) {
             return Err(bad(
@@ -318,6 +400,38 @@ impl Reference {
         };
         reference.validate()?;
         Ok(reference)
+    }
+
+    /// Adds the score's calibration from the holdout's labels (see
+    /// [`Distribution::calibrate`]), with extra score edges where a live estimate
+    /// needs them: the decision threshold, so that the bins split exactly where the
+    /// decision does, and the quartiles of the positives' scores, where the positives
+    /// are. Without these, a rare positive class sits in the top decile's one bin.
+    ///
+    /// # Errors
+    /// As [`Distribution::calibrate`].
+    pub fn calibrate(
+        &mut self,
+        scores: &[f32],
+        positives: &[bool],
+        threshold: Option<f64>,
+    ) -> Result<(), RuntimeError> {
+        let mut positive_scores: Vec<f64> = scores
+            .iter()
+            .zip(positives)
+            .filter(|(s, p)| **p && !s.is_nan())
+            .map(|(s, _)| f64::from(*s))
+            .collect();
+        positive_scores.sort_by(f64::total_cmp);
+        let mut cuts: Vec<f64> = threshold.into_iter().collect();
+        if !positive_scores.is_empty() {
+            for q in [1, 2, 3] {
+                let i = (q * positive_scores.len()) / 4;
+                cuts.push(positive_scores[i.min(positive_scores.len() - 1)]);
+            }
+        }
+        self.score.calibrate(scores, positives, &cuts)?;
+        self.validate()
     }
 
     /// Reads and validates a reference file.

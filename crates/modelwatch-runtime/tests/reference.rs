@@ -224,13 +224,23 @@ fn the_reference_command_scores_a_holdout_csv() {
         model: card_path.clone(),
         holdout: holdout.clone(),
         bins: 8,
+        label_column: None,
         out: None,
     };
     run_reference(&args).expect("builds the reference");
     let reference = Reference::load(&dir.path().join("gbr.reference.json")).expect("written");
     assert_eq!(reference.rows, 300);
     assert_eq!(reference.bins, 8);
-    assert_eq!(reference.score.bin_count(), 8);
+    // The CSV's is_fraud column (all 0) gives the score its calibration, with an
+    // edge just below the card's threshold added to the 8 quantile bins.
+    let calibration = reference
+        .score
+        .positive_fractions
+        .as_ref()
+        .expect("calibrated");
+    assert_eq!(calibration.len(), reference.score.bin_count());
+    assert!(calibration.iter().all(|p| *p == 0.0), "{calibration:?}");
+    assert!((8..=9).contains(&reference.score.bin_count()));
     assert_eq!(reference.features.len(), 6);
     assert!(reference.features.iter().all(|f| f.missing_fraction > 0.0));
     let expected: Vec<f32> = parity["probabilities"]

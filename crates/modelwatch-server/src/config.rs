@@ -90,6 +90,36 @@ pub struct ServeArgs {
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
 
+    /// The prediction log (redb) that `/v1/feedback` joins labels against.
+    /// Default: predictions.redb in --data-dir. One server per file.
+    #[arg(long, env = "MODELWATCH_PREDICTION_LOG", value_name = "FILE")]
+    #[serde(default)]
+    pub prediction_log: Option<PathBuf>,
+
+    /// How long the prediction log keeps a prediction (and its label): labels for
+    /// older predictions count as unmatched.
+    #[arg(
+        long,
+        env = "MODELWATCH_PREDICTION_LOG_RETENTION",
+        value_name = "DURATION",
+        default_value = "30d"
+    )]
+    pub prediction_log_retention: HumanDuration,
+
+    /// Stored bytes past which the prediction log deletes its oldest predictions.
+    #[arg(long, env = "MODELWATCH_PREDICTION_LOG_MAX_BYTES", default_value_t = 1 << 30)]
+    pub prediction_log_max_bytes: u64,
+
+    /// A label arriving longer than this after its prediction is late: stored, and
+    /// counted in model_feedback_late_total instead of the confusion counts.
+    #[arg(
+        long,
+        env = "MODELWATCH_FEEDBACK_LATE_AFTER",
+        value_name = "DURATION",
+        default_value = "30d"
+    )]
+    pub feedback_late_after: HumanDuration,
+
     /// Feature store backend (`sqlite`, the only value; `--feature-store` chooses
     /// among every store).
     #[arg(
@@ -361,6 +391,10 @@ impl ServeArgs {
         );
         self.feature_store.parse(&self.data_dir())?;
         anyhow::ensure!(
+            !self.prediction_log_retention.0.is_zero(),
+            "prediction_log_retention must be more than zero\nhint: 30d is the default; labels for predictions older than it count as unmatched"
+        );
+        anyhow::ensure!(
             self.model.is_none() || self.model_repository.is_none(),
             "model and model_repository cannot both be set\nhint: --model serves one card, --model-repository every card in a directory; keep one"
         );
@@ -374,6 +408,20 @@ impl ServeArgs {
             self.listen
         );
         Ok(())
+    }
+
+    /// The prediction log's settings: --prediction-log, else predictions.redb in the
+    /// data directory.
+    pub fn prediction_log(&self) -> modelwatch_log::LogConfig {
+        let path = self
+            .prediction_log
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("predictions.redb"));
+        let mut config = modelwatch_log::LogConfig::new(path);
+        config.retention = self.prediction_log_retention.0;
+        config.max_bytes = self.prediction_log_max_bytes;
+        config.late_after = self.feedback_late_after.0;
+        config
     }
 
     /// The data directory, defaulting per user.
@@ -398,6 +446,7 @@ fn is_optional_key(key: &str) -> bool {
             | "feature_store"
             | "redis_password_file"
             | "redis_ca_file"
+            | "prediction_log"
     )
 }
 

@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod features;
+pub mod feedback;
 pub mod ingest;
 pub mod known_ids;
 pub mod load;
@@ -80,6 +81,9 @@ pub struct AppState {
     pub fault_injection: bool,
     /// False once shutdown starts, so `/readyz` takes the replica out of rotation.
     pub accepting: AtomicBool,
+    /// The prediction log and the ground-truth counters (`None`: no log, and
+    /// `/v1/feedback` answers 503).
+    pub ground_truth: Option<Arc<feedback::GroundTruth>>,
     ids: PredictionIds,
     last_scrape_len: AtomicUsize,
 }
@@ -106,9 +110,17 @@ impl AppState {
             faults,
             fault_injection,
             accepting: AtomicBool::new(true),
+            ground_truth: None,
             ids: PredictionIds::new(),
             last_scrape_len: AtomicUsize::new(16 * 1024),
         }
+    }
+
+    /// The state with a prediction log: every prediction is logged, and
+    /// `/v1/feedback` joins labels to them.
+    pub fn with_ground_truth(mut self, ground_truth: Arc<feedback::GroundTruth>) -> Self {
+        self.ground_truth = Some(ground_truth);
+        self
     }
 
     /// The model of `/v1/predict` and `/v1/predict/batch`.
@@ -214,6 +226,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/models/{model}/observations",
             post(observations::observations),
         )
+        .route("/v1/feedback", post(feedback::feedback))
+        .route("/v1/feedback/batch", post(feedback::feedback_batch))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::serve))

@@ -1190,9 +1190,29 @@ pub(crate) async fn observations(
         });
         return (StatusCode::BAD_REQUEST, Json(body)).into_response();
     }
+    // The events that carry an id go into the prediction log once accepted, so a
+    // delayed label can join them (`POST /v1/feedback`).
+    let logged: Vec<(String, f64, modelwatch::Decision, f64)> = match &state.ground_truth {
+        Some(_) => batch
+            .events
+            .iter()
+            .filter(|e| e.status == Status::Success)
+            .filter_map(|e| {
+                let id = e.prediction_id.clone()?;
+                Some((id, e.output, e.decision, e.time))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     if accepted > 0 {
         match collector.enqueue(batch) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(log) = &state.ground_truth {
+                    for (id, score, decision, time) in &logged {
+                        log.log_prediction(model, id, *score, *decision, *time, None);
+                    }
+                }
+            }
             Err(QueueError::Full) => {
                 count(counters, 0, refused, accepted);
                 return ApiError::Overloaded.into_response();

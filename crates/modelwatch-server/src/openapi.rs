@@ -89,6 +89,8 @@ pub struct NotReady {
         crate::model_predict,
         crate::model_predict_batch,
         crate::observations::observations,
+        crate::feedback::feedback,
+        crate::feedback::feedback_batch,
         crate::healthz,
         crate::readyz,
         serve
@@ -106,7 +108,11 @@ pub struct NotReady {
         Ready,
         ReadyModel,
         NotReady,
-        crate::observations::ObservationsAnswer
+        crate::observations::ObservationsAnswer,
+        crate::feedback::FeedbackIn,
+        crate::feedback::FeedbackBatchIn,
+        crate::feedback::FeedbackOut,
+        crate::feedback::FeedbackBatchOut
     ))
 )]
 struct ApiDoc;

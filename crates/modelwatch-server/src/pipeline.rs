@@ -249,8 +249,19 @@ async fn score(
             &event_times,
         );
     }
+    let prediction_id = state.next_prediction_id();
+    if let Some(truth) = &state.ground_truth {
+        truth.log_prediction(
+            model,
+            &prediction_id,
+            output,
+            decision,
+            crate::feedback::unix_seconds(),
+            None,
+        );
+    }
     let prediction = Prediction {
-        prediction_id: state.next_prediction_id(),
+        prediction_id,
         transaction_id: None,
         id: None,
         score: threshold.map(|_| output),

@@ -295,6 +295,7 @@ pub async fn build_state_with(
     // The refresher's groups: the default model's by layout index (the fault
     // endpoint pauses them by that index), then any other model's, never paused.
     let mut refreshed: Vec<refresher::RefreshedGroup> = Vec::new();
+    let calibrations: Vec<_> = loaded.iter().map(crate::feedback::calibration_of).collect();
     let mut served = Vec::with_capacity(loaded.len());
     for (i, (model, layout)) in loaded.into_iter().zip(layouts).enumerate() {
         let card = model.card;
@@ -378,21 +379,35 @@ pub async fn build_state_with(
         args.refresh_interval.0,
         faults.clone(),
     ));
+    let truth_models: Vec<_> = served
+        .iter()
+        .zip(calibrations)
+        .map(|(m, c)| (&m.metrics, c))
+        .collect();
+    let ground_truth = Arc::new(crate::feedback::GroundTruth::open(
+        args.prediction_log(),
+        &mut registry,
+        &truth_models,
+    )?);
+    drop(truth_models);
     let mut served = served.into_iter();
     let default = served.next().context("no model to serve")?;
-    let state = Arc::new(AppState::new(
-        default,
-        served.collect(),
-        registry,
-        Limits {
-            max_body_bytes: args.max_body_bytes,
-            max_batch_request: args.max_batch_request,
-            request_timeout: args.request_timeout.0,
-            max_observation_batch: args.max_observation_batch,
-        },
-        faults,
-        args.enable_fault_injection,
-    ));
+    let state = Arc::new(
+        AppState::new(
+            default,
+            served.collect(),
+            registry,
+            Limits {
+                max_body_bytes: args.max_body_bytes,
+                max_batch_request: args.max_batch_request,
+                request_timeout: args.request_timeout.0,
+                max_observation_batch: args.max_observation_batch,
+            },
+            faults,
+            args.enable_fault_injection,
+        )
+        .with_ground_truth(ground_truth),
+    );
     Ok((state, background))
 }
 
@@ -529,6 +544,10 @@ impl Bound {
         })
         .await;
         drop(self.background);
+        // Labels were durable when acknowledged; this makes the last predictions so.
+        if let Some(truth) = state.ground_truth.clone() {
+            let _ = tokio::task::spawn_blocking(move || truth.close()).await;
+        }
         if drained.is_err() {
             tracing::warn!(timeout = ?self.drain_timeout, "drain timed out; exiting with requests in flight");
         }

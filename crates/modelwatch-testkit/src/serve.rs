@@ -53,6 +53,12 @@ impl Serve {
             .tempdir()
             .expect("a temporary data directory");
         crate::store::small_store(data.path());
+        Self::start_in(binary, data, args)
+    }
+
+    /// Like [`Serve::start`] on a data directory a stopped server left (see
+    /// [`Serve::kill`]): its store and prediction log as they were.
+    pub fn start_in(binary: &Path, data: tempfile::TempDir, args: &[&str]) -> Self {
         let mut child = Command::new(binary)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
@@ -162,6 +168,22 @@ impl Serve {
 }
 
 impl Serve {
+    /// Sends SIGKILL to the server's own process id, waits for it, and returns its
+    /// data directory for [`Serve::start_in`].
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let mut child = self.child.take().expect("the server was started");
+        let _ = signal(self.pid, Signal::KILL);
+        let _ = child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let placeholder = tempfile::Builder::new()
+            .prefix("modelwatch-killed-")
+            .tempdir()
+            .expect("a temporary directory");
+        std::mem::replace(&mut self.data, placeholder)
+    }
+
     /// Waits up to `timeout` for the server to exit on its own and returns its exit
     /// code (`None` when a signal ended it) and the last lines of its stderr. Panics
     /// when it is still running then.

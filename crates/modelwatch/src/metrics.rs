@@ -130,6 +130,13 @@ struct OverflowLabels {
 #[derive(Clone, Debug)]
 pub struct BucketConstructor(Arc<[f64]>);
 
+impl BucketConstructor {
+    /// Histograms with these upper bounds.
+    pub fn new(bounds: &[f64]) -> Self {
+        Self(bounds.into())
+    }
+}
+
 impl MetricConstructor<AtomicHistogram> for BucketConstructor {
     fn new_metric(&self) -> AtomicHistogram {
         AtomicHistogram::new(self.0.clone())

@@ -109,6 +109,10 @@ pub mod label {
     /// What an event named that the card does not declare, see
     /// [`crate::IgnoredField`].
     pub const FIELD: &str = "field";
+    /// The decision a labelled prediction took (a decision name from the card).
+    pub const PREDICTED: &str = "predicted";
+    /// The decision its label says was right (a decision name from the card).
+    pub const ACTUAL: &str = "actual";
 }
 
 use label::*;
@@ -345,6 +349,78 @@ pub const OBSERVATION_IGNORED_TOTAL: MetricDef = MetricDef {
     help: "Names in accepted events that the card does not declare, ignored and counted by kind (feature, feature_group, stage); the name itself is never a label.",
 };
 
+/// Confusion counts of delayed labels.
+pub const FEEDBACK_TOTAL: MetricDef = MetricDef {
+    name: "model_feedback_total",
+    kind: Kind::Counter,
+    labels: &[MODEL, VERSION, PREDICTED, ACTUAL],
+    help: "Labels joined to their prediction, by the decision taken (predicted) and the decision the label says was right (actual): the confusion matrix.",
+};
+
+/// Time from prediction to label.
+pub const FEEDBACK_DELAY_SECONDS: MetricDef = MetricDef {
+    name: "model_feedback_delay_seconds",
+    kind: Kind::Histogram,
+    labels: &[MODEL],
+    help: "Time from a prediction to its label, for labels joined in time, in seconds.",
+};
+
+/// Labels that joined no prediction.
+pub const FEEDBACK_UNMATCHED_TOTAL: MetricDef = MetricDef {
+    name: "model_feedback_unmatched_total",
+    kind: Kind::Counter,
+    labels: &[],
+    help: "Labels whose prediction_id is not in this replica's prediction log (never logged, dropped, past retention, or sent to another replica); stored, not counted in model_feedback_total.",
+};
+
+/// Second labels for one prediction.
+pub const FEEDBACK_DUPLICATE_TOTAL: MetricDef = MetricDef {
+    name: "model_feedback_duplicate_total",
+    kind: Kind::Counter,
+    labels: &[MODEL],
+    help: "Labels for a prediction that already had one (a client's retry); the first label stands.",
+};
+
+/// Labels past the late horizon.
+pub const FEEDBACK_LATE_TOTAL: MetricDef = MetricDef {
+    name: "model_feedback_late_total",
+    kind: Kind::Counter,
+    labels: &[MODEL],
+    help: "Labels that arrived after --feedback-late-after; stored, not counted in model_feedback_total.",
+};
+
+/// A regressor's absolute error.
+pub const FEEDBACK_ABSOLUTE_ERROR: MetricDef = MetricDef {
+    name: "model_feedback_absolute_error",
+    kind: Kind::Histogram,
+    labels: &[MODEL, VERSION],
+    help: "Absolute error of a regressor's prediction against its delayed observed value; MAE is _sum over _count.",
+};
+
+/// A regressor's squared error, for RMSE.
+pub const FEEDBACK_SQUARED_ERROR_TOTAL: MetricDef = MetricDef {
+    name: "model_feedback_squared_error_total",
+    kind: Kind::Counter,
+    labels: &[MODEL, VERSION],
+    help: "Sum of a regressor's squared errors against delayed observed values; RMSE is the square root of its rate over the absolute error's _count rate.",
+};
+
+/// Predictions the log could not take.
+pub const PREDICTION_LOG_DROPPED_TOTAL: MetricDef = MetricDef {
+    name: "model_prediction_log_dropped_total",
+    kind: Kind::Counter,
+    labels: &[MODEL],
+    help: "Predictions not written to the prediction log because its queue was full; their labels will count as unmatched.",
+};
+
+/// Calibration of each reference score bin.
+pub const REFERENCE_SCORE_POSITIVE_RATIO: MetricDef = MetricDef {
+    name: "model_reference_score_positive_ratio",
+    kind: Kind::Gauge,
+    labels: &[MODEL, VERSION, BIN, DECISION],
+    help: "Fraction of positive labels among the holdout's scores in each reference bin (its calibration), with the decision a score in the bin gets; joined on (model, version, bin) with model_score_bin_total for the live CBPE-style estimate.",
+};
+
 /// Every family of the schema, in documentation order.
 pub const ALL: &[MetricDef] = &[
     REQUESTS_TOTAL,
@@ -368,6 +444,15 @@ pub const ALL: &[MetricDef] = &[
     APPROVAL_RATIO,
     OBSERVATIONS_TOTAL,
     OBSERVATION_IGNORED_TOTAL,
+    FEEDBACK_TOTAL,
+    FEEDBACK_DELAY_SECONDS,
+    FEEDBACK_UNMATCHED_TOTAL,
+    FEEDBACK_DUPLICATE_TOTAL,
+    FEEDBACK_LATE_TOTAL,
+    FEEDBACK_ABSOLUTE_ERROR,
+    FEEDBACK_SQUARED_ERROR_TOTAL,
+    PREDICTION_LOG_DROPPED_TOTAL,
+    REFERENCE_SCORE_POSITIVE_RATIO,
     INFO,
     LABEL_OVERFLOW_TOTAL,
     PROCESS_CPU_SECONDS_TOTAL,
@@ -423,6 +508,13 @@ pub fn metrics_markdown() -> String {
          request that decided nothing or a model without decisions (a regressor) |",
         label::DECISION,
         crate::labels::NO_DECISION
+    );
+    let _ = writeln!(
+        out,
+        "| `{}`, `{}` | the same two decision names: the decision taken, and the decision \
+         the label says was right (a positive label names the at-or-above decision) |",
+        label::PREDICTED,
+        label::ACTUAL
     );
     out
 }

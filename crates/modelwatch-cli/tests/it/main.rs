@@ -4,6 +4,7 @@
 
 mod cancellation;
 mod features;
+mod feedback;
 mod inference_panic;
 mod metrics_security;
 mod oip;

@@ -172,7 +172,7 @@ fn the_first_row_is_six_coloured_stats() {
 }
 
 #[test]
-fn rows_answer_the_design_questions_and_ground_truth_waits_collapsed() {
+fn rows_answer_the_design_questions_with_realized_and_estimated_ground_truth() {
     let d = committed_dashboard();
     let rows: Vec<&Value> = d["panels"]
         .as_array()
@@ -196,8 +196,26 @@ fn rows_answer_the_design_questions_and_ground_truth_waits_collapsed() {
         ]
     );
     let ground_truth = rows[5];
-    assert_eq!(ground_truth["collapsed"], true);
-    assert_eq!(ground_truth["panels"][0]["type"], "text");
+    assert_eq!(ground_truth["collapsed"], false);
+    let precision = all_panels(d["panels"].as_array().expect("panels"))
+        .into_iter()
+        .find(|p| p["title"] == "Precision: realized vs estimated")
+        .expect("a precision panel");
+    let exprs: Vec<&str> = precision["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter_map(|t| t["expr"].as_str())
+        .collect();
+    assert!(
+        exprs
+            .iter()
+            .any(|e| e.contains("model_feedback_precision:ratio1d"))
+            && exprs
+                .iter()
+                .any(|e| e.contains("model_score_estimated_precision:ratio1d")),
+        "{exprs:?}"
+    );
     let heatmap = all_panels(d["panels"].as_array().expect("panels"))
         .into_iter()
         .find(|p| p["type"] == "heatmap")

@@ -94,6 +94,17 @@ pub fn fixture_replica(seed: u64) -> FixtureReplica {
     let drift = drift
         .model(&model, &reference())
         .expect("a valid reference");
+    // Ground truth: a calibration on the score bins (0.5 is the threshold), and a
+    // label for every prediction, one in ten of the approved ones wrong.
+    let feedback = modelwatch::FeedbackMetrics::register(&mut registry).model(
+        &model,
+        &[
+            ("0.1".into(), 0.01, Decision::Below),
+            ("0.3".into(), 0.05, Decision::Below),
+            ("0.5".into(), 0.2, Decision::Below),
+            ("+Inf".into(), 0.8, Decision::AtOrAbove),
+        ],
+    );
     let registry = Arc::new(registry);
     let scraped = registry.clone();
     let endpoint = Stub::serve_with(move || {
@@ -136,6 +147,7 @@ pub fn fixture_replica(seed: u64) -> FixtureReplica {
                 Decision::AtOrAbove
             };
             request.finish(Status::Success, decision);
+            feedback.classified(decision, !approved || i % 10 == 0, 30.0);
             let now = drift.now();
             let features = [(next() * 300.0) as f32, (next() * 12.0) as f32];
             drift.record_prediction(now, score, approved, &features, &[now, now - 90]);

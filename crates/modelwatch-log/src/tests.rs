@@ -1,0 +1,178 @@
+use super::*;
+
+fn prediction(id: &str, score: f64, decision: Decision, unix_time: f64) -> PredictionRecord {
+    PredictionRecord {
+        prediction_id: id.into(),
+        model: "fraud".into(),
+        version: "3".into(),
+        score,
+        decision,
+        unix_time,
+        features: None,
+    }
+}
+
+fn label(id: &str, positive: bool, unix_time: f64) -> LabelRecord {
+    LabelRecord {
+        prediction_id: id.into(),
+        truth: Truth::Class(positive),
+        unix_time,
+    }
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn a_label_joins_its_prediction_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PredictionLog::open(LogConfig::new(dir.path().join("log.redb"))).unwrap();
+    let t = now();
+    let mut p = prediction("a", 0.9, Decision::AtOrAbove, t - 60.0);
+    p.features = Some(vec![1.5, f32::NAN, -2.0]);
+    assert!(log.record(p));
+    assert!(log.record(prediction("b", 0.1, Decision::Below, t - 30.0)));
+    let outcomes = log
+        .label_blocking(vec![
+            label("a", true, t),
+            label("a", false, t),
+            label("zzz", true, t),
+        ])
+        .unwrap();
+    let LabelOutcome::Matched(joined) = &outcomes[0] else {
+        panic!("{outcomes:?}");
+    };
+    assert_eq!(joined.prediction.decision, Decision::AtOrAbove);
+    assert!((joined.delay_seconds - 60.0).abs() < 0.01);
+    let row = joined.prediction.features.as_ref().unwrap();
+    assert_eq!((row[0], row[2]), (1.5, -2.0));
+    assert!(row[1].is_nan());
+    assert!(matches!(outcomes[1], LabelOutcome::Duplicate(_)));
+    assert_eq!(outcomes[2], LabelOutcome::Unmatched);
+    // The first label stands.
+    assert_eq!(log.label("a").unwrap().unwrap().truth, Truth::Class(true));
+    assert_eq!(log.label("b").unwrap(), None);
+    let (predictions, labels, bytes) = log.stats().unwrap();
+    assert_eq!((predictions, labels), (2, 2));
+    assert!(bytes > 0);
+}
+
+#[test]
+fn a_label_past_late_after_is_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path().join("log.redb"));
+    config.late_after = Duration::from_secs(3600);
+    let log = PredictionLog::open(config).unwrap();
+    let t = now();
+    log.record(prediction("old", 0.5, Decision::AtOrAbove, t - 7200.0));
+    let outcomes = log.label_blocking(vec![label("old", false, t)]).unwrap();
+    assert!(matches!(outcomes[0], LabelOutcome::Late(_)), "{outcomes:?}");
+    assert_eq!(
+        log.label("old").unwrap().unwrap().outcome,
+        OutcomeKind::Late
+    );
+}
+
+#[test]
+fn labels_and_flushed_predictions_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    {
+        let log = PredictionLog::open(LogConfig::new(&path)).unwrap();
+        log.record(prediction("a", 0.9, Decision::AtOrAbove, now()));
+        log.label_blocking(vec![label("a", true, now())]).unwrap();
+        log.record(prediction("b", 0.2, Decision::Below, now()));
+        log.close();
+        // Closed: records drop, labels are refused.
+        assert!(!log.record(prediction("c", 0.2, Decision::Below, now())));
+    }
+    let log = PredictionLog::open(LogConfig::new(&path)).unwrap();
+    assert!(log.prediction("b").unwrap().is_some());
+    let outcomes = log.label_blocking(vec![label("a", true, now())]).unwrap();
+    assert!(matches!(outcomes[0], LabelOutcome::Duplicate(_)));
+    assert_eq!(log.labels().unwrap().len(), 1);
+}
+
+#[test]
+fn retention_deletes_old_predictions_and_bounds_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path().join("log.redb"));
+    config.retention = Duration::from_secs(3600);
+    config.max_bytes = 20_000;
+    let log = PredictionLog::open(config.clone()).unwrap();
+    let t = now();
+    log.record(prediction("expired", 0.5, Decision::Below, t - 7200.0));
+    for i in 0..1000 {
+        log.record(prediction(
+            &format!("p{i:04}"),
+            0.5,
+            Decision::Below,
+            t - 1000.0 + i as f64,
+        ));
+    }
+    log.label_blocking(vec![label("expired", true, t)]).unwrap();
+    drop(log);
+    // The writer sweeps on its own every few seconds; here, call it directly.
+    let db = Database::create(&config.path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut predictions = txn.open_table(PREDICTIONS).unwrap();
+        let mut labels = txn.open_table(LABELS).unwrap();
+        let mut by_time = txn.open_table(BY_TIME).unwrap();
+        let mut meta = txn.open_table(META).unwrap();
+        let bytes = meta.get(STORED_BYTES).unwrap().unwrap().value();
+        assert!(bytes > 20_000, "{bytes}");
+        let after = sweep(&mut predictions, &mut labels, &mut by_time, bytes, &config).unwrap();
+        assert!(after <= 20_000, "{after}");
+        meta.insert(STORED_BYTES, after).unwrap();
+        assert!(predictions.get("expired").unwrap().is_none());
+        assert!(labels.get("expired").unwrap().is_none());
+        // The newest are kept, the oldest went.
+        assert!(predictions.get("p0999").unwrap().is_some());
+        assert!(predictions.get("p0000").unwrap().is_none());
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_full_queue_drops_predictions_and_refuses_labels_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path().join("log.redb"));
+    config.queue_capacity = 1;
+    let log = PredictionLog::open(config).unwrap();
+    // Hold the writer inside a callback so the queue cannot drain.
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    log.submit_labels(
+        vec![],
+        Box::new(move |_| {
+            entered_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        }),
+    )
+    .unwrap();
+    entered_rx.recv().unwrap();
+    assert!(log.record(prediction("x", 0.1, Decision::Below, now())));
+    assert!(!log.record(prediction("y", 0.1, Decision::Below, now())));
+    assert_eq!(log.dropped(), 1);
+    let refused = log.submit_labels(vec![label("x", true, now())], Box::new(|_| {}));
+    assert!(matches!(refused, Err(LogError::Full)));
+    release_tx.send(()).unwrap();
+    // Once the writer drains its queue, the label goes in (bounded retries).
+    let mut outcomes = None;
+    for _ in 0..1000 {
+        match log.label_blocking(vec![label("x", true, now())]) {
+            Ok(o) => {
+                outcomes = Some(o);
+                break;
+            }
+            Err(LogError::Full) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(matches!(outcomes.unwrap()[0], LabelOutcome::Matched(_)));
+}
