@@ -53,6 +53,22 @@ def _feature_value(value: Any, name: str) -> Optional[float]:
     return number
 
 
+def _features(features: Any) -> dict:
+    """The features as JSON-ready values, in place (observe() hands us its own copy)."""
+    if type(features) is not dict:
+        features = _name_map(features, "features")
+    for name, v in features.items():
+        if type(name) is not str:
+            raise InvalidEvent("features keys must be strings")
+        kind = type(v)
+        # The common case stays cheap: a finite float (x - x is NaN for NaN and ±inf),
+        # an int, or None go out as they are.
+        if (kind is float and v - v == 0.0) or kind is int or v is None:
+            continue
+        features[name] = _feature_value(v, name)
+    return features
+
+
 def _name_map(mapping: Any, what: str) -> dict:
     if not isinstance(mapping, dict):
         try:
@@ -85,10 +101,7 @@ def encode(
     if value is not None:
         event["value"] = _number(value, "value")
     if features is not None:
-        event["features"] = {
-            name: _feature_value(v, name)
-            for name, v in _name_map(features, "features").items()
-        }
+        event["features"] = _features(features)
     if stages is not None:
         out = {}
         for stage, seconds in _name_map(stages, "stages").items():

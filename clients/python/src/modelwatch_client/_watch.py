@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 from ._events import encode
 
 log = logging.getLogger("modelwatch_client")
+# A collector that is down would otherwise log once per batch.
+LOG_EVERY_SECONDS = 30.0
 
 # The collector's default `--max-observation-batch`.
 MAX_BATCH = 1000
@@ -120,6 +122,7 @@ class Watch:
         self._counts = dict.fromkeys(Stats._fields[:-1], 0)
         self._conn: Optional[http.client.HTTPConnection] = None
         self._conn_used = False
+        self._next_warning = 0.0
         self._thread = threading.Thread(
             target=self._run, name=f"modelwatch-client[{self.model}]", daemon=True
         )
@@ -309,7 +312,7 @@ class Watch:
                     self._send(events[:half])
                     self._send(events[half:])
                     return
-                log.warning(
+                self._warn(
                     "modelwatch client: %d events refused with HTTP %d: %s",
                     n, status, answer[:300].decode("utf-8", "replace"),
                 )
@@ -318,8 +321,8 @@ class Watch:
             if status is not None:
                 reason = f"HTTP {status}"
             if attempt >= self._max_retries or self._abort.is_set():
-                log.warning("modelwatch client: %d events dropped after %d retries (%s)",
-                            n, attempt, reason)
+                self._warn("modelwatch client: %d events dropped after %d retries (%s)",
+                           n, attempt, reason)
                 self._count("dropped_send_failed", n, settled=True)
                 return
             attempt += 1
@@ -334,6 +337,13 @@ class Watch:
                 self._count("dropped_send_failed", n, settled=True)
                 return
 
+    def _warn(self, msg: str, *args: Any) -> None:
+        """A warning at most every LOG_EVERY_SECONDS; the counts are in stats()."""
+        now = _time.monotonic()
+        if now >= self._next_warning:
+            self._next_warning = now + LOG_EVERY_SECONDS
+            log.warning(msg + " (stats(): %s)", *args, self.stats())
+
     def _settle_accepted(self, answer: bytes, n: int) -> None:
         try:
             parsed = json.loads(answer)
@@ -342,8 +352,8 @@ class Watch:
         except (ValueError, KeyError, TypeError):
             accepted, rejected = n, 0
         if rejected:
-            log.warning("modelwatch client: %d of %d events refused: %s", rejected, n,
-                        answer[:300].decode("utf-8", "replace"))
+            self._warn("modelwatch client: %d of %d events refused: %s", rejected, n,
+                       answer[:300].decode("utf-8", "replace"))
         with self._lock:
             self._counts["sent"] += accepted
             self._counts["rejected_by_server"] += rejected
