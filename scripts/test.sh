@@ -35,7 +35,7 @@ fi
 # Every pinned Python requirement of the project goes into one virtual environment,
 # .venv (git-ignored); the tests run its interpreter. Debian's python3 needs the
 # python3-venv package for `python3 -m venv`.
-python_requirements=(deploy/tests/requirements.txt scripts/schemathesis/requirements.txt crates/modelwatch-cli/tests/oip/requirements.txt clients/python/requirements-test.txt)
+python_requirements=(deploy/tests/requirements.txt scripts/schemathesis/requirements.txt crates/modelwatch-cli/tests/oip/requirements.txt clients/python/requirements-test.txt examples/fastapi-fraud/requirements.txt)
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     step "installing python3-venv (Debian package)"
     if [ "$(id -u)" -ne 0 ]; then
