@@ -25,8 +25,8 @@ from typing import Dict, Optional
 
 import joblib
 import numpy as np
-from fastapi import FastAPI, HTTPException
-from prometheus_client import Counter, Histogram, make_asgi_app
+from fastapi import FastAPI, HTTPException, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, REGISTRY
 from pydantic import BaseModel
 
@@ -93,7 +93,11 @@ async def lifespan(_app):
 
 
 app = FastAPI(title="fraud (FastAPI example)", lifespan=lifespan)
-app.mount("/metrics", make_asgi_app())
+
+
+@app.get("/metrics")
+def metrics():
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @app.get("/healthz")

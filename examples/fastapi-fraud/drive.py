@@ -7,8 +7,10 @@
 The transactions are the holdout rows of the example's simulation
 (model/fraud-fastapi.holdout.csv, replayed in order and wrapped around), each POSTed to
 /predict with its features and the time its customer and terminal aggregates were
-computed (now minus --feature-age). Standard library only. Prints one JSON summary
-line and exits 1 when a request failed.
+computed (now minus --feature-age). Then it waits (--wait-sent) until the app's
+modelwatch client has settled all of them (GET /watch/stats), so that a test can query
+Prometheus right after. Standard library only. Prints one JSON summary line and exits
+1 when a request failed or the client did not send every prediction.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +36,33 @@ def load_rows(holdout: Path, card: Path):
     with open(holdout, newline="") as f:
         reader = csv.DictReader(f)
         return [{n: float(r[n]) for n in names} for r in reader]
+
+
+SETTLED = ("sent", "rejected_by_server", "invalid", "dropped_buffer_full",
+           "dropped_send_failed", "dropped_closed")
+
+
+def watch_stats(url: str) -> dict:
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/watch/stats", timeout=5) as r:
+            return json.load(r)
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_settled(url: str, before: dict, count: int, timeout: float) -> dict:
+    """The client's counts for this run, once `count` predictions are settled (or timeout).
+
+    Settled: sent, refused or dropped, i.e. nothing of this run left in the buffer.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        now = watch_stats(url)
+        delta = {k: now.get(k, 0) - before.get(k, 0) for k in SETTLED}
+        if sum(delta.values()) >= count or time.monotonic() >= deadline:
+            delta["settled"] = sum(delta[k] for k in SETTLED) >= count
+            return delta
+        time.sleep(0.1)
 
 
 def main() -> int:
@@ -51,6 +81,9 @@ def main() -> int:
     ap.add_argument("--holdout", type=Path, default=HERE / "model" / "fraud-fastapi.holdout.csv")
     ap.add_argument("--card", type=Path, default=HERE / "model" / "fraud-fastapi.card.json")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--wait-sent", type=float, default=10.0,
+                    help="then wait at most this many seconds for the app's client to settle "
+                         "every prediction (GET /watch/stats); 0: do not wait")
     args = ap.parse_args()
     if args.count < 0 or args.rate <= 0 or args.connections < 1:
         print("error: --count >= 0, --rate > 0 and --connections >= 1", file=sys.stderr)
@@ -58,6 +91,7 @@ def main() -> int:
 
     rows = load_rows(args.holdout, args.card)
     target = urllib.parse.urlsplit(args.url)
+    before = watch_stats(args.url)
     lock = threading.Lock()
     result = {"sent": 0, "ok": 0, "failed": 0, "declined": 0, "errors": []}
     started = time.monotonic()
@@ -113,8 +147,12 @@ def main() -> int:
     result["seconds"] = round(elapsed, 2)
     result["rate"] = round(result["sent"] / elapsed, 1) if elapsed else 0.0
     result["drift_amount"] = args.drift_amount
+    if args.wait_sent > 0 and before.get("enabled"):
+        result["client"] = wait_settled(args.url, before, result["ok"], args.wait_sent)
     print(json.dumps(result))
-    return 1 if result["failed"] else 0
+    client = result.get("client")
+    unsent = client is not None and client["sent"] < result["ok"]
+    return 1 if result["failed"] or unsent else 0
 
 
 if __name__ == "__main__":
