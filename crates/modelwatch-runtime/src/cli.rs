@@ -48,16 +48,31 @@ pub struct ReferenceArgs {
 /// When the card, model or holdout cannot be read, a feature column is missing or a
 /// cell is not a number, or the reference cannot be written.
 pub fn run_reference(args: &ReferenceArgs) -> anyhow::Result<()> {
-    let (card, model) = load_card_and_model(&args.model)?;
+    let card = ModelCard::load(&args.model)?;
     let (rows, csv_scores) = read_columns(&args.holdout, &card)?;
-    let n = rows.len() / card.features.len();
-    let mut scores = vec![0f32; n];
-    for (input, out) in rows
-        .chunks(BATCH_ROWS * card.features.len())
-        .zip(scores.chunks_mut(BATCH_ROWS))
-    {
-        model.predict(input, out)?;
-    }
+    let n = rows.len() / card.features.len().max(1);
+    // A monitor-only card has no model to score with: the holdout carries the
+    // scores of the team's own model.
+    let (scores, model) = if card.onnx.is_none() {
+        let scores = csv_scores.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: the card {} is monitor-only (no `onnx`), so the holdout must carry the model's output in a `score` column\nhint: write your model's score (or value, for a regressor) of each holdout row into a column named score",
+                args.holdout.display(),
+                args.model.display()
+            )
+        })?;
+        (scores, None)
+    } else {
+        let (_, model) = load_card_and_model(&args.model)?;
+        let mut scores = vec![0f32; n];
+        for (input, out) in rows
+            .chunks(BATCH_ROWS * card.features.len())
+            .zip(scores.chunks_mut(BATCH_ROWS))
+        {
+            model.predict(input, out)?;
+        }
+        (scores, Some(model))
+    };
     let reference = Reference::build(&card, &rows, &scores, usize::from(args.bins))?;
     let out = args.out.clone().unwrap_or_else(|| {
         args.model
@@ -69,14 +84,22 @@ pub fn run_reference(args: &ReferenceArgs) -> anyhow::Result<()> {
         .save(&out)
         .with_context(|| format!("writing the reference for {}", card.name))?;
 
-    eprintln!(
-        "{} {}: {n} holdout rows scored ({:?}), reference written to {}",
-        card.name,
-        card.version,
-        model.backend(),
-        out.display()
-    );
-    if let Some(expected) = csv_scores {
+    match &model {
+        Some(model) => eprintln!(
+            "{} {}: {n} holdout rows scored ({:?}), reference written to {}",
+            card.name,
+            card.version,
+            model.backend(),
+            out.display()
+        ),
+        None => eprintln!(
+            "{} {} (monitor-only): {n} holdout rows with their `score` column, reference written to {}",
+            card.name,
+            card.version,
+            out.display()
+        ),
+    }
+    if let Some(expected) = csv_scores.filter(|_| model.is_some()) {
         // The training pipeline writes its own (onnxruntime) score next to the features.
         let worst = expected
             .iter()

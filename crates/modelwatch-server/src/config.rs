@@ -129,6 +129,16 @@ pub struct ServeArgs {
     #[arg(long, env = "MODELWATCH_MAX_BATCH_REQUEST", default_value_t = 256)]
     pub max_batch_request: usize,
 
+    /// Most events in one POST /v1/models/{model}/observations request (a
+    /// monitor-only model's prediction events).
+    #[arg(long, env = "MODELWATCH_MAX_OBSERVATION_BATCH", default_value_t = 1000)]
+    pub max_observation_batch: usize,
+
+    /// Prediction events that may wait to be recorded, per monitor-only model; past
+    /// this, observations requests get 429 and their events are counted as dropped.
+    #[arg(long, env = "MODELWATCH_OBSERVATION_QUEUE", default_value_t = 100_000)]
+    pub observation_queue: usize,
+
     /// How long a cached feature group stays valid.
     #[arg(
         long,
@@ -276,6 +286,16 @@ impl ServeArgs {
         anyhow::ensure!(
             self.max_batch_request >= 1,
             "max_batch_request must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_observation_batch >= 1,
+            "max_observation_batch must be at least 1"
+        );
+        anyhow::ensure!(
+            self.observation_queue >= self.max_observation_batch,
+            "observation_queue ({}) must hold at least one full request (max_observation_batch, {})",
+            self.observation_queue,
+            self.max_observation_batch
         );
         anyhow::ensure!(
             self.max_body_bytes >= 1024,

@@ -31,6 +31,30 @@ pub enum ApiError {
         /// The names served, comma-separated.
         known: String,
     },
+    /// The path names a monitor-only model, which serves no prediction.
+    #[error(
+        "model {name:?} is monitor-only: it records prediction events (POST /v1/models/{name}/observations) and serves no prediction"
+    )]
+    MonitorOnly {
+        /// The model's name.
+        name: String,
+    },
+    /// The path names a served model, whose metrics come from its own predictions.
+    #[error(
+        "model {name:?} is served here: its metrics come from its own predictions, so it takes no observations; give the other server's model a monitor-only card of its own"
+    )]
+    NotMonitorOnly {
+        /// The model's name.
+        name: String,
+    },
+    /// The body's media type is not one the endpoint reads.
+    #[error("unsupported Content-Type {given:?}; send {expected}")]
+    UnsupportedMediaType {
+        /// What the request said.
+        given: String,
+        /// What the endpoint reads.
+        expected: &'static str,
+    },
     /// The body is larger than the configured limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge {
@@ -41,6 +65,16 @@ pub enum ApiError {
     #[error("batch has {given} transactions; at most {limit} are allowed per request")]
     BatchTooLarge {
         /// Transactions in the request.
+        given: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An observations request holds more events than allowed.
+    #[error(
+        "the request holds {given} events; at most {limit} are allowed per request (--max-observation-batch)"
+    )]
+    TooManyEvents {
+        /// Events in the request.
         given: usize,
         /// The limit.
         limit: usize,
@@ -73,7 +107,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable snake_case name for programs: `invalid_json`, `invalid_field`,
-    /// `payload_too_large`, `batch_too_large`, `overloaded`, `timeout`, `unavailable`,
+    /// `payload_too_large`, `batch_too_large`, `monitor_only`, `not_monitor_only`,
+    /// `unsupported_media_type`, `overloaded`, `timeout`, `unavailable`,
     /// `internal`, `not_found` or `method_not_allowed`.
     #[serde(rename = "type")]
     #[schema(example = "invalid_field")]
@@ -90,8 +125,11 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::UnknownModel { .. } => "unknown_model",
+            ApiError::MonitorOnly { .. } => "monitor_only",
+            ApiError::NotMonitorOnly { .. } => "not_monitor_only",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::BatchTooLarge { .. } => "batch_too_large",
+            ApiError::BatchTooLarge { .. } | ApiError::TooManyEvents { .. } => "batch_too_large",
             ApiError::Overloaded => "overloaded",
             ApiError::Timeout { .. } => "timeout",
             ApiError::Unavailable => "unavailable",
@@ -105,8 +143,12 @@ impl ApiError {
             ApiError::InvalidJson(_)
             | ApiError::InvalidField { .. }
             | ApiError::UnknownModel { .. }
+            | ApiError::MonitorOnly { .. }
+            | ApiError::NotMonitorOnly { .. }
+            | ApiError::UnsupportedMediaType { .. }
             | ApiError::PayloadTooLarge { .. }
-            | ApiError::BatchTooLarge { .. } => Status::Rejected,
+            | ApiError::BatchTooLarge { .. }
+            | ApiError::TooManyEvents { .. } => Status::Rejected,
             ApiError::Overloaded => Status::Overloaded,
             ApiError::Timeout { .. } => Status::Timeout,
             ApiError::Unavailable | ApiError::Internal(_) => Status::Error,
@@ -118,9 +160,11 @@ impl ApiError {
         match self {
             ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnknownModel { .. } => StatusCode::NOT_FOUND,
-            ApiError::PayloadTooLarge { .. } | ApiError::BatchTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::MonitorOnly { .. } | ApiError::NotMonitorOnly { .. } => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. }
+            | ApiError::BatchTooLarge { .. }
+            | ApiError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

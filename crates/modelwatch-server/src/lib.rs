@@ -23,6 +23,7 @@ pub mod features;
 pub mod ingest;
 pub mod known_ids;
 pub mod load;
+pub mod observations;
 pub mod oip;
 pub mod openapi;
 pub mod pipeline;
@@ -60,6 +61,8 @@ pub struct Limits {
     pub max_batch_request: usize,
     /// Deadline of one prediction.
     pub request_timeout: Duration,
+    /// Most events in one observations request.
+    pub max_observation_batch: usize,
 }
 
 /// Everything the handlers share.
@@ -130,6 +133,18 @@ impl AppState {
             })
     }
 
+    /// The model a prediction path names: as [`AppState::model`], and a 409 for a
+    /// monitor-only model, which serves no prediction.
+    pub fn served_model(&self, name: &str) -> Result<&Arc<ServedModel>, ApiError> {
+        let model = self.model(name)?;
+        if model.is_monitor_only() {
+            return Err(ApiError::MonitorOnly {
+                name: model.card.name.clone(),
+            });
+        }
+        Ok(model)
+    }
+
     /// The served models' names, the default one first.
     pub fn model_names(&self) -> Vec<String> {
         self.models.iter().map(|m| m.card.name.clone()).collect()
@@ -195,6 +210,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/models/{model}/predict/batch",
             post(model_predict_batch),
         )
+        .route(
+            "/v1/models/{model}/observations",
+            post(observations::observations),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::serve))
@@ -242,7 +261,7 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
-fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
+pub(crate) fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge { limit }
     } else {
@@ -265,6 +284,12 @@ async fn predict(
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
     let model = state.default_model();
+    if model.is_monitor_only() {
+        return ApiError::MonitorOnly {
+            name: model.card.name.clone(),
+        }
+        .into_response();
+    }
     let request = model.metrics.start_request();
     // One wall-clock read: the default timestamp and the transforms' "now".
     let now = unix_now();
@@ -311,7 +336,7 @@ async fn model_predict(
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
     // An unknown model is no model's request: it is refused uncounted.
-    let model = match state.model(&name) {
+    let model = match state.served_model(&name) {
         Ok(model) => model,
         Err(e) => return e.into_response(),
     };
@@ -353,6 +378,12 @@ async fn predict_batch(
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
     let model = state.default_model().clone();
+    if model.is_monitor_only() {
+        return ApiError::MonitorOnly {
+            name: model.card.name.clone(),
+        }
+        .into_response();
+    }
     let now = unix_now();
     let parsed = body
         .map_err(|r| body_error(r, state.limits.max_body_bytes))
@@ -400,7 +431,7 @@ async fn model_predict_batch(
     Path(name): Path<String>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
-    let model = match state.model(&name) {
+    let model = match state.served_model(&name) {
         Ok(model) => model.clone(),
         Err(e) => return e.into_response(),
     };
@@ -450,7 +481,10 @@ async fn readiness(state: &AppState) -> Result<(), String> {
         return Err("shutting down".into());
     }
     for model in state.models() {
-        if let Some(reason) = model.batcher.health().reason() {
+        let Some(batcher) = model.batcher() else {
+            continue;
+        };
+        if let Some(reason) = batcher.health().reason() {
             return Err(if state.models.len() == 1 {
                 reason
             } else {
@@ -483,7 +517,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                     serde_json::json!({
                         "name": m.card.name,
                         "version": m.card.version,
-                        "inference_restarts": m.batcher.health().restarts(),
+                        "inference_restarts": m.batcher().map_or(0, |b| b.health().restarts()),
+                        "monitor_only": m.is_monitor_only(),
                     })
                 })
                 .collect();
@@ -491,7 +526,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                 "status": "ready",
                 "model": default.card.name,
                 "version": default.card.version,
-                "inference_restarts": default.batcher.health().restarts(),
+                "inference_restarts": default.batcher().map_or(0, |b| b.health().restarts()),
                 "models": models,
             }))
             .into_response()

@@ -24,8 +24,8 @@ pub mod bundled {
 pub struct LoadedModel {
     /// Its card.
     pub card: ModelCard,
-    /// Its evaluator.
-    pub model: Arc<dyn Model>,
+    /// Its evaluator; `None` for a monitor-only card (no ONNX file).
+    pub model: Option<Arc<dyn Model>>,
     /// Its reference distributions, in the library's terms.
     pub reference: ModelReference,
     /// Where the card was read from.
@@ -73,9 +73,20 @@ pub fn load_model(card_path: Option<&Path>, data_dir: &Path) -> anyhow::Result<L
         Some(path) => path.to_path_buf(),
         None => unpack_bundled(data_dir)?,
     };
-    let (card, model) = modelwatch_runtime::load_card_and_model(&card_path).map_err(|e| {
-        anyhow::anyhow!("{e}\nhint: --model takes a model card (models/<name>.card.json) with its .onnx next to it")
-    })?;
+    let hint = |e: modelwatch_runtime::RuntimeError| {
+        anyhow::anyhow!(
+            "{e}\nhint: --model takes a model card (models/<name>.card.json) with its .onnx next to it, or a monitor-only card (no `onnx`) for a model served elsewhere"
+        )
+    };
+    let card = ModelCard::load(&card_path).map_err(hint)?;
+    let model = match card.onnx {
+        None => None,
+        Some(_) => {
+            let dir = card_path.parent().unwrap_or(Path::new("."));
+            let model = modelwatch_runtime::load_model_for_card(&card, dir).map_err(hint)?;
+            Some(Arc::from(model))
+        }
+    };
     let ref_path = reference_path(&card_path, &card);
     let reference = Reference::load(&ref_path).map_err(|e| {
         anyhow::anyhow!(
@@ -86,7 +97,7 @@ pub fn load_model(card_path: Option<&Path>, data_dir: &Path) -> anyhow::Result<L
     let reference = to_model_reference(&card, &reference)?;
     Ok(LoadedModel {
         card,
-        model: Arc::from(model),
+        model,
         reference,
         card_path,
     })

@@ -54,8 +54,11 @@ pub struct ReadyModel {
     pub name: String,
     /// Its version.
     pub version: String,
-    /// Times its inference thread restarted after a panic in the model.
+    /// Times its inference thread restarted after a panic in the model (0 for a
+    /// monitor-only model).
     pub inference_restarts: u64,
+    /// Whether it is monitor-only: it takes prediction events and serves none.
+    pub monitor_only: bool,
 }
 
 /// The body of `GET /readyz` when the replica should be out of rotation.
@@ -85,6 +88,7 @@ pub struct NotReady {
         crate::predict_batch,
         crate::model_predict,
         crate::model_predict_batch,
+        crate::observations::observations,
         crate::healthz,
         crate::readyz,
         serve
@@ -101,7 +105,8 @@ pub struct NotReady {
         Health,
         Ready,
         ReadyModel,
-        NotReady
+        NotReady,
+        crate::observations::ObservationsAnswer
     ))
 )]
 struct ApiDoc;
@@ -115,6 +120,10 @@ struct ApiDoc;
 /// since which are depends on the model named in the path (a missing one is a 400
 /// naming it).
 pub fn document(limits: &Limits, cards: &[&ModelCard]) -> serde_json::Value {
+    // The prediction paths are the served models'; a monitor-only card takes
+    // observations only.
+    let cards: Vec<&ModelCard> = cards.iter().copied().filter(|c| c.onnx.is_some()).collect();
+    let cards = cards.as_slice();
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     let schemas = &mut doc["components"]["schemas"];
     schemas["BatchIn"]["properties"]["transactions"]["maxItems"] = limits.max_batch_request.into();
@@ -177,8 +186,8 @@ pub fn document(limits: &Limits, cards: &[&ModelCard]) -> serde_json::Value {
         "/v1/models/{model}/predict/batch",
     ] {
         if let Some(params) = doc["paths"][path]["post"]["parameters"].as_array_mut() {
-            for param in params {
-                let names: Vec<&str> = cards.iter().map(|c| c.name.as_str()).collect();
+            let names: Vec<&str> = cards.iter().map(|c| c.name.as_str()).collect();
+            for param in params.iter_mut().filter(|_| !names.is_empty()) {
                 param["schema"] = serde_json::json!({"type": "string", "enum": names});
             }
         }
@@ -196,6 +205,7 @@ pub fn document(limits: &Limits, cards: &[&ModelCard]) -> serde_json::Value {
     doc["info"]["x-limits"] = serde_json::json!({
         "max_body_bytes": limits.max_body_bytes,
         "max_batch_request": limits.max_batch_request,
+        "max_observation_batch": limits.max_observation_batch,
         "request_timeout_ms": limits.request_timeout.as_millis() as u64,
     });
     doc

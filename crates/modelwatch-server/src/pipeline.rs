@@ -31,11 +31,45 @@ pub struct ServedModel {
     pub drift: DriftHandle,
     /// Feature assembly (the layout follows from the card).
     pub fetcher: FeatureFetcher,
-    /// The micro-batcher in front of the model.
-    pub batcher: Batcher,
+    /// What answers for the model: the micro-batcher in front of its evaluator, or,
+    /// for a monitor-only card, the collector of its prediction events.
+    pub engine: Engine,
     /// The faults injected into this model's predictions (inert for every model but
     /// the default one, which `/admin/faults` drives).
     pub faults: Arc<Faults>,
+}
+
+/// What answers for a model.
+#[derive(Debug)]
+pub enum Engine {
+    /// An ONNX model behind the micro-batcher: it serves predictions.
+    Served(Batcher),
+    /// A monitor-only card: it takes prediction events
+    /// (`POST /v1/models/{model}/observations`) and serves no prediction.
+    Monitored(crate::observations::Collector),
+}
+
+impl ServedModel {
+    /// The batcher of a served model; `None` for a monitor-only one.
+    pub fn batcher(&self) -> Option<&Batcher> {
+        match &self.engine {
+            Engine::Served(batcher) => Some(batcher),
+            Engine::Monitored(_) => None,
+        }
+    }
+
+    /// The collector of a monitor-only model; `None` for a served one.
+    pub fn collector(&self) -> Option<&crate::observations::Collector> {
+        match &self.engine {
+            Engine::Served(_) => None,
+            Engine::Monitored(collector) => Some(collector),
+        }
+    }
+
+    /// Whether the model is monitor-only (its card names no ONNX file).
+    pub fn is_monitor_only(&self) -> bool {
+        matches!(self.engine, Engine::Monitored(_))
+    }
 }
 
 /// Scores one prepared row under the request deadline, finishing `request` with the
@@ -178,8 +212,10 @@ async fn score(
     request.mark_stage(Stage::FeatureFetch);
 
     let deadline = request.started_at() + state.limits.request_timeout;
-    let scored = model
-        .batcher
+    let batcher = model.batcher().ok_or_else(|| ApiError::MonitorOnly {
+        name: model.card.name.clone(),
+    })?;
+    let scored = batcher
         .score(&row[..width], deadline)
         .await
         .map_err(|e| match e {

@@ -5,6 +5,8 @@ use crate::batcher::{Batcher, BatcherConfig};
 use crate::config::ServeArgs;
 use crate::faults::Faults;
 use crate::features::{FeatureFetcher, FeatureLayout, FetchConfig};
+use crate::observations::Collector;
+use crate::pipeline::Engine;
 use crate::store::{FeatureStore, SqliteStore};
 use crate::webconfig::WebConfig;
 use crate::{AppState, Limits, ServedModel, app, load, metrics_app, refresher};
@@ -104,6 +106,11 @@ pub async fn build_state_with(
         };
         let default = loaded.remove(index);
         loaded.insert(0, default);
+    } else if let Some(index) = loaded.iter().position(|m| m.model.is_some()) {
+        // `/v1/predict` answers for the first served model; a monitor-only card
+        // serves no prediction.
+        let default = loaded.remove(index);
+        loaded.insert(0, default);
     }
     let layouts = loaded
         .iter()
@@ -134,6 +141,11 @@ pub async fn build_state_with(
     };
     let drift_metrics =
         DriftMetrics::register(&mut registry, &drift_config).context("invalid --drift-window")?;
+    let observation_metrics = if loaded.iter().any(|m| m.model.is_none()) {
+        modelwatch::ObservationMetrics::register(&mut registry)
+    } else {
+        modelwatch::ObservationMetrics::default()
+    };
     if args.no_instrumentation {
         tracing::warn!("--no-instrumentation: no metric will be recorded");
     }
@@ -141,8 +153,11 @@ pub async fn build_state_with(
     // One store for every model; a group two cards share is one set of rows.
     let store_path = data_dir.join("features.sqlite");
     let store = SqliteStore::open_with_readers(&store_path, args.store_readers)?;
-    for layout in &layouts {
-        load::seed_if_empty(&store, layout, args.population.config()).await?;
+    // A monitor-only model reads no store: its features come in its events.
+    for (model, layout) in loaded.iter().zip(&layouts) {
+        if model.model.is_some() {
+            load::seed_if_empty(&store, layout, args.population.config()).await?;
+        }
     }
     // Created now so a failure further on stops what was started.
     let mut background = Background(vec![tokio::spawn(
@@ -198,7 +213,8 @@ pub async fn build_state_with(
         } else {
             Arc::new(Faults::default())
         };
-        for (index, group) in &layout.entity_groups {
+        let monitor_only = model.model.is_none();
+        for (index, group) in layout.entity_groups.iter().filter(|_| !monitor_only) {
             if !refreshed.iter().any(|(_, name)| name == &group.name) {
                 refreshed.push((if i == 0 { *index } else { usize::MAX }, group.name.clone()));
             }
@@ -210,23 +226,41 @@ pub async fn build_state_with(
             handle.clone(),
             model_faults.clone(),
         );
-        let evaluator = match &hooks.model {
-            Some(wrap) => wrap(model.model),
-            None => model.model,
+        let engine = match model.model {
+            Some(evaluator) => {
+                let evaluator = match &hooks.model {
+                    Some(wrap) => wrap(evaluator),
+                    None => evaluator,
+                };
+                let evaluator = if args.enable_fault_injection && i == 0 {
+                    crate::faults::FaultyModel::wrap(evaluator, faults.clone())
+                } else {
+                    evaluator
+                };
+                let batcher = Batcher::start(evaluator, handle.clone(), batching)
+                    .map_err(|e| anyhow::anyhow!("model {}: {e}", card.name))?;
+                Engine::Served(batcher)
+            }
+            None => {
+                let counters = observation_metrics.model(&handle);
+                let collector = Collector::start(
+                    &card,
+                    handle.clone(),
+                    drift.clone(),
+                    counters,
+                    args.observation_queue,
+                    args.drift_window.0,
+                )
+                .with_context(|| format!("model {}: cannot start its collector", card.name))?;
+                Engine::Monitored(collector)
+            }
         };
-        let evaluator = if args.enable_fault_injection && i == 0 {
-            crate::faults::FaultyModel::wrap(evaluator, faults.clone())
-        } else {
-            evaluator
-        };
-        let batcher = Batcher::start(evaluator, handle.clone(), batching)
-            .map_err(|e| anyhow::anyhow!("model {}: {e}", card.name))?;
         served.push(ServedModel {
             card,
             metrics: handle,
             drift,
             fetcher,
-            batcher,
+            engine,
             faults: model_faults,
         });
     }
@@ -246,6 +280,7 @@ pub async fn build_state_with(
             max_body_bytes: args.max_body_bytes,
             max_batch_request: args.max_batch_request,
             request_timeout: args.request_timeout.0,
+            max_observation_batch: args.max_observation_batch,
         },
         faults,
         args.enable_fault_injection,
@@ -351,8 +386,9 @@ impl Bound {
             state
                 .models()
                 .iter()
-                .map(|model| {
-                    let health = model.batcher.health().clone();
+                .filter_map(|model| model.batcher().map(|b| (model, b)))
+                .map(|(model, batcher)| {
+                    let health = batcher.health().clone();
                     let name = model.card.name.clone();
                     let several = state.models().len() > 1;
                     let failed_tx = failed_tx.clone();

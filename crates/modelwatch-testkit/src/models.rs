@@ -53,3 +53,31 @@ pub fn two_model_repository(dir: &Path) -> PathBuf {
     .expect("the second model's reference");
     dir.to_path_buf()
 }
+
+/// The monitor-only model's name in [`monitor_only_card`].
+pub const MONITORED_MODEL: &str = "fraud_watch";
+
+/// Writes a monitor-only card into `dir` (created if needed): the fraud card's
+/// features, groups, task and decisions under the name [`MONITORED_MODEL`], with no
+/// ONNX file, and the fraud model's reference next to it. Returns the card's path.
+pub fn monitor_only_card(dir: &Path) -> PathBuf {
+    let root = crate::workspace_root();
+    std::fs::create_dir_all(dir).expect("the repository directory");
+    let mut card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("models/fraud.card.json")).expect("fraud card"),
+    )
+    .expect("card JSON");
+    card["name"] = MONITORED_MODEL.into();
+    card["version"] = "2.1.0".into();
+    card["framework"] = "sklearn (served by FastAPI)".into();
+    card.as_object_mut().expect("a card object").remove("onnx");
+    let path = dir.join(format!("{MONITORED_MODEL}.card.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&card).expect("card"))
+        .expect("write the card");
+    std::fs::copy(
+        root.join("models/fraud.reference.json"),
+        dir.join(format!("{MONITORED_MODEL}.reference.json")),
+    )
+    .expect("the monitored model's reference");
+    path
+}

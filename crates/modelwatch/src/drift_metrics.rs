@@ -335,6 +335,7 @@ impl DriftMetrics {
             unscored: AtomicU64::new(0),
             approved: AtomicU64::new(0),
             window: SlidingWindow::new(self.slot_seconds, c.slots, window_counters, groups.len()),
+            late: (0..window_counters).map(|_| AtomicU64::new(0)).collect(),
             groups: groups.into(),
             reference: reference.clone(),
             clock: self.clock.clone(),
@@ -383,6 +384,10 @@ struct DriftInner {
     /// Approved predictions recorded (not exported).
     approved: AtomicU64,
     window: SlidingWindow,
+    /// Per snapshot index, the part of the counters recorded by
+    /// [`DriftHandle::record_late`]: subtracted from every window snapshot, so late
+    /// predictions count in the counters and never in the window gauges.
+    late: Box<[AtomicU64]>,
     groups: Box<[String]>,
     reference: ModelReference,
     clock: Arc<dyn Clock>,
@@ -473,6 +478,45 @@ impl DriftHandle {
             }
         }
     }
+
+    /// Records one prediction made before the drift window began (a late event from
+    /// a collector): it counts in every counter (score and feature bins, missing and
+    /// out of range), which is what the fleet's drift rules read, and is left out of
+    /// this replica's window gauges (`model_score_psi`, `model_feature_psi`,
+    /// `model_approval_ratio`, `model_feature_age_seconds`), which describe the
+    /// window only.
+    pub fn record_late(&self, score: f64, approved: bool, features: &[f32]) {
+        let inner = &*self.inner;
+        let late = |index: usize| {
+            inner.late[index].fetch_add(1, Ordering::Relaxed);
+        };
+        if approved {
+            late(APPROVED);
+            inner.approved.fetch_add(1, Ordering::Relaxed);
+        }
+        if score.is_nan() {
+            late(UNSCORED);
+            inner.unscored.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let bin = bin_index(&inner.score_edges, score);
+            late(FIRST_SCORE_BIN + bin);
+            inner.score_counters[bin].inc();
+        }
+        for (i, feature) in inner.features.iter().enumerate() {
+            let value = features.get(i).copied().unwrap_or(f32::NAN);
+            if value.is_nan() {
+                inner.missing[i].inc();
+                continue;
+            }
+            let value = f64::from(value);
+            if value < feature.min || value > feature.max {
+                inner.out_of_range[i].inc();
+            }
+            let bin = feature.first_bin + bin_index(&feature.edges, value);
+            late(inner.first_feature_bin + bin);
+            inner.bin_counters[bin].inc();
+        }
+    }
 }
 
 /// Computes the window gauges of every live model at scrape time.
@@ -501,8 +545,11 @@ impl DriftInner {
             .map(|c| c.load(Ordering::Relaxed))
             .chain(self.score_counters.iter().map(Counter::get))
             .chain(self.bin_counters.iter().map(Counter::get));
-        for (r, c) in row.iter().zip(counters) {
-            r.store(c, Ordering::Relaxed);
+        for ((r, c), late) in row.iter().zip(counters).zip(self.late.iter()) {
+            r.store(
+                c.saturating_sub(late.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
         }
     }
 

@@ -107,6 +107,32 @@ closed_set! {
     }
 }
 
+closed_set! {
+    /// What the collector did with one prediction event, the `outcome` label of
+    /// `model_observations_total`.
+    ObservationOutcome {
+        /// Valid and queued for recording.
+        Accepted => "accepted",
+        /// Refused by its index in the batch (the answer says why).
+        Invalid => "invalid",
+        /// Valid, but the recording queue was full: the batch was answered 429.
+        Dropped => "dropped",
+    }
+}
+
+closed_set! {
+    /// A kind of name an event carried that the card does not declare, the `field`
+    /// label of `model_observation_ignored_total`.
+    IgnoredField {
+        /// A key of `features`.
+        Feature => "feature",
+        /// A key of `feature_times`.
+        FeatureGroup => "feature_group",
+        /// A key of `stages`.
+        Stage => "stage",
+    }
+}
+
 impl Status {
     /// The outcomes that count in the availability and latency SLOs: every status
     /// but `rejected` (bad input) and `cancelled` (the client hung up).

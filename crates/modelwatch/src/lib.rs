@@ -46,6 +46,7 @@ pub mod histogram;
 pub mod instrument;
 pub mod labels;
 pub mod metrics;
+pub mod observations;
 pub mod process;
 pub mod schema;
 pub mod window;
@@ -58,9 +59,11 @@ pub use guard::CardinalityGuard;
 pub use histogram::AtomicHistogram;
 pub use instrument::{RequestGuard, StageTimer};
 pub use labels::{
-    CacheOperation, Decision, DecisionNames, GuardedLabel, Stage, Status, StoreErrorKind,
+    CacheOperation, Decision, DecisionNames, GuardedLabel, IgnoredField, ObservationOutcome, Stage,
+    Status, StoreErrorKind,
 };
 pub use metrics::{Metrics, MetricsConfig, ModelHandle, ModelSpec};
+pub use observations::{ObservationHandle, ObservationMetrics};
 pub use prometheus_client;
 pub use window::{Clock, ManualClock, SystemClock};
 

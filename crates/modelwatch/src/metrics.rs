@@ -417,6 +417,19 @@ impl ModelHandle {
         self.inner.requests[outcome_index(status, decision)].inc();
     }
 
+    /// Counts one finished request timed by the caller (a prediction event from a
+    /// server that is not ours): its outcome, and, when `seconds` is given and the
+    /// status is inside the SLOs, its end-to-end latency.
+    pub fn record_request(&self, status: Status, decision: Decision, seconds: Option<f64>) {
+        if !self.inner.enabled {
+            return;
+        }
+        self.inner.requests[outcome_index(status, decision)].inc();
+        if let Some(seconds) = seconds.filter(|_| status.in_slo()) {
+            self.inner.request_duration.observe(seconds);
+        }
+    }
+
     /// Records one prediction score.
     pub fn observe_score(&self, score: f64) {
         if !self.inner.enabled {

@@ -103,6 +103,12 @@ pub mod label {
     pub const BIN: &str = "bin";
     /// Length of a per-replica sliding window, such as `1h`.
     pub const WINDOW: &str = "window";
+    /// What the collector did with a prediction event, see
+    /// [`crate::ObservationOutcome`].
+    pub const OUTCOME: &str = "outcome";
+    /// What an event named that the card does not declare, see
+    /// [`crate::IgnoredField`].
+    pub const FIELD: &str = "field";
 }
 
 use label::*;
@@ -315,6 +321,22 @@ pub const APPROVAL_RATIO: MetricDef = MetricDef {
     help: "Fraction of this replica's predictions in the sliding window that were approved; absent when the window is empty.",
 };
 
+/// Prediction events the collector took, refused or dropped.
+pub const OBSERVATIONS_TOTAL: MetricDef = MetricDef {
+    name: "model_observations_total",
+    kind: Kind::Counter,
+    labels: &[MODEL, OUTCOME],
+    help: "Prediction events sent to the collector (POST /v1/models/{model}/observations) by outcome: accepted, invalid (refused by index), dropped (the recording queue was full, answered 429).",
+};
+
+/// Names in events that the card does not declare.
+pub const OBSERVATION_IGNORED_TOTAL: MetricDef = MetricDef {
+    name: "model_observation_ignored_total",
+    kind: Kind::Counter,
+    labels: &[MODEL, FIELD],
+    help: "Names in accepted events that the card does not declare, ignored and counted by kind (feature, feature_group, stage); the name itself is never a label.",
+};
+
 /// Every family of the schema, in documentation order.
 pub const ALL: &[MetricDef] = &[
     REQUESTS_TOTAL,
@@ -335,6 +357,8 @@ pub const ALL: &[MetricDef] = &[
     SCORE_PSI,
     FEATURE_PSI,
     APPROVAL_RATIO,
+    OBSERVATIONS_TOTAL,
+    OBSERVATION_IGNORED_TOTAL,
     INFO,
     LABEL_OVERFLOW_TOTAL,
     PROCESS_CPU_SECONDS_TOTAL,

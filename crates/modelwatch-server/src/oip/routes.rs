@@ -279,6 +279,12 @@ async fn infer_at(
         Ok(model) => model,
         Err(e) => return e.into_response(),
     };
+    if model.is_monitor_only() {
+        let e = crate::error::ApiError::MonitorOnly {
+            name: model.card.name.clone(),
+        };
+        return crate::oip::OipError::from(e).into_response();
+    }
     let accepted = match accept(state, &model.card, headers, body) {
         Ok(a) => a,
         Err(e) => {

@@ -2,6 +2,7 @@
 
 mod flood;
 mod fuzz_corpus;
+mod observations;
 mod oip;
 mod openapi;
 mod router;

@@ -163,6 +163,68 @@ impl TestApp {
         }
     }
 
+    /// A test app serving a repository of the bundled `fraud` model (its store seeded
+    /// with the test kit's entities) and the monitor-only card
+    /// [`modelwatch_testkit::models::MONITORED_MODEL`], built by the server's own
+    /// builder with `extra` flags.
+    pub async fn with_monitored(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repository = dir.path().join("models");
+        modelwatch_testkit::models::two_model_repository(&repository);
+        // Only the bundled model and the monitor-only card: no second served model.
+        for ext in ["card.json", "onnx", "reference.json"] {
+            let path = repository.join(format!(
+                "{}.{ext}",
+                modelwatch_testkit::models::SECOND_MODEL
+            ));
+            std::fs::remove_file(path).expect("remove the second model");
+        }
+        modelwatch_testkit::models::monitor_only_card(&repository);
+        let card = load::load_model(None, dir.path())
+            .expect("bundled model loads")
+            .card;
+        let layout = FeatureLayout::from_card(&card).expect("layout");
+        let store = SqliteStore::open(&dir.path().join("features.sqlite")).expect("store");
+        modelwatch_testkit::store::seed(&store, &layout);
+        drop(store);
+        let mut flags = vec![
+            "--data-dir".to_string(),
+            dir.path().display().to_string(),
+            "--model-repository".into(),
+            repository.display().to_string(),
+        ];
+        flags.extend(extra.iter().map(|f| f.to_string()));
+        let args = ServeArgs::from_flags(flags).expect("valid serve flags");
+        let (state, background) = build_state_with(&args, Hooks::default())
+            .await
+            .expect("the server's builder builds the test app");
+        Self {
+            state,
+            _background: background,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request with a body of `content_type` (none when `None`) to the API
+    /// router.
+    pub async fn call_as(
+        &self,
+        uri: &str,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::builder().method("POST").uri(uri);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(body.into()).expect("request");
+        let response = modelwatch_server::app(self.state.clone())
+            .oneshot(request)
+            .await
+            .expect("router answers");
+        split(response).await
+    }
+
     /// Sends a request to the API router.
     pub async fn call(
         &self,
