@@ -136,6 +136,7 @@ def predict(tx: Transaction):
                 "postprocess": done - inferred,
             },
             prediction_id=tx.transaction_id,
+            duration=done - started,
         )
     PREDICT_OK.inc()
     PREDICT_LATENCY.observe(done - started)

@@ -17,7 +17,7 @@ import pytest
 
 EVENT_KEYS = {
     "prediction_id", "score", "value", "decision", "features", "feature_times",
-    "stages", "status", "time",
+    "stages", "status", "time", "duration",
 }
 STAGES = {"queue", "feature_fetch", "inference", "postprocess"}
 
@@ -31,7 +31,7 @@ def contract_errors(event) -> List[str]:
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-    for key in ("score", "value", "time"):
+    for key in ("score", "value", "time", "duration"):
         if key in event and not number(event[key]):
             errors.append(f"{key} is not a finite number")
     if "score" in event and "value" in event:
@@ -50,7 +50,7 @@ def contract_errors(event) -> List[str]:
     if "decision" in event and not isinstance(event["decision"], str):
         errors.append("decision is not a string")
     pid = event.get("prediction_id")
-    if pid is not None and (not isinstance(pid, str) or len(pid.encode()) > 128):
+    if pid is not None and (not isinstance(pid, str) or not pid or len(pid.encode()) > 128):
         errors.append("bad prediction_id")
     return errors
 

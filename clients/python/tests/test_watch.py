@@ -30,6 +30,7 @@ def test_wire_format_of_every_field(collector):
             status="success",
             prediction_id="tx-1",
             time=1_700_000_100.25,
+            duration=0.0035,
         )
         before = time.time()
         assert watch.observe(value=3.5, status="error")
@@ -49,6 +50,7 @@ def test_wire_format_of_every_field(collector):
         "decision": "declined",
         "status": "success",
         "prediction_id": "tx-1",
+        "duration": 0.0035,
     }
     assert set(second) == {"time", "value", "status"}
     assert before <= second["time"] <= after  # the observe() time, not the send time
@@ -108,6 +110,9 @@ def test_invalid_arguments_are_counted_not_raised(collector):
         dict(score=0.1, decision=1),
         dict(score=0.1, prediction_id="x" * 129),
         dict(score=0.1, prediction_id=7),
+        dict(score=0.1, prediction_id=""),
+        dict(score=0.1, time=0),
+        dict(score=0.1, duration=-1.0),
         dict(score=0.1, time="now"),
         dict(score=0.1, feature_times={"customer": "yesterday"}),
     ]
@@ -254,6 +259,22 @@ def test_events_refused_by_index_are_counted(collector):
         stats = watch.stats()
     assert stats.sent == 3
     assert stats.rejected_by_server == 2
+
+
+def test_refusals_past_the_listed_hundred_are_counted(collector):
+    # The collector lists at most 100 refusals; the count comes from `accepted`.
+    collector.answer = lambda i, events: (
+        202, {"accepted": 10, "rejected": [
+            {"index": k, "error": {"type": "invalid_field", "message": "no"}} for k in range(100)
+        ]}, {},
+    )
+    with fast(collector.url, batch_size=150, flush_interval=30) as watch:
+        for _ in range(150):
+            watch.observe(score=0.1)
+        assert watch.flush(5)
+        stats = watch.stats()
+    assert stats.sent == 10
+    assert stats.rejected_by_server == 140
 
 
 def test_413_splits_the_batch(collector):

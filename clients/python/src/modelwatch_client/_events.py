@@ -91,9 +91,12 @@ def encode(
     feature_times: Any,
     status: Any,
     prediction_id: Any,
+    duration: Any = None,
 ) -> dict:
     """The wire event for one observation; raises InvalidEvent."""
     event: dict = {"time": _number(when, "time")}
+    if event["time"] <= 0:
+        raise InvalidEvent("time must be unix seconds (> 0)")
     if score is not None and value is not None:
         raise InvalidEvent("give score or value, not both")
     if score is not None:
@@ -115,6 +118,11 @@ def encode(
             group: _number(t, f"feature time {group!r}")
             for group, t in _name_map(feature_times, "feature_times").items()
         }
+    if duration is not None:
+        seconds = _number(duration, "duration")
+        if seconds < 0:
+            raise InvalidEvent("duration must be >= 0 seconds")
+        event["duration"] = seconds
     if decision is not None:
         if not isinstance(decision, str):
             raise InvalidEvent("decision must be a string")
@@ -126,6 +134,8 @@ def encode(
     if prediction_id is not None:
         if not isinstance(prediction_id, str):
             raise InvalidEvent("prediction_id must be a string")
+        if not prediction_id:
+            raise InvalidEvent("prediction_id must not be empty")
         if len(prediction_id.encode("utf-8")) > MAX_PREDICTION_ID_BYTES:
             raise InvalidEvent("prediction_id is longer than 128 bytes")
         event["prediction_id"] = prediction_id

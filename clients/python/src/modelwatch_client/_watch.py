@@ -141,6 +141,7 @@ class Watch:
         status: Optional[str] = None,
         prediction_id: Optional[str] = None,
         time: Optional[float] = None,
+        duration: Optional[float] = None,
     ) -> bool:
         """Buffers one prediction; True when buffered, False when dropped (counted).
 
@@ -148,7 +149,8 @@ class Watch:
         maps stage names (queue, feature_fetch, inference, postprocess, or one the
         card declares) to seconds. `feature_times` maps feature groups to the unix
         time their values were computed. `time` is the prediction's unix time (now
-        by default). The mappings are copied; validation happens on the sender
+        by default). `duration` is the end-to-end latency in seconds (the collector
+        uses the sum of the stages when it is absent). The mappings are copied; validation happens on the sender
         thread and refusals count as `invalid`.
         """
         try:
@@ -170,6 +172,7 @@ class Watch:
                     None if feature_times is None else dict(feature_times),
                     status,
                     prediction_id,
+                    duration,
                 )
             )
             if len(buffer) >= self._batch_size and not self._wake.is_set():
@@ -348,9 +351,11 @@ class Watch:
         try:
             parsed = json.loads(answer)
             accepted = int(parsed["accepted"])
-            rejected = len(parsed.get("rejected") or ())
         except (ValueError, KeyError, TypeError):
-            accepted, rejected = n, 0
+            accepted = n
+        # The answer lists at most 100 refusals; the count is what `accepted` leaves.
+        accepted = min(max(accepted, 0), n)
+        rejected = n - accepted
         if rejected:
             self._warn("modelwatch client: %d of %d events refused: %s", rejected, n,
                        answer[:300].decode("utf-8", "replace"))
