@@ -387,6 +387,10 @@ pub fn synthesize(
     config.validate()?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let loaded = modelwatch_server::load::load_model(None, dir.path())?;
+    let model = loaded
+        .model
+        .clone()
+        .context("the bundled model has an ONNX graph")?;
     let card = &loaded.card;
     let threshold = card
         .threshold()
@@ -509,7 +513,7 @@ pub fn synthesize(
             for (slot, &i) in row.iter_mut().zip(&order) {
                 *slot = features[i];
             }
-            let score = f64::from(loaded.model.predict_one(&row)?);
+            let score = f64::from(model.predict_one(&row)?);
             let decision = Decision::for_score(score, threshold);
             let approved = decision == Decision::Below;
             handle.cache(if rng.random_bool(0.93) {

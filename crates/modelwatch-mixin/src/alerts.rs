@@ -25,7 +25,7 @@ use crate::config::{AlertForConfig, MixinConfig, PromDuration, ThresholdMode};
 use crate::names::{alert, record};
 use crate::promql::{eq, none_of, num};
 use crate::rules::{AlertingRule, Rule, RuleGroup};
-use modelwatch::schema::label;
+use modelwatch::schema::{self, label};
 
 /// Pages: someone must act now.
 pub const CRITICAL: &str = "critical";
@@ -535,6 +535,34 @@ fn serving_alerts(config: &MixinConfig) -> Vec<Rule> {
                 description: format!(
                     "{{{{ $value | humanize }}}} versions of model {{{{ $labels.model }}}} have served traffic together for more than {}.",
                     config.scaled(f.version_skew)
+                ),
+            },
+        ),
+        make(
+            config,
+            alert::OBSERVATIONS_DROPPED,
+            {
+                let q = crate::promql::Promql::new(config);
+                format!(
+                    "sum by ({}) (rate({}{})) > 0",
+                    label::MODEL,
+                    q.metric(
+                        &schema::OBSERVATIONS_TOTAL,
+                        &[eq(
+                            label::OUTCOME,
+                            modelwatch::ObservationOutcome::Dropped.as_str()
+                        )]
+                    ),
+                    q.range(PromDuration::from_secs(300))
+                )
+            },
+            f.observations_dropped,
+            &[("severity", WARNING)],
+            AlertText {
+                summary: "The collector drops prediction events of a monitor-only model.",
+                description: format!(
+                    "The collector dropped {{{{ $value | humanize }}}} events/s of model {{{{ $labels.model }}}} (its recording queue was full, answered 429) for {}: its metrics undercount what the model served.",
+                    config.scaled(f.observations_dropped)
                 ),
             },
         ),

@@ -219,6 +219,8 @@ pub struct AlertForConfig {
     /// More than one version of a model serving traffic, default `2h` (longer than
     /// a normal canary or rollout).
     pub version_skew: PromDuration,
+    /// The collector dropping prediction events, default `10m`.
+    pub observations_dropped: PromDuration,
 }
 
 impl Default for AlertForConfig {
@@ -238,6 +240,7 @@ impl Default for AlertForConfig {
             no_traffic: m(10),
             target_down: m(5),
             version_skew: m(120),
+            observations_dropped: m(10),
         }
     }
 }
@@ -605,6 +608,10 @@ const FIELD_DOCS: &[(&str, &str)] = &[
     (
         "alert_for.version_skew",
         "Several versions of a model serving together.",
+    ),
+    (
+        "alert_for.observations_dropped",
+        "The collector dropping a monitor-only model's events.",
     ),
     ("runbook", "Where alerts' runbook_url point."),
     (

@@ -177,6 +177,9 @@ pub mod alert {
     pub const TARGET_DOWN: &str = "ModelWatchTargetDown";
     /// More than one version of a model serves traffic for too long.
     pub const VERSION_SKEW: &str = "ModelWatchVersionSkew";
+    /// The collector drops prediction events of a monitor-only model (its recording
+    /// queue is full).
+    pub const OBSERVATIONS_DROPPED: &str = "ModelWatchObservationsDropped";
 
     /// The runbook anchor of an alert: its name in lower case, as a Markdown
     /// renderer derives it from the `## <name>` heading.

@@ -315,6 +315,7 @@ pub fn test_files(
         no_traffic_scenario(&ctx)?,
         target_down_scenario(&ctx)?,
         version_skew_scenario(&ctx)?,
+        observations_dropped_scenario(&ctx)?,
     ];
     files.push(("serving-test.yaml".to_string(), test_file(&ctx, &serving)));
     Ok(files)
@@ -1382,6 +1383,47 @@ fn version_skew_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
             rule,
             t1,
             vec![(alert_labels(rule, &keys), rendered(rule, &keys, 2.0)?)],
+        )
+        .into(),
+        exprs: Vec::new(),
+    })
+}
+
+fn observations_dropped_scenario(ctx: &Ctx<'_>) -> Result<TestGroup, Error> {
+    let rule = ctx.rule(alert::OBSERVATIONS_DROPPED);
+    let t1 = ctx.step;
+    let at = t1 + rule.for_.as_secs();
+    let n = steps(ctx, at);
+    let keys = [(label::MODEL, MODEL)];
+    let observations = |model: &str, outcome: modelwatch::ObservationOutcome, per_step: u64| {
+        (
+            ctx.series(
+                schema::OBSERVATIONS_TOTAL.name,
+                Some(REPLICAS[0]),
+                &[(label::MODEL, model), (label::OUTCOME, outcome.as_str())],
+            ),
+            counter(per_step, n),
+        )
+    };
+    // 30 events dropped per step of this model; another model only accepts.
+    let per_second = 30.0 / ctx.step as f64;
+    Ok(TestGroup {
+        name: format!("{}: a full recording queue", rule.alert),
+        interval: ctx.step,
+        series: vec![
+            observations(MODEL, modelwatch::ObservationOutcome::Accepted, 900),
+            observations(MODEL, modelwatch::ObservationOutcome::Dropped, 30),
+            observations("calm", modelwatch::ObservationOutcome::Accepted, 900),
+            observations("calm", modelwatch::ObservationOutcome::Dropped, 0),
+        ],
+        alerts: boundary(
+            ctx,
+            rule,
+            t1,
+            vec![(
+                alert_labels(rule, &keys),
+                rendered(rule, &keys, per_second)?,
+            )],
         )
         .into(),
         exprs: Vec::new(),

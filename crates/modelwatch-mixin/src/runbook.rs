@@ -276,6 +276,28 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
             ],
             queries: vec![format!("{} > 0", record::REQUESTS_RATE5M)],
         },
+        alert::OBSERVATIONS_DROPPED => Entry {
+            meaning: format!(
+                "The collector answered 429 to a monitor-only model's events for {}: its recording queue (`--observation-queue` events per model) was full, and the events of those requests are not in any metric. The model itself is unaffected; its dashboard undercounts.",
+                config.scaled(config.alert_for.observations_dropped)
+            ),
+            checks: [
+                format!(
+                    "How much is lost: `{}` by `outcome` (accepted, invalid, dropped).",
+                    schema::OBSERVATIONS_TOTAL.name
+                ),
+                s(
+                    "The collector replicas' CPU: one recording thread per model and replica; add replicas behind the Service (any replica takes any event), or raise `--observation-queue` for bursts.",
+                ),
+                s(
+                    "The sender: does the client retry 429 with backoff? The Python client counts what it drops in `stats()`.",
+                ),
+            ],
+            queries: vec![format!(
+                "sum by (model, outcome) (rate({}[5m]))",
+                schema::OBSERVATIONS_TOTAL.name
+            )],
+        },
         _ => return None,
     })
 }

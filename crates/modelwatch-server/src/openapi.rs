@@ -122,6 +122,7 @@ struct ApiDoc;
 pub fn document(limits: &Limits, cards: &[&ModelCard]) -> serde_json::Value {
     // The prediction paths are the served models'; a monitor-only card takes
     // observations only.
+    let every_name: Vec<&str> = cards.iter().map(|c| c.name.as_str()).collect();
     let cards: Vec<&ModelCard> = cards.iter().copied().filter(|c| c.onnx.is_some()).collect();
     let cards = cards.as_slice();
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
@@ -190,6 +191,14 @@ pub fn document(limits: &Limits, cards: &[&ModelCard]) -> serde_json::Value {
             for param in params.iter_mut().filter(|_| !names.is_empty()) {
                 param["schema"] = serde_json::json!({"type": "string", "enum": names});
             }
+        }
+    }
+    // Observations name any model: a served one answers 409 `not_monitor_only`.
+    if let Some(params) =
+        doc["paths"]["/v1/models/{model}/observations"]["post"]["parameters"].as_array_mut()
+    {
+        for param in params {
+            param["schema"] = serde_json::json!({"type": "string", "enum": every_name});
         }
     }
     let note = format!(

@@ -375,3 +375,68 @@ fn the_secure_metrics_overlay_scrapes_over_https_with_credentials_from_secrets()
         );
     }
 }
+
+/// deploy/kubernetes/collector: the collector variant renders, validates, and is
+/// scraped as the mixin's job; its pods serve the mounted monitor-only cards.
+#[test]
+fn the_collector_variant_is_scraped_as_the_mixins_job() {
+    let text = kustomize("deploy/kubernetes/collector");
+    let objects = by_kind_and_name(&yaml_documents(&text));
+    let names: Vec<&str> = objects.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "Deployment/modelwatch-collector",
+            "PodDisruptionBudget/modelwatch-collector",
+            "Service/modelwatch-collector",
+            "ServiceMonitor/modelwatch-collector",
+        ]
+    );
+    let report = validate_objects(&text);
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("ok ")).count(),
+        4,
+        "{report}"
+    );
+    let deployment = &objects["Deployment/modelwatch-collector"];
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let service = &objects["Service/modelwatch-collector"];
+    let monitor = &objects["ServiceMonitor/modelwatch-collector"];
+    assert!(is_subset(&service["spec"]["selector"], pod_labels));
+    assert!(is_subset(
+        &monitor["spec"]["selector"]["matchLabels"],
+        &service["metadata"]["labels"]
+    ));
+    // Not the model servers' pods: the base's Service must not send them predictions.
+    let base = rendered();
+    assert!(!is_subset(
+        &base["Service/modelwatch"]["spec"]["selector"],
+        pod_labels
+    ));
+    let job_label = monitor["spec"]["jobLabel"].as_str().expect("jobLabel");
+    let job = service["metadata"]["labels"][job_label]
+        .as_str()
+        .expect("job");
+    assert_eq!(job, "modelwatch");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mount = container["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == "models")
+        .expect("the cards' mount");
+    assert_eq!(
+        args,
+        [
+            "serve",
+            "--model-repository",
+            mount["mountPath"].as_str().expect("path")
+        ]
+    );
+}
