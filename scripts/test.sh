@@ -37,7 +37,7 @@ fi
 # Every pinned Python requirement of the project goes into one virtual environment,
 # .venv (git-ignored); the tests run its interpreter. Debian's python3 needs the
 # python3-venv package for `python3 -m venv`.
-python_requirements=(deploy/tests/requirements.txt scripts/schemathesis/requirements.txt crates/modelwatch-cli/tests/oip/requirements.txt crates/modelwatch-cli/tests/feast/requirements.txt)
+python_requirements=(deploy/tests/requirements.txt scripts/schemathesis/requirements.txt crates/modelwatch-cli/tests/oip/requirements.txt crates/modelwatch-cli/tests/feast/requirements.txt clients/python/requirements-test.txt examples/fastapi-fraud/requirements.txt)
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     step "installing python3-venv (Debian package)"
     if [ "$(id -u)" -ne 0 ]; then
@@ -75,6 +75,9 @@ cargo test --workspace --all-targets --locked
 
 step "doc tests"
 cargo test --workspace --doc --locked
+
+step "Python client tests (clients/python, pytest)"
+(cd clients/python && ../../.venv/bin/python -m pytest -q -p no:cacheprovider)
 
 step "schemathesis against modelwatch serve (scripts/schemathesis.sh)"
 cargo build -q --locked --workspace  # the features of the test build: nothing rebuilds
