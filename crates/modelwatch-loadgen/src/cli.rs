@@ -188,6 +188,10 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+fn parse_label_delay(text: &str) -> Result<Duration, String> {
+    modelwatch_duration::parse(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,8 +222,4 @@ mod tests {
                 .contains("whole number")
         );
     }
-}
-
-fn parse_label_delay(text: &str) -> Result<Duration, String> {
-    modelwatch_duration::parse(text)
 }

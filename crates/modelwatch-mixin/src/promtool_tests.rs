@@ -1601,56 +1601,6 @@ fn humanize_duration(value: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_formatting_matches_prometheus() {
-        assert_eq!(go_g4(2.0), "2");
-        assert_eq!(go_g4(2.16), "2.16");
-        assert_eq!(go_g4(0.42426), "0.4243");
-        assert_eq!(go_g4(420_000.0), "4.2e+05");
-        assert_eq!(humanize(4200.0), "4.2k");
-        assert_eq!(humanize(2.0), "2");
-        assert_eq!(humanize_duration(4200.0), "1h 10m 0s");
-        assert_eq!(humanize_duration(400.0), "6m 40s");
-    }
-
-    #[test]
-    fn templates_render_labels_and_values() {
-        let text = render(
-            "{{ $labels.model }} at {{ $value | humanizePercentage }}, {{ $value | printf \"%.3f\" }}",
-            &[("model", "fraud")],
-            0.0216,
-        )
-        .unwrap();
-        assert_eq!(text, "fraud at 2.16%, 0.022");
-        assert!(render("{{ $value | title }}", &[], 1.0).is_err());
-        assert!(render("{{ $labels.nope }}", &[], 1.0).is_err());
-    }
-
-    #[test]
-    fn selector_matchers_become_series_labels() {
-        assert_eq!(
-            selector_labels(r#"job="modelwatch", namespace="fraud""#).unwrap(),
-            labels(&[("job", "modelwatch"), ("namespace", "fraud")])
-        );
-        assert!(selector_labels(r#"job=~"model.*""#).is_err());
-        assert!(selector_labels(r#"job!="x""#).is_err());
-        assert_eq!(selector_labels("").unwrap(), Vec::new());
-    }
-
-    #[test]
-    fn the_approval_window_ratio_counts_whole_steps() {
-        let ratio = window_ratio(60, -600, 600, |t| {
-            if t <= 300 { (9.0, 10.0) } else { (8.0, 10.0) }
-        });
-        assert_eq!(ratio, Some(85.0 / 100.0));
-        assert_eq!(window_ratio(60, -600, 30, |_| (1.0, 1.0)), None);
-    }
-}
-
 /// The calibration every ground-truth scenario uses: three score bins, the first
 /// approved, with their reference ratios and positive ratios. The holdout's
 /// precision is then 0.625 and its recall about 0.874.
@@ -1899,4 +1849,54 @@ fn ground_truth_scenarios(ctx: &Ctx<'_>) -> Result<Vec<TestGroup>, Error> {
         exprs: Vec::new(),
     });
     Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_formatting_matches_prometheus() {
+        assert_eq!(go_g4(2.0), "2");
+        assert_eq!(go_g4(2.16), "2.16");
+        assert_eq!(go_g4(0.42426), "0.4243");
+        assert_eq!(go_g4(420_000.0), "4.2e+05");
+        assert_eq!(humanize(4200.0), "4.2k");
+        assert_eq!(humanize(2.0), "2");
+        assert_eq!(humanize_duration(4200.0), "1h 10m 0s");
+        assert_eq!(humanize_duration(400.0), "6m 40s");
+    }
+
+    #[test]
+    fn templates_render_labels_and_values() {
+        let text = render(
+            "{{ $labels.model }} at {{ $value | humanizePercentage }}, {{ $value | printf \"%.3f\" }}",
+            &[("model", "fraud")],
+            0.0216,
+        )
+        .unwrap();
+        assert_eq!(text, "fraud at 2.16%, 0.022");
+        assert!(render("{{ $value | title }}", &[], 1.0).is_err());
+        assert!(render("{{ $labels.nope }}", &[], 1.0).is_err());
+    }
+
+    #[test]
+    fn selector_matchers_become_series_labels() {
+        assert_eq!(
+            selector_labels(r#"job="modelwatch", namespace="fraud""#).unwrap(),
+            labels(&[("job", "modelwatch"), ("namespace", "fraud")])
+        );
+        assert!(selector_labels(r#"job=~"model.*""#).is_err());
+        assert!(selector_labels(r#"job!="x""#).is_err());
+        assert_eq!(selector_labels("").unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn the_approval_window_ratio_counts_whole_steps() {
+        let ratio = window_ratio(60, -600, 600, |t| {
+            if t <= 300 { (9.0, 10.0) } else { (8.0, 10.0) }
+        });
+        assert_eq!(ratio, Some(85.0 / 100.0));
+        assert_eq!(window_ratio(60, -600, 30, |_| (1.0, 1.0)), None);
+    }
 }

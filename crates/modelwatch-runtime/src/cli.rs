@@ -260,8 +260,8 @@ fn read_labels(
         let record = record.map_err(|e| data_error(format!("row {}: {e}", i + 1)))?;
         let cell = record.get(c).unwrap_or("");
         let positive = match parse_cell(cell) {
-            Some(v) if v == 1.0 => true,
-            Some(v) if v == 0.0 => false,
+            Some(1.0) => true,
+            Some(0.0) => false,
             _ => {
                 return Err(data_error(format!(
                     "row {}, label column `{}`: `{cell}` is not 0, 1, true or false",

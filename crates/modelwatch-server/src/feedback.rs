@@ -278,8 +278,8 @@ impl FeedbackIn {
                 let positive = match &label {
                     serde_json::Value::Bool(b) => Some(*b),
                     serde_json::Value::Number(n) => match n.as_f64() {
-                        Some(v) if v == 1.0 => Some(true),
-                        Some(v) if v == 0.0 => Some(false),
+                        Some(1.0) => Some(true),
+                        Some(0.0) => Some(false),
                         _ => None,
                     },
                     _ => None,

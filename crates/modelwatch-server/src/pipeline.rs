@@ -46,7 +46,7 @@ pub enum Engine {
     Served(Batcher),
     /// A monitor-only card: it takes prediction events
     /// (`POST /v1/models/{model}/observations`) and serves no prediction.
-    Monitored(crate::observations::Collector),
+    Monitored(Box<crate::observations::Collector>),
 }
 
 impl ServedModel {

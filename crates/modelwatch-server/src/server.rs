@@ -361,7 +361,7 @@ pub async fn build_state_with(
                     args.drift_window.0,
                 )
                 .with_context(|| format!("model {}: cannot start its collector", card.name))?;
-                Engine::Monitored(collector)
+                Engine::Monitored(Box::new(collector))
             }
         };
         served.push(ServedModel {
