@@ -31,11 +31,81 @@ HERE = Path(__file__).resolve().parent
 
 
 def load_rows(holdout: Path, card: Path):
+    """The holdout's feature rows, and each row's ground truth (is_fraud)."""
     spec = json.loads(card.read_text())
     names = [f["name"] for f in spec["features"]]
     with open(holdout, newline="") as f:
-        reader = csv.DictReader(f)
-        return [{n: float(r[n]) for n in names} for r in reader]
+        reader = list(csv.DictReader(f))
+    rows = [{n: float(r[n]) for n in names} for r in reader]
+    truth = [float(r.get("is_fraud") or 0) >= 0.5 for r in reader]
+    return rows, truth
+
+
+class Labeler:
+    """Sends each answered prediction's ground truth to modelwatch's
+    POST /v1/feedback/batch `delay` seconds after its answer, in batches, from a
+    thread of its own: the delayed labels of the original case."""
+
+    BATCH = 200
+
+    def __init__(self, url: str, delay: float):
+        self.target = urllib.parse.urlsplit(url)
+        self.delay = delay
+        self.pending = []  # (due, prediction_id, label), in answer order
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.counts = {"labels_sent": 0, "labels_failed": 0}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def add(self, prediction_id: str, label: bool) -> None:
+        with self.lock:
+            self.pending.append((time.monotonic() + self.delay, prediction_id, label))
+
+    def _due(self, everything: bool):
+        now = time.monotonic()
+        with self.lock:
+            n = 0
+            while n < len(self.pending) and n < self.BATCH and (
+                    everything or self.pending[n][0] <= now):
+                n += 1
+            taken, self.pending = self.pending[:n], self.pending[n:]
+        return taken
+
+    def _post(self, batch) -> None:
+        body = json.dumps({"labels": [
+            {"prediction_id": pid, "label": label} for _, pid, label in batch]}).encode()
+        try:
+            conn = http.client.HTTPConnection(self.target.hostname, self.target.port or 80, timeout=10)
+            conn.request("POST", "/v1/feedback/batch", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            ok = response.status == 200
+        except (OSError, http.client.HTTPException):
+            ok = False
+        self.counts["labels_sent" if ok else "labels_failed"] += len(batch)
+
+    def _run(self) -> None:
+        while True:
+            finishing = self.done.is_set()
+            batch = self._due(everything=False)
+            if batch:
+                self._post(batch)
+                continue
+            with self.lock:
+                empty = not self.pending
+            if finishing and empty:
+                return
+            time.sleep(0.2)
+
+    def close(self, timeout: float) -> dict:
+        """Waits (bounded) until every label is due and sent."""
+        self.done.set()
+        self.thread.join(self.delay + timeout)
+        with self.lock:
+            self.counts["labels_unsent"] = len(self.pending)
+        return dict(self.counts)
 
 
 SETTLED = ("sent", "rejected_by_server", "invalid", "dropped_buffer_full",
@@ -81,6 +151,11 @@ def main() -> int:
     ap.add_argument("--holdout", type=Path, default=HERE / "model" / "fraud-fastapi.holdout.csv")
     ap.add_argument("--card", type=Path, default=HERE / "model" / "fraud-fastapi.card.json")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--labels", metavar="URL", default=None,
+                    help="modelwatch serve's API: send each answered prediction's ground truth "
+                         "(the holdout's is_fraud) to URL/v1/feedback/batch, --label-delay later")
+    ap.add_argument("--label-delay", type=float, default=3.0,
+                    help="seconds from an answer to its label (default 3)")
     ap.add_argument("--wait-sent", type=float, default=10.0,
                     help="then wait at most this many seconds for the app's client to settle "
                          "every prediction (GET /watch/stats); 0: do not wait")
@@ -89,7 +164,8 @@ def main() -> int:
         print("error: --count >= 0, --rate > 0 and --connections >= 1", file=sys.stderr)
         return 2
 
-    rows = load_rows(args.holdout, args.card)
+    rows, truth = load_rows(args.holdout, args.card)
+    labeler = Labeler(args.labels, args.label_delay) if args.labels else None
     target = urllib.parse.urlsplit(args.url)
     before = watch_stats(args.url)
     lock = threading.Lock()
@@ -104,7 +180,8 @@ def main() -> int:
             pause = due - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            features = dict(rows[(args.skip + i) % len(rows)])
+            row = (args.skip + i) % len(rows)
+            features = dict(rows[row])
             features["amount"] = round(features["amount"] * args.drift_amount, 2)
             if args.missing and rng.random() < args.missing:
                 features["customer_avg_amount_1d"] = None
@@ -123,6 +200,8 @@ def main() -> int:
                 ok = response.status == 200
                 declined = ok and json.loads(answer)["decision"] == "declined"
                 error = None if ok else f"HTTP {response.status}: {answer[:200]!r}"
+                if ok and labeler is not None:
+                    labeler.add(f"tx-{args.skip + i:08d}", truth[row])
             except (OSError, http.client.HTTPException) as err:
                 if conn is not None:
                     conn.close()
@@ -149,10 +228,14 @@ def main() -> int:
     result["drift_amount"] = args.drift_amount
     if args.wait_sent > 0 and before.get("enabled"):
         result["client"] = wait_settled(args.url, before, result["ok"], args.wait_sent)
+    if labeler is not None:
+        result["labels"] = labeler.close(timeout=30.0)
     print(json.dumps(result))
     client = result.get("client")
     unsent = client is not None and client["sent"] < result["ok"]
-    return 1 if result["failed"] or unsent else 0
+    labels = result.get("labels", {})
+    unlabelled = labels.get("labels_failed", 0) + labels.get("labels_unsent", 0)
+    return 1 if result["failed"] or unsent or unlabelled else 0
 
 
 if __name__ == "__main__":

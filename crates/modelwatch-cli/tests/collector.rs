@@ -7,7 +7,7 @@
 //! model; then amounts shifted 4 times, and the feature drift alert's expression
 //! turns true for `amount`.
 
-use modelwatch_mixin::names::alert;
+use modelwatch_mixin::names::{alert, record};
 use modelwatch_mixin::recording::recording_rules;
 use modelwatch_mixin::rules::Rule;
 use modelwatch_stack::{PrometheusConfig, ScrapeJob};
@@ -21,23 +21,6 @@ const MODEL: &str = "fraud-fastapi";
 const TIME_SCALE: f64 = 1.0 / 60.0;
 /// How long every query may take to return data once traffic flows.
 const SETTLE: Duration = Duration::from_secs(120);
-
-/// A child process stopped by its own pid when dropped.
-struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// Runs the example's driver to its end (it is bounded by `--count`) and returns
 /// its JSON summary; fails with its output when it fails.
@@ -59,6 +42,40 @@ fn drive(python: &Path, app: &str, extra: &[&str]) -> serde_json::Value {
     );
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("drive.py printed {line:?}: {e}"))
+}
+
+/// Transactions per run of the driver, at [`RATE`] a second.
+const TRAFFIC: u32 = 4800;
+const RATE: u32 = 60;
+
+/// [`drive`] on a blocking thread: [`TRAFFIC`] transactions at [`RATE`], each
+/// prediction's label sent to `labels` (serve's API) 2 s after its answer, and
+/// `extra` flags.
+fn drive_in_background(
+    python: &Path,
+    app: &str,
+    labels: &str,
+    extra: &[&str],
+) -> tokio::task::JoinHandle<serde_json::Value> {
+    let (python, app) = (python.to_path_buf(), app.to_string());
+    let args: Vec<String> = [
+        "--count",
+        &TRAFFIC.to_string(),
+        "--rate",
+        &RATE.to_string(),
+        "--labels",
+        labels,
+        "--label-delay",
+        "2",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        drive(&python, &app, &args)
+    })
 }
 
 /// Waits (bounded) until the app answers /metrics.
@@ -111,7 +128,7 @@ async fn the_fastapi_example_is_watched_through_the_collector() {
     );
 
     // The app, with the client pointed at the collector.
-    let port = free_port();
+    let port = modelwatch_testkit::free_port();
     let app = format!("http://127.0.0.1:{port}");
     let mut uvicorn = Command::new(&python)
         .args(["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port"])
@@ -126,7 +143,7 @@ async fn the_fastapi_example_is_watched_through_the_collector() {
         .expect("start uvicorn");
     let client = modelwatch_stack::http_client().expect("client");
     wait_for_app(&client, &app, &mut uvicorn).await;
-    let _uvicorn = Stopped(uvicorn);
+    let _uvicorn = modelwatch_testkit::KillOnDrop(uvicorn);
 
     // Prometheus with the rules and alerts, scraping the collector and the app.
     let mut mixin = modelwatch_mixin::MixinConfig {
@@ -156,12 +173,10 @@ async fn the_fastapi_example_is_watched_through_the_collector() {
     let prom = prometheus.url();
 
     // Clean traffic in the background: bounded by --count.
-    let clean = {
-        let (python, app) = (python.clone(), app.clone());
-        tokio::task::spawn_blocking(move || {
-            drive(&python, &app, &["--count", "4800", "--rate", "60"])
-        })
-    };
+    // Each prediction's ground truth goes to the collector's feedback API 2 s after
+    // its answer: the ground-truth row's data.
+    let labels = serve.api.clone();
+    let clean = drive_in_background(&python, &app, &labels, &[]);
 
     let card: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repository.join(format!("{MODEL}.card.json"))).expect("card"),
@@ -189,9 +204,16 @@ async fn the_fastapi_example_is_watched_through_the_collector() {
         let expr = modelwatch_testkit::dashboard::substitute(&expr, &variables);
         pending.push((format!("panel {title}"), expr));
     }
+    // A regressor's error rules: the example is a classifier.
+    let regression: Vec<&str> = record::TRUTH_WINDOWS
+        .iter()
+        .flat_map(|w| [w.mae, w.rmse])
+        .collect();
     for group in recording_rules(&mixin) {
         for rule in group.rules {
-            if let Rule::Record(r) = rule {
+            if let Rule::Record(r) = rule
+                && !regression.contains(&r.record)
+            {
                 pending.push((
                     format!("rule {}", r.record),
                     format!("{}{{model=\"{MODEL}\"}}", r.record),
@@ -222,6 +244,7 @@ async fn the_fastapi_example_is_watched_through_the_collector() {
     );
     let summary = clean.await.expect("join");
     eprintln!("clean traffic: {summary}");
+    assert_eq!(summary["labels"]["labels_sent"], summary["ok"], "{summary}");
 
     // The drift: amounts times 4. The feature drift alert's expression turns true
     // for `amount` of this model.
@@ -233,25 +256,12 @@ async fn the_fastapi_example_is_watched_through_the_collector() {
             _ => None,
         })
         .expect("the feature drift alert");
-    let drifted = {
-        let (python, app) = (python.clone(), app.clone());
-        tokio::task::spawn_blocking(move || {
-            drive(
-                &python,
-                &app,
-                &[
-                    "--count",
-                    "4800",
-                    "--rate",
-                    "60",
-                    "--drift-amount",
-                    "4",
-                    "--skip",
-                    "4800",
-                ],
-            )
-        })
-    };
+    let drifted = drive_in_background(
+        &python,
+        &app,
+        &labels,
+        &["--drift-amount", "4", "--skip", &TRAFFIC.to_string()],
+    );
     let expr = format!("({})", rule.expr);
     let started = Instant::now();
     let mut fired = false;
