@@ -9,7 +9,7 @@ use modelwatch_demo::{Lab, LabOptions};
 use modelwatch_loadgen::{LoadConfig, Scenario};
 use modelwatch_ui::dashboard::Dashboard;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SPEEDUP: f64 = 60.0;
@@ -73,23 +73,6 @@ fn screenshot_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots"));
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     dir
-}
-
-/// The `modelwatch ui` process, stopped by its own pid when dropped.
-struct UiProcess(Child);
-
-impl Drop for UiProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Option<String> {
@@ -175,8 +158,8 @@ async fn the_page_shows_the_dashboard_and_an_incident_in_a_browser() {
         .expect("prometheus");
     let prometheus = lab.prometheus_url().expect("prometheus url");
 
-    let port = free_port();
-    let ui = UiProcess(
+    let port = modelwatch_testkit::free_port();
+    let ui = modelwatch_testkit::KillOnDrop(
         Command::new(&binary)
             .args(["ui", "--prometheus", &prometheus, "--scrape-interval", "1s"])
             .args(["--range", "5m", "--refresh", "0"])

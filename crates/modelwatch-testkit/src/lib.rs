@@ -34,6 +34,7 @@ pub mod promtool;
 pub mod redis;
 pub mod serve;
 pub mod store;
+pub mod tls;
 pub mod venv;
 
 pub use serve::Serve;
@@ -44,4 +45,23 @@ pub fn workspace_root() -> std::path::PathBuf {
         .join("../..")
         .canonicalize()
         .expect("the workspace root exists")
+}
+
+/// A free TCP port on 127.0.0.1 (the OS's pick; free when this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child process that is killed by its own pid, and reaped, when dropped.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -35,13 +35,6 @@ pub struct Redis {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn binary() -> PathBuf {
     let path = PathBuf::from("/usr/bin/redis-server");
     assert!(
@@ -59,7 +52,7 @@ impl Redis {
             .prefix("modelwatch-redis-")
             .tempdir()
             .expect("a temporary directory");
-        let port = free_port();
+        let port = crate::free_port();
         let args = Self::base_args(dir.path(), &["--port".into(), port.to_string()]);
         let mut redis = Self {
             port,
@@ -75,45 +68,14 @@ impl Redis {
     /// Starts `redis-server` that accepts only TLS (a CA and server certificate made
     /// for 127.0.0.1) and requires a password.
     pub fn start_secure() -> Self {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-            KeyUsagePurpose, SanType,
-        };
         let dir = tempfile::Builder::new()
             .prefix("modelwatch-redis-tls-")
             .tempdir()
             .expect("a temporary directory");
-        let write = |name: &str, text: String| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).expect("write a PEM file");
-            path
-        };
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "modelwatch redis test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = KeyPair::generate().expect("CA key");
-        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-        let mut server = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        server
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_key = KeyPair::generate().expect("server key");
-        let server_cert = server
-            .signed_by(&server_key, &ca, &ca_key)
-            .expect("server certificate");
-        let cert = write("server.crt", server_cert.pem());
-        let key = write("server.key", server_key.serialize_pem());
-        let ca = write("ca.crt", ca.pem());
+        let pki = crate::tls::pki(dir.path(), "modelwatch redis test CA");
+        let (cert, key, ca) = (pki.server_cert, pki.server_key, pki.ca);
         let password = format!("pw-{}", std::process::id());
-        let port = free_port();
+        let port = crate::free_port();
         let args = Self::base_args(
             dir.path(),
             &[

@@ -8,12 +8,8 @@ use modelwatch_stack::{
     PrometheusConfig, ScrapeAuth, ScrapeJob, ScrapeTls, http_client, start_prometheus, targets,
     wait_for, wait_for_samples,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use sha2::Digest as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Bound for what normally takes a few seconds; a way to fail instead of hanging,
@@ -22,60 +18,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 const PASSWORD: &str = "correct horse battery staple";
 const TOKEN: &str = "f4b1c3e0a9d84c2b8e6f7a5d3c1b0e9f";
-
-/// A CA, a server certificate for 127.0.0.1 and localhost (`server.crt`,
-/// `server.key`), and a client certificate, all signed by the CA, written as PEM
-/// files into `dir`.
-struct Pki {
-    ca: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-}
-
-fn pki(dir: &Path) -> Pki {
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).expect("write a PEM file");
-        path
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "modelwatch test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().expect("CA key");
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-
-    let mut server = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-    server
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_key = KeyPair::generate().expect("server key");
-    let server_cert = server
-        .signed_by(&server_key, &ca, &ca_key)
-        .expect("server certificate");
-
-    let mut client = CertificateParams::new(vec!["prometheus".to_string()]).expect("params");
-    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client_key = KeyPair::generate().expect("client key");
-    let client_cert = client
-        .signed_by(&client_key, &ca, &ca_key)
-        .expect("client certificate");
-
-    write("server.crt", server_cert.pem());
-    write("server.key", server_key.serialize_pem());
-    Pki {
-        ca: write("ca.crt", ca.pem()),
-        client_cert: write("client.crt", client_cert.pem()),
-        client_key: write("client.key", client_key.serialize_pem()),
-    }
-}
 
 fn sha256_hex(text: &str) -> String {
     sha2::Sha256::digest(text.as_bytes())
@@ -100,7 +42,7 @@ async fn prometheus_scrapes_over_tls_with_basic_bearer_and_client_certificates()
         "prometheus is not installed\nhint: apt-get install -y prometheus prometheus-alertmanager (scripts/test.sh does)"
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = pki(dir.path());
+    let pki = modelwatch_testkit::tls::pki(dir.path(), "modelwatch test CA");
     // Cost 4 (bcrypt's least) keeps the debug build quick; production files use 10+.
     let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
     let auth_config = dir.path().join("web-auth.yml");
