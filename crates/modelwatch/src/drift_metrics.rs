@@ -446,26 +446,7 @@ impl DriftHandle {
         // Enter the window first: the first prediction of a slot snapshots the counters
         // before it counts itself.
         let slot = inner.window.enter(now, |row| inner.read_counters(row));
-        if approved {
-            inner.approved.fetch_add(1, Ordering::Relaxed);
-        }
-        if score.is_nan() {
-            inner.unscored.fetch_add(1, Ordering::Relaxed);
-        } else {
-            inner.score_counters[bin_index(&inner.score_edges, score)].inc();
-        }
-        for (i, feature) in inner.features.iter().enumerate() {
-            let value = features.get(i).copied().unwrap_or(f32::NAN);
-            if value.is_nan() {
-                inner.missing[i].inc();
-                continue;
-            }
-            let value = f64::from(value);
-            if value < feature.min || value > feature.max {
-                inner.out_of_range[i].inc();
-            }
-            inner.bin_counters[feature.first_bin + bin_index(&feature.edges, value)].inc();
-        }
+        inner.count(score, approved, features, false);
         if let Some(slot) = &slot {
             for (group, &timestamp) in feature_group_timestamps
                 .iter()
@@ -486,36 +467,7 @@ impl DriftHandle {
     /// `model_approval_ratio`, `model_feature_age_seconds`), which describe the
     /// window only.
     pub fn record_late(&self, score: f64, approved: bool, features: &[f32]) {
-        let inner = &*self.inner;
-        let late = |index: usize| {
-            inner.late[index].fetch_add(1, Ordering::Relaxed);
-        };
-        if approved {
-            late(APPROVED);
-            inner.approved.fetch_add(1, Ordering::Relaxed);
-        }
-        if score.is_nan() {
-            late(UNSCORED);
-            inner.unscored.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let bin = bin_index(&inner.score_edges, score);
-            late(FIRST_SCORE_BIN + bin);
-            inner.score_counters[bin].inc();
-        }
-        for (i, feature) in inner.features.iter().enumerate() {
-            let value = features.get(i).copied().unwrap_or(f32::NAN);
-            if value.is_nan() {
-                inner.missing[i].inc();
-                continue;
-            }
-            let value = f64::from(value);
-            if value < feature.min || value > feature.max {
-                inner.out_of_range[i].inc();
-            }
-            let bin = feature.first_bin + bin_index(&feature.edges, value);
-            late(inner.first_feature_bin + bin);
-            inner.bin_counters[bin].inc();
-        }
+        self.inner.count(score, approved, features, true);
     }
 }
 
@@ -538,6 +490,42 @@ struct WindowValues {
 }
 
 impl DriftInner {
+    /// Counts one prediction in the cumulative counters; a `late` one is also noted
+    /// in `late`, which keeps it out of every window snapshot.
+    fn count(&self, score: f64, approved: bool, features: &[f32], late: bool) {
+        let note_late = |index: usize| {
+            if late {
+                self.late[index].fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        if approved {
+            note_late(APPROVED);
+            self.approved.fetch_add(1, Ordering::Relaxed);
+        }
+        if score.is_nan() {
+            note_late(UNSCORED);
+            self.unscored.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let bin = bin_index(&self.score_edges, score);
+            note_late(FIRST_SCORE_BIN + bin);
+            self.score_counters[bin].inc();
+        }
+        for (i, feature) in self.features.iter().enumerate() {
+            let value = features.get(i).copied().unwrap_or(f32::NAN);
+            if value.is_nan() {
+                self.missing[i].inc();
+                continue;
+            }
+            let value = f64::from(value);
+            if value < feature.min || value > feature.max {
+                self.out_of_range[i].inc();
+            }
+            let bin = feature.first_bin + bin_index(&feature.edges, value);
+            note_late(self.first_feature_bin + bin);
+            self.bin_counters[bin].inc();
+        }
+    }
+
     /// Copies the cumulative counters into `row`, laid out as a window snapshot.
     fn read_counters(&self, row: &[AtomicU64]) {
         let counters = [&self.unscored, &self.approved]

@@ -97,9 +97,4 @@ impl ObservationHandle {
             self.ignored[field.index()].inc_by(n);
         }
     }
-
-    /// Events counted so far with `outcome`.
-    pub fn outcomes(&self, outcome: ObservationOutcome) -> u64 {
-        self.outcomes[outcome.index()].get()
-    }
 }

@@ -557,3 +557,27 @@ async fn a_full_queue_answers_429_and_counts_the_drop() {
         "every accepted event is recorded, none of the dropped"
     );
 }
+
+#[tokio::test]
+async fn a_stopped_collector_answers_503_and_keeps_nothing() {
+    let app = TestApp::with_monitored(&[]).await;
+    let collector = watched(&app).collector().expect("monitor-only");
+    let (status, _) = app.call_as(URI, JSON, events(vec![event(0.1)])).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    recorded(&app).await;
+    collector.stop();
+    let (status, answer) = app.call_as(URI, JSON, events(vec![event(0.2)])).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"]["type"], "unavailable", "{answer}");
+    assert_eq!(
+        outcome(&app, "accepted"),
+        1.0,
+        "the refused event is not counted"
+    );
+    assert_eq!(
+        collector.queued(),
+        0,
+        "its places in the queue are given back"
+    );
+    assert_eq!(requests(&app, "success", "approved"), 1.0);
+}
