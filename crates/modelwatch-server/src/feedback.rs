@@ -58,6 +58,10 @@ pub fn calibration_of(model: &crate::load::LoadedModel) -> Calibration {
         .collect()
 }
 
+/// Longest wait for the prediction log to make labels durable before the request is
+/// answered 504 (nothing acknowledged; a resend is safe).
+pub const DURABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The prediction log and the ground-truth metrics of every served model.
 #[derive(Debug)]
 pub struct GroundTruth {
@@ -177,15 +181,26 @@ impl GroundTruth {
         }
     }
 
-    /// Joins `labels`, waits until they are durable, counts them and returns their
-    /// outcomes in order.
-    async fn submit(&self, labels: Vec<LabelRecord>) -> Result<Vec<LabelOutcome>, ApiError> {
+    /// Joins `labels`, waits (at most [`DURABLE_WITHIN`]) until they are durable, and
+    /// returns their outcomes in order. They are counted by the log's writer as soon
+    /// as they are durable, so a client that hangs up (its request future dropped)
+    /// still has its stored labels counted exactly once.
+    async fn submit(
+        self: &Arc<Self>,
+        labels: Vec<LabelRecord>,
+    ) -> Result<Vec<LabelOutcome>, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let keep = labels.clone();
+        let truth = self.clone();
         self.log
             .submit_labels(
                 labels,
                 Box::new(move |result| {
+                    if let Ok(outcomes) = &result {
+                        for (label, outcome) in keep.iter().zip(outcomes) {
+                            truth.count(label, outcome);
+                        }
+                    }
                     let _ = tx.send(result);
                 }),
             )
@@ -193,15 +208,16 @@ impl GroundTruth {
                 modelwatch_log::LogError::Full => ApiError::Overloaded,
                 _ => ApiError::Unavailable,
             })?;
-        // Counted here even if the client has gone: the label is stored either way.
-        let outcomes = rx
-            .await
-            .map_err(|_| ApiError::Unavailable)?
-            .map_err(|e| ApiError::Internal(format!("prediction log: {e}")))?;
-        for (label, outcome) in keep.iter().zip(&outcomes) {
-            self.count(label, outcome);
+        match tokio::time::timeout(DURABLE_WITHIN, rx).await {
+            Ok(Ok(Ok(outcomes))) => Ok(outcomes),
+            Ok(Ok(Err(e))) => Err(ApiError::Internal(format!("prediction log: {e}"))),
+            Ok(Err(_)) => Err(ApiError::Unavailable),
+            // Not acknowledged: the client resends, and a label stored meanwhile
+            // counts as a duplicate, never twice.
+            Err(_) => Err(ApiError::Timeout {
+                deadline_ms: DURABLE_WITHIN.as_millis() as u64,
+            }),
         }
-        Ok(outcomes)
     }
 
     /// Writes what is queued, durably, and stops the log's writer.
@@ -346,6 +362,7 @@ fn answer(labels: &[LabelRecord], outcomes: &[LabelOutcome]) -> Vec<FeedbackOut>
     (status = 400, description = "`invalid_json` or `invalid_field`: the message names the field; nothing is stored", body = crate::error::ErrorBody),
     (status = 429, description = "`overloaded`: the log's queue is full; nothing is stored, retry", body = crate::error::ErrorBody),
     (status = 503, description = "`unavailable`: no prediction log, or shutting down; nothing is stored", body = crate::error::ErrorBody),
+    (status = 504, description = "`timeout`: the log did not make the labels durable within 10 s; nothing is acknowledged, resend (a label stored meanwhile counts once, the resend as a duplicate)", body = crate::error::ErrorBody),
 ))]
 pub(crate) async fn feedback(
     State(state): State<Arc<AppState>>,
@@ -375,6 +392,7 @@ pub(crate) async fn feedback(
     (status = 413, description = "`payload_too_large` or `batch_too_large` (over --max-batch-request)", body = crate::error::ErrorBody),
     (status = 429, description = "`overloaded`: the log's queue is full; nothing is stored, retry", body = crate::error::ErrorBody),
     (status = 503, description = "`unavailable`: no prediction log, or shutting down; nothing is stored", body = crate::error::ErrorBody),
+    (status = 504, description = "`timeout`: the log did not make the labels durable within 10 s; nothing is acknowledged, resend (a label stored meanwhile counts once, the resend as a duplicate)", body = crate::error::ErrorBody),
 ))]
 pub(crate) async fn feedback_batch(
     State(state): State<Arc<AppState>>,

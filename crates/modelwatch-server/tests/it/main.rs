@@ -1,5 +1,6 @@
 //! Integration tests of the serving pipeline, one module per area.
 
+mod feedback;
 mod flood;
 mod fuzz_corpus;
 mod observations;
