@@ -313,9 +313,17 @@ pub const CLOSED_SETS: &[(&str, &[&str])] = &[
     (crate::schema::label::OPERATION, &["hit", "miss"]),
     (
         crate::schema::label::KIND,
-        &["timeout", "unavailable", "decode"],
+        &["timeout", "unavailable", "decode", "circuit_open"],
     ),
     (crate::schema::label::LABEL, &["model", "version"]),
+    (
+        crate::schema::label::OUTCOME,
+        &["accepted", "invalid", "dropped"],
+    ),
+    (
+        crate::schema::label::FIELD,
+        &["feature", "feature_group", "stage"],
+    ),
 ];
 
 #[cfg(test)]
@@ -334,7 +342,10 @@ mod tests {
             values(CacheOperation::ALL, CacheOperation::as_str),
             values(StoreErrorKind::ALL, StoreErrorKind::as_str),
             values(GuardedLabel::ALL, GuardedLabel::as_str),
+            values(ObservationOutcome::ALL, ObservationOutcome::as_str),
+            values(IgnoredField::ALL, IgnoredField::as_str),
         ];
+        assert_eq!(CLOSED_SETS.len(), enums.len());
         for ((_, documented), actual) in CLOSED_SETS.iter().zip(enums.iter()) {
             assert_eq!(documented, &actual.as_slice());
         }
