@@ -368,11 +368,15 @@ async fn a_year_in_victoria_metrics_answers_year_over_year_and_every_rule_and_pa
         let traffic =
             modelwatch_loadgen::traffic(options.population.config(), config.stream, config.rps)
                 .expect("traffic");
+        // Each answer's label 2 s later: the ground-truth row's data.
         tokio::spawn(async move {
-            modelwatch_loadgen::run(
+            modelwatch_loadgen::run_with_labels(
                 &config,
                 &Scenario::named("clean").expect("clean"),
                 traffic,
+                Some(modelwatch_loadgen::LabelConfig {
+                    delay: Duration::from_secs(2),
+                }),
                 |_, _| {},
             )
             .await
