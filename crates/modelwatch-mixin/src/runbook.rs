@@ -237,8 +237,9 @@ fn entry(config: &MixinConfig, name: &str) -> Option<Entry> {
                 s(
                     "The store itself: is Redis up (`redis-cli PING`), out of memory, failing over, or reloading after a restart; is the password or certificate still valid.",
                 ),
-                s(
-                    "`model_feature_store_breaker_open` per replica, and the serve log's `circuit breaker opened/closed` lines.",
+                format!(
+                    "`{}` per replica, and the serve log's `circuit breaker opened/closed` lines.",
+                    schema::FEATURE_STORE_BREAKER_OPEN.name
                 ),
             ],
             queries: vec![
