@@ -251,7 +251,21 @@ fn the_reference_command_scores_a_holdout_csv() {
         .collect();
     let reference_from_expected =
         Distribution::from_values("score", None, expected, 8).expect("builds");
-    assert_eq!(reference.score, reference_from_expected);
+    // The calibrated score keeps every quantile edge of the model's own scores (the
+    // threshold's edge comes on top) and their range.
+    for edge in &reference_from_expected.edges {
+        assert!(
+            reference.score.edges.contains(edge),
+            "{edge} missing from {:?}",
+            reference.score.edges
+        );
+    }
+    assert_eq!(
+        reference.score.edges.len(),
+        reference_from_expected.edges.len() + 1
+    );
+    assert_eq!(reference.score.min, reference_from_expected.min);
+    assert_eq!(reference.score.max, reference_from_expected.max);
 
     // A holdout without a card feature names the column.
     std::fs::write(&holdout, "f0,f1\n1,2\n").expect("writes");
