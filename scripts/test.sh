@@ -91,8 +91,11 @@ drills_pid=$!
 trap 'kill "$drills_pid" 2>/dev/null || true' EXIT
 skip_drills=(--skip each_scenario_fires_its_alert_and_clean_traffic_fires_nothing
     --skip clean_traffic_raises_no_alert_and_after_warm_up_none_is_pending)
+# The benches (criterion, `harness = false`) take no --skip, so they run (in test
+# mode: each benchmark once) in a cargo test of their own.
 tests_rc=0
-cargo test --workspace --all-targets --locked -- "${skip_drills[@]}" || tests_rc=$?
+cargo test --workspace --lib --bins --tests --examples --locked -- "${skip_drills[@]}" || tests_rc=$?
+cargo test --workspace --benches --locked || tests_rc=$?
 step "waiting for the drill lane (scenario drills, then the false-alarm drill)"
 drills_rc=0
 wait "$drills_pid" || drills_rc=$?

@@ -36,6 +36,7 @@ async fn clean_traffic_raises_no_alert_and_after_warm_up_none_is_pending() {
         lab,
         stream: 7,
         read_status: false,
+        labels: None,
     };
     let report = drill::run(&plan, &traffic, |line| {
         eprintln!("false-alarm drill: {line}")

@@ -7,7 +7,7 @@
 //! a mixin config behaves at their own traffic rate before trusting its pages.
 
 use crate::lab::{LAB_SIM_SPEED, Lab, LabOptions};
-use modelwatch_loadgen::{LoadConfig, Scenario};
+use modelwatch_loadgen::{LabelConfig, LoadConfig, Scenario};
 use modelwatch_mixin::MixinConfig;
 use modelwatch_status::Verdict;
 use std::collections::BTreeMap;
@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 /// How long a drill lets traffic flow before Prometheus starts, as a server in
 /// production is scraped once it serves.
 pub const PROMETHEUS_DELAY: Duration = Duration::from_secs(2);
+
+/// The compressed label delay of `modelwatch drill` for the scenarios that need
+/// labels: two minutes (two seconds of wall time at `--speedup 60`).
+pub const DEFAULT_LABEL_DELAY: Duration = Duration::from_secs(120);
 
 /// How often a drill reads the alerts.
 const POLL: Duration = Duration::from_secs(1);
@@ -58,6 +62,10 @@ pub struct DrillPlan {
     /// Read the status verdict when the expected alert fires (or at the end of a
     /// scenario without one).
     pub read_status: bool,
+    /// Send each answer's label this long (wall clock) after it, from the
+    /// simulator's ground truth and the scenario's label mode. Scenarios whose
+    /// incident is in the labels need it ([`Scenario::needs_labels`]).
+    pub labels: Option<LabelConfig>,
 }
 
 /// When one alert went pending and fired, in wall-clock time since traffic started.
@@ -256,6 +264,11 @@ pub async fn run(
     mut progress: impl FnMut(&str),
 ) -> anyhow::Result<DrillReport> {
     let scenario = &plan.scenario;
+    anyhow::ensure!(
+        !scenario.needs_labels() || plan.labels.is_some(),
+        "scenario {} is an incident in the labels, and the drill sends none",
+        scenario.name
+    );
     let opts = plan.lab.clone();
     progress("starting the lab");
     let mut lab = tokio::task::spawn_blocking(move || Lab::start(&opts, |_| {})).await??;
@@ -278,9 +291,10 @@ pub async fn run(
     let incident_at = scenario.incident_start(plan.run);
     let load = {
         let scenario = scenario.clone();
-        tokio::spawn(
-            async move { modelwatch_loadgen::run(&config, &scenario, stream, |_, _| {}).await },
-        )
+        let labels = plan.labels;
+        tokio::spawn(async move {
+            modelwatch_loadgen::run_with_labels(&config, &scenario, stream, labels, |_, _| {}).await
+        })
     };
     tokio::time::sleep(PROMETHEUS_DELAY).await;
     progress("starting prometheus with the mixin");
@@ -425,6 +439,13 @@ pub struct DrillArgs {
     #[arg(long, default_value_t = 1)]
     pub stream: u64,
 
+    /// Send each answer's label this much compressed time later (`2h` at `--speedup
+    /// 60` is 2 minutes), drawn from the simulator's ground truth. Default: `2m` for
+    /// the scenarios whose incident is in the labels (concept_drift, label_delay),
+    /// no labels for the others.
+    #[arg(long, value_name = "DURATION", value_parser = modelwatch_loadgen::cli::parse_label_delay)]
+    pub label_delay: Option<Duration>,
+
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -458,7 +479,13 @@ pub async fn run_cli(args: &DrillArgs) -> anyhow::Result<ExitCode> {
     }
     lab.with_prometheus = false;
     let run = args.duration.div_f64(args.speedup);
+    let label_delay = args
+        .label_delay
+        .or_else(|| scenario.needs_labels().then_some(DEFAULT_LABEL_DELAY));
     let plan = DrillPlan {
+        labels: label_delay.map(|d| LabelConfig {
+            delay: d.div_f64(args.speedup),
+        }),
         scenario,
         rps: args.rps,
         run,

@@ -132,6 +132,11 @@ pub struct LoadgenArgs {
 /// Runs `modelwatch loadgen`.
 pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut scenario = Scenario::named(&args.scenario).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        !scenario.needs_labels() || args.label_delay.is_some(),
+        "scenario {} is an incident in the labels, and no label is sent\nhint: add --label-delay 2s (the labels follow the answers by that much)",
+        scenario.name
+    );
     if let (Some(stop), Some(start)) = (&args.store_stop_command, &args.store_start_command) {
         scenario = scenario.with_store_commands(stop, start);
     }
@@ -188,7 +193,8 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn parse_label_delay(text: &str) -> Result<Duration, String> {
+/// Parses `--label-delay` (any duration, zero included).
+pub fn parse_label_delay(text: &str) -> Result<Duration, String> {
     modelwatch_duration::parse(text)
 }
 

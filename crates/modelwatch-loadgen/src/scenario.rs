@@ -248,6 +248,12 @@ impl Scenario {
         self
     }
 
+    /// Whether the incident is in the labels (`concept_drift`, `label_delay`): its
+    /// alert reads delayed labels, so the traffic must send them.
+    pub fn needs_labels(&self) -> bool {
+        matches!(self.name, "concept_drift" | "label_delay")
+    }
+
     /// Whether any phase sets faults on the server.
     pub fn injects_faults(&self) -> bool {
         self.phases.iter().any(|p| {
@@ -393,6 +399,9 @@ mod tests {
     #[test]
     fn label_modes_follow_the_scenario() {
         assert_eq!(label_mode("label_delay", 0.1), LabelMode::Truth);
+        assert!(Scenario::named("label_delay").unwrap().needs_labels());
+        assert!(Scenario::named("concept_drift").unwrap().needs_labels());
+        assert!(!Scenario::named("score_drift").unwrap().needs_labels());
         assert_eq!(label_mode("label_delay", 0.5).truth(true, 1), None);
         assert_eq!(label_mode("clean", 0.9).truth(true, 1), Some(true));
         let drifted = label_mode("concept_drift", 0.5);
