@@ -94,8 +94,8 @@ skip_drills=(--skip each_scenario_fires_its_alert_and_clean_traffic_fires_nothin
 # The benches (criterion, `harness = false`) take no --skip, so they run (in test
 # mode: each benchmark once) in a cargo test of their own.
 tests_rc=0
-cargo test --workspace --lib --bins --tests --examples --locked -- "${skip_drills[@]}" || tests_rc=$?
-cargo test --workspace --benches --locked || tests_rc=$?
+cargo test --workspace --lib --bins --tests --examples --locked --no-fail-fast -- "${skip_drills[@]}" || tests_rc=$?
+cargo test --workspace --benches --locked --no-fail-fast || tests_rc=$?
 step "waiting for the drill lane (scenario drills, then the false-alarm drill)"
 drills_rc=0
 wait "$drills_pid" || drills_rc=$?
