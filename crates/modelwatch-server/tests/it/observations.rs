@@ -581,3 +581,105 @@ async fn a_stopped_collector_answers_503_and_keeps_nothing() {
     );
     assert_eq!(requests(&app, "success", "approved"), 1.0);
 }
+
+/// Three collectors behind one Service, each sent a third of the events, export
+/// counters and histograms whose sums over the replicas equal one collector's that
+/// was sent them all: the fleet aggregates exactly as served replicas do.
+#[tokio::test]
+async fn collectors_add_up_across_replicas() {
+    let all = TestApp::with_monitored(&[]).await;
+    let replicas = [
+        TestApp::with_monitored(&[]).await,
+        TestApp::with_monitored(&[]).await,
+        TestApp::with_monitored(&[]).await,
+    ];
+    let mut batches: [Vec<serde_json::Value>; 3] = Default::default();
+    let mut every = Vec::new();
+    for i in 0..300u32 {
+        let mut e = event(f64::from(i % 100) / 100.0);
+        e["prediction_id"] = json!(format!("p-{i}"));
+        e["features"]["amount"] = json!(5.0 + f64::from(i * 37 % 500));
+        e["features"]["terminal_risk_1d"] = json!(f64::from(i % 7) / 10.0);
+        if i % 11 == 0 {
+            e["features"]["customer_avg_amount_7d"] = serde_json::Value::Null;
+        }
+        if i % 13 == 0 {
+            e = json!({"status": if i % 2 == 0 { "error" } else { "timeout" }});
+        }
+        e["stages"] = json!({"inference": 1e-4 * f64::from(1 + i % 9)});
+        every.push(e.clone());
+        batches[i as usize % 3].push(e);
+    }
+    let (status, answer) = all.call_as(URI, JSON, events(every)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    for (app, batch) in replicas.iter().zip(batches) {
+        let (status, answer) = app.call_as(URI, JSON, events(batch)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+    recorded(&all).await;
+    for app in &replicas {
+        recorded(app).await;
+    }
+
+    // Every counter and histogram sample of the watched model, by name and labels.
+    type Key = (String, Vec<(String, String)>);
+    let additive = |app: &TestApp| -> std::collections::BTreeMap<Key, f64> {
+        let m = app.metrics();
+        m.families
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.kind,
+                    modelwatch_testkit::exposition::MetricType::Counter
+                        | modelwatch_testkit::exposition::MetricType::Histogram
+                )
+            })
+            .flat_map(|f| f.samples.iter())
+            .filter(|s| s.label("model") == MONITORED_MODEL && !s.name.ends_with("_created"))
+            .map(|s| {
+                let labels = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                ((s.name.clone(), labels), s.value)
+            })
+            .collect()
+    };
+    let whole = additive(&all);
+    let mut summed = std::collections::BTreeMap::<Key, f64>::new();
+    for app in &replicas {
+        for (key, value) in additive(app) {
+            *summed.entry(key).or_default() += value;
+        }
+    }
+    for name in [
+        "model_score_bin_total",
+        "model_feature_bin_total",
+        "model_feature_missing_total",
+        "model_requests_total",
+        "model_stage_duration_seconds_count",
+    ] {
+        assert!(
+            whole.keys().any(|(n, _)| n == name),
+            "the single collector exports no {name}"
+        );
+    }
+    let keys: std::collections::BTreeSet<&Key> = whole.keys().chain(summed.keys()).collect();
+    let mut differ = Vec::new();
+    for key in keys {
+        let (a, b) = (
+            whole.get(key).copied().unwrap_or(0.0),
+            summed.get(key).copied().unwrap_or(0.0),
+        );
+        if (a - b).abs() > 1e-9 * a.abs().max(1.0) {
+            differ.push(format!("{key:?}: one collector {a}, three summed {b}"));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} series differ:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
+}
