@@ -11,16 +11,18 @@
 
 (b) The client's cost: the FastAPI example app (examples/fastapi-fraud/app.py) twice
     under uvicorn, with the client (MODELWATCH_CLIENT=1, sending to the serve above)
-    and without (MODELWATCH_CLIENT=0), driven by wrk in alternating short rounds.
-    For each round: the uvicorn process's CPU seconds (utime + stime of every thread,
-    the client's sender thread included, from /proc/PID/stat) per request. Prints the
-    median of each and the ratio. Target: the client adds <= 5%.
+    and without (MODELWATCH_CLIENT=0), driven by wrk in alternating short rounds at
+    the same rate (--app-rate, default 400 req/s: a served model runs below its
+    saturation; 0 saturates). For each round: the uvicorn process's CPU seconds
+    (utime + stime of every thread, the client's sender thread included, from
+    /proc/PID/stat) per request. Prints the median of each and the median of the
+    per-round ratios. Target: the client adds <= 5%.
 
 It prints a table; it asserts nothing. Needs wrk (apt-get install -y wrk) and the
 example's requirements in the python running it (or --python).
 
     python3 bench/collector.py [--binary target/release/modelwatch] [--rounds 4]
-        [--duration 10] [--app-duration 5] [--skip-ingest] [--skip-client]
+        [--duration 10] [--app-duration 8] [--app-rate 400] [--skip-ingest] [--skip-client]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -44,6 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "fastapi-fraud")
 MODEL = "fraud-fastapi"
 LUA = os.path.join(ROOT, "bench", "wrk-bodies.lua")
+PACED_LUA = os.path.join(ROOT, "bench", "wrk-bodies-paced.lua")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -82,9 +86,10 @@ def stop(proc):
             proc.wait()
 
 
-def cpu_seconds(pid):
-    """utime + stime of the whole process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid, tid=None):
+    """utime + stime of the whole process (all its threads), or of its thread `tid`,
+    in seconds."""
+    with open(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
@@ -117,9 +122,14 @@ def parse_wrk(text):
     }
 
 
-def wrk(url, path, bodies, duration, connections):
+def wrk(url, path, bodies, duration, connections, rate=0):
+    """wrk -t1 with `bodies` round robin; at about `rate` requests/s when > 0."""
+    script = ["-s", LUA, url, "--", path, bodies]
+    if rate > 0:
+        script = ["-s", PACED_LUA, url, "--", path, bodies, "application/json", str(rate),
+                  str(connections)]
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", LUA, url, "--", path, bodies],
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", *script],
         capture_output=True, text=True, check=True,
     ).stdout
     return parse_wrk(out)
@@ -241,7 +251,10 @@ def run_client_cost(args, api, tmp):
     off = start_app(args, off_port, False, None, tmp)
     per_request = {True: [], False: []}
     rps = {True: [], False: []}
+    sender_per_request = []
     try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{on_port}/watch/stats", timeout=5) as r:
+            sender = json.load(r)["sender_thread_id"]
         for client_on, port, proc in ((True, on_port, on), (False, off_port, off)):  # warm-up
             wrk(f"http://127.0.0.1:{port}", "/predict", bodies, 2, args.app_connections)
         for r in range(args.rounds):
@@ -250,14 +263,17 @@ def run_client_cost(args, api, tmp):
                 order.reverse()
             for client_on, port, proc in order:
                 cpu0 = cpu_seconds(proc.pid)
+                sender0 = cpu_seconds(on.pid, sender)
                 started = time.monotonic()
                 w = wrk(f"http://127.0.0.1:{port}", "/predict", bodies, args.app_duration,
-                        args.app_connections)
+                        args.app_connections, rate=args.app_rate)
                 elapsed = time.monotonic() - started
                 time.sleep(0.3)  # the last batch of the sender thread lands in this round
                 cpu = cpu_seconds(proc.pid) - cpu0
                 ok = w["requests"] - w["non2xx"]
                 per_request[client_on].append(cpu / max(ok, 1))
+                if client_on:
+                    sender_per_request.append((cpu_seconds(on.pid, sender) - sender0) / max(ok, 1))
                 rps[client_on].append(ok / elapsed)
                 log(f"round {r + 1} client {'on ' if client_on else 'off'}: {ok / elapsed:,.0f} req/s, "
                     f"{cpu / max(ok, 1) * 1e6:,.0f} µs CPU/request, {w}")
@@ -267,7 +283,51 @@ def run_client_cost(args, api, tmp):
         stop(on)
         stop(off)
     ratios = [a / b for a, b in zip(per_request[True], per_request[False])]
-    return per_request, rps, ratios, stats
+    return per_request, rps, ratios, stats, sender_per_request
+
+
+def run_observe_cost(args, api):
+    """The client's own CPU per observe() call, in this process: a loop of observe()
+    with the example's arguments against the real collector, flushed, against the
+    same loop without the call. process_time() counts every thread, the sender's
+    encoding, JSON and HTTP included."""
+    sys.path.insert(0, os.path.join(ROOT, "clients", "python", "src"))
+    from modelwatch_client import Watch
+
+    card, names, rows = holdout_rows()
+    now = time.time()
+    calls = []
+    for i in range(args.observe_calls):
+        row = rows[i % len(rows)]
+        calls.append({
+            "score": float(row["score"]), "decision": "approved",
+            "features": {n: float(row[n]) for n in names},
+            "feature_times": {"customer": now - 30, "terminal": now - 30},
+            "stages": {"feature_fetch": 3e-5, "inference": 4e-4, "postprocess": 5e-6},
+            "prediction_id": f"tx-{i:08d}", "duration": 4.4e-4,
+        })
+
+    def baseline(kwargs):
+        return kwargs
+
+    results = []
+    for r in range(3):
+        with Watch(api, MODEL, max_buffer=len(calls) + 1) as watch:
+            start = time.process_time()
+            for kwargs in calls:
+                baseline(**{"kwargs": kwargs})
+            empty = time.process_time() - start
+            start = time.process_time()
+            for kwargs in calls:
+                watch.observe(**kwargs)
+            observed = time.process_time() - start
+            watch.flush(60)
+            total = time.process_time() - start
+            stats = watch.stats()
+        results.append(((observed - empty) / len(calls), (total - empty) / len(calls), stats))
+        log(f"observe() round {r + 1}: {results[-1][0] * 1e6:.1f} µs in the caller, "
+            f"{results[-1][1] * 1e6:.1f} µs with the sender thread's work; {stats}")
+    return results
 
 
 def main():
@@ -277,19 +337,31 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per ingest round")
     ap.add_argument("--ingest-rounds", type=int, default=2)
     ap.add_argument("--connections", type=int, default=32, help="wrk connections for ingest")
-    ap.add_argument("--rounds", type=int, default=4, help="rounds of each app variant")
-    ap.add_argument("--app-duration", type=int, default=5, help="seconds per app round")
+    ap.add_argument("--rounds", type=int, default=6, help="rounds of each app variant")
+    ap.add_argument("--app-duration", type=int, default=8, help="seconds per app round")
     ap.add_argument("--app-connections", type=int, default=16)
+    ap.add_argument("--app-rate", type=int, default=400,
+                    help="requests/s of the app rounds, about (default 400, about a third of its "
+                         "saturation on 2 cores); 0 saturates it, where GIL and scheduler contention "
+                         "make CPU per request swing with throughput")
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-client", action="store_true")
+    ap.add_argument("--observe-calls", type=int, default=50_000,
+                    help="observe() calls per round of the in-process measure")
     ap.add_argument("--serve-arg", action="append", default=[], help="an extra flag for serve")
     args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("error: wrk not found\nhint: apt-get install -y wrk")
+    if not os.path.exists(args.binary):
+        sys.exit(f"error: no binary at {args.binary}\n"
+                 "hint: cargo build --release -p modelwatch-cli (or give --binary PATH)")
 
     with tempfile.TemporaryDirectory(prefix="collector-bench-") as tmp:
         serve, api, metrics_url = start_serve(args, tmp)
         try:
             ingest = None if args.skip_ingest else run_ingest(args, api, metrics_url, tmp)
             cost = None if args.skip_client else run_client_cost(args, api, tmp)
+            observe = None if args.skip_client else run_observe_cost(args, api)
         finally:
             stop(serve)
 
@@ -308,16 +380,30 @@ def main():
         print("target: >= 200,000 events/s in batches (the median of the rounds above)")
         print()
     if cost:
-        per_request, rps, ratios, stats = cost
+        per_request, rps, ratios, stats, sender_per_request = cost
+        pace = f"at about {args.app_rate} req/s" if args.app_rate > 0 else "saturated"
         print(f"(b) the client's cost: examples/fastapi-fraud under uvicorn (1 worker), wrk -t1 "
-              f"-c{args.app_connections}, {args.rounds} alternating rounds of {args.app_duration}s")
+              f"-c{args.app_connections} {pace}, {args.rounds} alternating rounds of "
+              f"{args.app_duration}s")
         print(f"{'client':>7} {'req/s':>8} {'CPU µs/request':>15}")
         for on in (False, True):
             print(f"{'on' if on else 'off':>7} {statistics.median(rps[on]):>8,.0f} "
                   f"{statistics.median(per_request[on]) * 1e6:>15,.0f}")
         print(f"ratio on/off per round: {', '.join(f'{r:.3f}' for r in ratios)}; "
               f"median {statistics.median(ratios):.3f} (target <= 1.05)")
+        sender = statistics.median(sender_per_request)
+        print(f"the client's sender thread alone: {sender * 1e6:.0f} µs CPU/request (median), "
+              f"{sender / statistics.median(per_request[False]):.1%} of the app without the client")
         print(f"client stats: {json.dumps(stats)}")
+        print()
+        caller = statistics.median(x[0] for x in observe)
+        whole = statistics.median(x[1] for x in observe)
+        off = statistics.median(per_request[False])
+        print(f"(c) one observe() call in this process ({args.observe_calls:,} calls x 3 rounds, "
+              f"sent to the collector above, in batches of 100):")
+        print(f"    {caller * 1e6:.1f} µs CPU in the caller, {whole * 1e6:.1f} µs with the sender "
+              f"thread's encoding, JSON and HTTP: {whole / off:.1%} of the app's "
+              f"{off * 1e6:,.0f} µs CPU per request without the client (target <= 5%)")
 
 
 if __name__ == "__main__":

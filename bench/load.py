@@ -249,8 +249,12 @@ def run_stores(args, binary):
         servers = {}
         for name, store in (("sqlite", []), ("redis", ["--feature-store", f"redis://127.0.0.1:{rport}/0"])):
             port, mport = free_port(), free_port()
+            # One data directory (one seeded population), but each server its own
+            # prediction log: a log takes one server.
             cmd = [binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
-                   "--metrics-listen", f"127.0.0.1:{mport}", *store, *args.serve_arg]
+                   "--metrics-listen", f"127.0.0.1:{mport}",
+                   "--prediction-log", os.path.join(data, f"predictions-{name}.redb"),
+                   *store, *args.serve_arg]
             log(f"== {' '.join(cmd)}")
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(proc)

@@ -11,6 +11,7 @@ Environment:
   MODELWATCH_URL     the collector (serve's API address), default http://127.0.0.1:8080
   MODELWATCH_MODEL   the monitor-only card's name, default fraud-fastapi
   MODELWATCH_CLIENT  0 turns the client off (the benchmark's baseline), default 1
+  MODELWATCH_BATCH_SIZE  events per batch the client sends, default 100
   FRAUD_MODEL        the model file, default model/fraud-fastapi.joblib
 """
 
@@ -49,6 +50,7 @@ if os.environ.get("MODELWATCH_CLIENT", "1") != "0":
     watch = Watch(
         os.environ.get("MODELWATCH_URL", "http://127.0.0.1:8080"),
         os.environ.get("MODELWATCH_MODEL", "fraud-fastapi"),
+        batch_size=int(os.environ.get("MODELWATCH_BATCH_SIZE", "100")),
     )
 
 REQUESTS = Counter("fraud_http_requests", "HTTP requests", ["handler", "code"])
@@ -148,7 +150,7 @@ def watch_stats():
     """The client's counters (what it sent, refused and dropped)."""
     if watch is None:
         return {"enabled": False}
-    return {"enabled": True, **watch.stats()._asdict()}
+    return {"enabled": True, **watch.stats()._asdict(), "sender_thread_id": watch.sender_thread_id}
 
 
 

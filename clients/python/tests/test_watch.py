@@ -325,6 +325,18 @@ def test_context_manager_closes(collector):
     assert not watch._thread.is_alive()
 
 
+def test_sender_thread_id_names_a_thread_of_this_process_until_close(collector):
+    import os
+
+    watch = fast(collector.url)
+    tid = watch.sender_thread_id
+    assert isinstance(tid, int)
+    assert os.path.exists(f"/proc/self/task/{tid}") or not os.path.exists("/proc/self/task")
+    assert tid != threading.get_native_id()
+    assert watch.close(5)
+    assert watch.sender_thread_id is None
+
+
 def test_observe_from_many_threads_counts_every_event(collector):
     watch = fast(collector.url, batch_size=50, max_buffer=100_000)
 

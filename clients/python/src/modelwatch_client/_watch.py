@@ -221,6 +221,13 @@ class Watch:
             self._count("dropped_closed", left)
         return not self._thread.is_alive() and not left
 
+    @property
+    def sender_thread_id(self) -> Optional[int]:
+        """The sender thread's native id (`threading.get_native_id()`), to attribute
+        its CPU (`/proc/self/task/ID/stat`, py-spy); None once it has stopped."""
+        thread = self._thread
+        return thread.native_id if thread.is_alive() else None
+
     def stats(self) -> Stats:
         """Counts of events by outcome (see `Stats`)."""
         with self._lock:
