@@ -13,8 +13,9 @@
 //!   is full the prediction is dropped and counted ([`PredictionLog::dropped`]); its
 //!   label will later count as unmatched.
 //! - The writer drains what is queued (up to [`MAX_BATCH`] commands) into one write
-//!   transaction. A batch of predictions only is committed without an fsync
-//!   (`Durability::None`); at most every [`LogConfig::flush_interval`] a commit is
+//!   transaction; a batch of predictions only waits up to 5 ms for more, so a busy
+//!   server commits in few, large transactions, while a label commits at once. A
+//!   batch of predictions only is committed without an fsync (`Durability::None`); at most every [`LogConfig::flush_interval`] a commit is
 //!   made durable (`Durability::Immediate`), which persists every commit before it.
 //!   A crash loses at most that interval of predictions, never a label.
 //! - A batch that holds a label is always committed with `Durability::Immediate`, and
@@ -37,7 +38,7 @@ use modelwatch::Decision;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -408,6 +409,9 @@ struct Writer {
     dirty: bool,
 }
 
+/// How long a batch of predictions only waits for more before its commit.
+const LINGER: Duration = Duration::from_millis(5);
+
 /// How often the writer deletes what retention no longer keeps.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -427,12 +431,29 @@ impl Writer {
             };
             let mut stop = false;
             if let Some(first) = first {
+                // A batch of predictions only waits up to LINGER for more, so a busy
+                // server makes few, large commits (each commit costs the writer far
+                // more than an insert). Labels, and Stop, commit at once.
+                let mut urgent = !matches!(first, Command::Prediction(_));
                 batch.push(first);
+                let linger_until = Instant::now() + LINGER;
                 while batch.len() < MAX_BATCH {
-                    match receiver.try_recv() {
-                        Ok(command) => batch.push(command),
-                        Err(_) => break,
-                    }
+                    let next = match receiver.try_recv() {
+                        Ok(command) => command,
+                        Err(TryRecvError::Disconnected) => break,
+                        Err(TryRecvError::Empty) => {
+                            let left = linger_until.saturating_duration_since(Instant::now());
+                            if urgent || left.is_zero() {
+                                break;
+                            }
+                            match receiver.recv_timeout(left) {
+                                Ok(command) => command,
+                                Err(_) => break,
+                            }
+                        }
+                    };
+                    urgent |= !matches!(next, Command::Prediction(_));
+                    batch.push(next);
                 }
             }
             let mut writes = Vec::with_capacity(batch.len());
