@@ -13,10 +13,12 @@
 //!   is full the prediction is dropped and counted ([`PredictionLog::dropped`]); its
 //!   label will later count as unmatched.
 //! - The writer drains what is queued (up to [`MAX_BATCH`] commands) into one write
-//!   transaction; a batch of predictions only waits up to 5 ms for more, so a busy
-//!   server commits in few, large transactions, while a label commits at once. A
-//!   batch of predictions only is committed without an fsync (`Durability::None`); at most every [`LogConfig::flush_interval`] a commit is
-//!   made durable (`Durability::Immediate`), which persists every commit before it.
+//!   transaction. A batch of predictions only waits up to [`LogConfig::linger`] (5 ms)
+//!   for more, so a busy server commits in few, large transactions; a label, or
+//!   [`PredictionLog::close`], ends the wait at once. A batch of predictions only is
+//!   committed without an fsync (`Durability::None`); at most every
+//!   [`LogConfig::flush_interval`] a commit is made durable (`Durability::Immediate`),
+//!   which persists every commit before it.
 //!   A crash loses at most that interval of predictions, never a label.
 //! - A batch that holds a label is always committed with `Durability::Immediate`, and
 //!   only then are the labels' callbacks called. So a label the server acknowledged
@@ -99,14 +101,18 @@ pub struct LogConfig {
     pub queue_capacity: usize,
     /// Longest time a prediction-only commit stays without an fsync.
     pub flush_interval: Duration,
+    /// Longest time a batch of predictions only waits for more before its commit
+    /// (a commit costs the writer far more than an insert). A label or a close ends
+    /// the wait.
+    pub linger: Duration,
     /// A label arriving more than this after its prediction is late: stored, and
     /// counted apart from the confusion counts.
     pub late_after: Duration,
 }
 
 impl LogConfig {
-    /// Defaults for a file: 30 days, 1 GiB, 65,536 queued commands, 1 s flush, late
-    /// after 30 days.
+    /// Defaults for a file: 30 days, 1 GiB, 65,536 queued commands, 1 s flush, 5 ms
+    /// linger, late after 30 days.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
@@ -114,6 +120,7 @@ impl LogConfig {
             max_bytes: 1 << 30,
             queue_capacity: 65_536,
             flush_interval: Duration::from_secs(1),
+            linger: Duration::from_millis(5),
             late_after: Duration::from_secs(30 * 86_400),
         }
     }
@@ -409,9 +416,6 @@ struct Writer {
     dirty: bool,
 }
 
-/// How long a batch of predictions only waits for more before its commit.
-const LINGER: Duration = Duration::from_millis(5);
-
 /// How often the writer deletes what retention no longer keeps.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -431,12 +435,11 @@ impl Writer {
             };
             let mut stop = false;
             if let Some(first) = first {
-                // A batch of predictions only waits up to LINGER for more, so a busy
-                // server makes few, large commits (each commit costs the writer far
-                // more than an insert). Labels, and Stop, commit at once.
+                // A batch of predictions only lingers (LogConfig::linger) for more;
+                // labels and Stop commit at once.
                 let mut urgent = !matches!(first, Command::Prediction(_));
                 batch.push(first);
-                let linger_until = Instant::now() + LINGER;
+                let linger_until = Instant::now() + self.config.linger;
                 while batch.len() < MAX_BATCH {
                     let next = match receiver.try_recv() {
                         Ok(command) => command,

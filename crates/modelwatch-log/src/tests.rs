@@ -176,3 +176,62 @@ fn a_full_queue_drops_predictions_and_refuses_labels_without_blocking() {
     }
     assert!(matches!(outcomes.unwrap()[0], LabelOutcome::Matched(_)));
 }
+
+#[test]
+fn predictions_linger_for_one_commit_and_a_label_ends_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path().join("log.redb"));
+    // Long enough that only a label (or a close) can end the wait in this test.
+    config.linger = Duration::from_secs(3600);
+    let log = PredictionLog::open(config).unwrap();
+    let t = now();
+    assert!(log.record(prediction("a", 0.9, Decision::AtOrAbove, t)));
+    assert!(log.record(prediction("b", 0.1, Decision::Below, t)));
+    // The writer has taken them and waits for more: nothing is committed yet.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(log.prediction("a").unwrap().is_none());
+    assert_eq!(log.stats().unwrap().0, 0);
+    // A label commits the batch it joins, its own prediction included. (Bounded:
+    // a writer that waited out the linger would fail here, not hang the suite.)
+    let (tx, rx) = std::sync::mpsc::channel();
+    log.submit_labels(
+        vec![label("a", true, t)],
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    )
+    .unwrap();
+    let Ok(outcomes) = rx.recv_timeout(Duration::from_secs(60)) else {
+        // Dropping the log would close it, which waits for the same writer.
+        std::mem::forget(log);
+        panic!("the label did not end the linger");
+    };
+    let outcomes = outcomes.unwrap();
+    assert!(
+        matches!(outcomes[0], LabelOutcome::Matched(_)),
+        "{outcomes:?}"
+    );
+    assert_eq!(log.stats().unwrap().0, 2);
+    assert!(log.prediction("b").unwrap().is_some());
+}
+
+#[test]
+fn close_ends_the_linger_and_keeps_what_waited() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    let mut config = LogConfig::new(&path);
+    config.linger = Duration::from_secs(3600);
+    let log = PredictionLog::open(config).unwrap();
+    assert!(log.record(prediction("a", 0.5, Decision::Below, now())));
+    std::thread::sleep(Duration::from_millis(50));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        log.close();
+        drop(log);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("close ended the linger");
+    let reopened = PredictionLog::open(LogConfig::new(&path)).unwrap();
+    assert!(reopened.prediction("a").unwrap().is_some());
+}
