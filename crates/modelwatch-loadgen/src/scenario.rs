@@ -248,10 +248,11 @@ impl Scenario {
         self
     }
 
-    /// Whether the incident is in the labels (`concept_drift`, `label_delay`): its
-    /// alert reads delayed labels, so the traffic must send them.
+    /// Whether the incident is in the labels (its [`label_mode`] leaves the ground
+    /// truth: `concept_drift`, `label_delay`): its alert reads delayed labels, so the
+    /// traffic must send them.
     pub fn needs_labels(&self) -> bool {
-        matches!(self.name, "concept_drift" | "label_delay")
+        label_mode(self.name, 1.0) != LabelMode::Truth
     }
 
     /// Whether any phase sets faults on the server.
