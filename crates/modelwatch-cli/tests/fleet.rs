@@ -300,7 +300,9 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
     let mut last_at = f64::NAN;
     let mut fleet_psi = f64::NAN;
     for _ in 0..5 {
-        let at_seconds = loop {
+        // The next evaluation's time (rules evaluate every second here; bounded).
+        let mut next = None;
+        for _ in 0..240 {
             let at_samples = modelwatch_stack::query(
                 &client,
                 &prom,
@@ -310,10 +312,12 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
             .expect("query");
             let at = at_samples.first().expect("the PSI rule has a value").value;
             if at != last_at {
-                break at;
+                next = Some(at);
+                break;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
-        };
+        }
+        let at_seconds = next.expect("the PSI rule evaluated again within 60 s");
         last_at = at_seconds;
         // Let any scrape that started before the evaluation finish appending.
         tokio::time::sleep(Duration::from_millis(500)).await;
