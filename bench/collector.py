@@ -294,7 +294,7 @@ def run_observe_cost(args, api):
     sys.path.insert(0, os.path.join(ROOT, "clients", "python", "src"))
     from modelwatch_client import Watch
 
-    card, names, rows = holdout_rows()
+    _, names, rows = holdout_rows()
     now = time.time()
     calls = []
     for i in range(args.observe_calls):
@@ -307,15 +307,15 @@ def run_observe_cost(args, api):
             "prediction_id": f"tx-{i:08d}", "duration": 4.4e-4,
         })
 
-    def baseline(kwargs):
-        return kwargs
+    def baseline(**kwargs):
+        return None
 
     results = []
     for r in range(3):
         with Watch(api, MODEL, max_buffer=len(calls) + 1) as watch:
             start = time.process_time()
             for kwargs in calls:
-                baseline(**{"kwargs": kwargs})
+                baseline(**kwargs)
             empty = time.process_time() - start
             start = time.process_time()
             for kwargs in calls:
