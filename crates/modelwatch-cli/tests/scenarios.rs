@@ -29,9 +29,12 @@ const LABELS_RUN: Duration = Duration::from_secs(240);
 /// Wall-clock time from an answer to its label: two compressed minutes.
 const LABEL_DELAY: Duration = Duration::from_secs(2);
 const RPS: f64 = 50.0;
-/// Drills at once: all nine would starve two cores (and a starved server is a real
-/// latency incident, which is not what the clean drill is about).
-const PARALLEL: usize = 3;
+/// Drills at once: all twelve would starve two cores (and a starved server is a real
+/// latency incident, which is not what the clean drill is about). Two, because the
+/// test script runs this binary beside the rest of the suite: with three, one run in
+/// four saw the store time out (`ModelWatchFeatureStoreFailing`) and the latency
+/// budget burn on clean traffic in the first 40 s.
+const PARALLEL: usize = 2;
 
 /// What every drill shares: one simulated history and one seeded store.
 struct Shared {
