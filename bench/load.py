@@ -33,6 +33,17 @@ realistic mix, same seed) in all, and prints the median of each and each one's
 throughput against /v1/predict per round.
 
     python3 bench/load.py --protocols [--rounds 3] [--mix realistic] [--binary PATH]
+
+With --compare, the three systems run side by side (each idle while another is
+measured) and rounds alternate between them: in each round, for each traffic mix
+(realistic, uniform, unknown), wrk runs against the echo, `serve` and `serve
+--no-instrumentation`, in an order that rotates from round to round, then the fixed
+rate (loadgen) against each. It prints the median of the per-round ratios (serve /
+echo, the instrumentation's cost 1 - serve / bare), each round's ratios, and the
+machine's load during each run (load average, and the CPU of processes it did not
+start, in cores), so a disturbed round can be seen and set aside.
+
+    python3 bench/load.py --compare [--rounds 5] [--duration 8] [--mixes-of realistic,uniform]
 """
 
 import argparse
@@ -48,6 +59,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import load_average, measured  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -368,7 +382,178 @@ def run_protocols(args, binary):
         print(json.dumps(rounds, indent=2))
 
 
+def stop(proc, timeout=30):
+    """SIGTERM, then SIGKILL after `timeout`; returns the exit code (or "killed")."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return "killed"
+
+
+def series_count(metrics_url):
+    """Samples (series) in one scrape: the lines that are not comments."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def histograms(metrics_url):
+    """{(family, stage or ""): {upper bound: cumulative count}} of serve's request and
+    stage latency histograms, summed over the other labels."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'^(model_request_duration_seconds|model_stage_duration_seconds)_bucket\{(.*)\} (\S+)', line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+        key = (m.group(1), labels.get("stage", ""))
+        out.setdefault(key, {})
+        out[key][le] = out[key].get(le, 0) + float(m.group(3))
+    return out
+
+
+def tail(before, after):
+    """Per histogram: (count, share over 0.5 ms, share over 1 ms, p99 by linear
+    interpolation within its bucket, in ms) of what was observed between two scrapes."""
+    rows = {}
+    for key, buckets in after.items():
+        delta = {le: c - before.get(key, {}).get(le, 0) for le, c in buckets.items()}
+        bounds = sorted(delta)
+        total = delta[float("inf")]
+        if total <= 0:
+            continue
+        over = lambda bound: 1 - delta.get(bound, 0) / total  # noqa: E731
+        target, low, below, p99 = 0.99 * total, 0.0, 0.0, None
+        for le in bounds:
+            if delta[le] >= target:
+                p99 = le if le == float("inf") else low + (le - low) * (target - below) / max(delta[le] - below, 1e-9)
+                break
+            low, below = le, delta[le]
+        rows[key] = (total, over(0.0005), over(0.001), p99 * 1e3 if p99 is not None else None)
+    return rows
+
+
+def run_compare(args, binary, echo):
+    mixes = [m.strip() for m in args.mixes_of.split(",") if m.strip()]
+    for m in mixes:
+        if m not in MIXES:
+            sys.exit(f"error: unknown mix {m!r}\nhint: --mixes-of takes a comma-separated list of "
+                     f"{', '.join(MIXES)}")
+    data = tempfile.mkdtemp(prefix="modelwatch-bench-")
+    procs, urls, metrics_urls = {}, {}, {}
+    rounds = []
+    try:
+        seed_store(binary, data)
+        population = stored_population(data)
+        for name in SYSTEMS:
+            port = free_port()
+            if name == "echo":
+                cmd = [echo, f"127.0.0.1:{port}"]
+            else:
+                mport = free_port()
+                cmd = [binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
+                       "--metrics-listen", f"127.0.0.1:{mport}", *args.serve_arg]
+                if name == "bare":
+                    # Its own prediction log: one server per file.
+                    cmd += ["--no-instrumentation", "--prediction-log", os.path.join(data, "bare.redb")]
+                metrics_urls[name] = f"http://127.0.0.1:{mport}/metrics"
+            log(f"== {name}: {' '.join(cmd)}")
+            procs[name] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            urls[name] = f"http://127.0.0.1:{port}"
+        for name, proc in procs.items():
+            wait_ready(urls[name] + "/readyz", proc)
+        log("warming up each system (3 s of each mix)")
+        for name in SYSTEMS:
+            for mix in mixes:
+                wrk(urls[name], 3, args.connections, mix, population)
+        for r in range(args.rounds):
+            order = SYSTEMS[r % 3:] + SYSTEMS[:r % 3]
+            result = {"load_before": load_average()}
+            for mix in mixes:
+                for name in order:
+                    run = measured(lambda: wrk(urls[name], args.duration, args.connections, mix, population,
+                                               seed=r + 1, bodies=args.bodies if mix != "uniform" else None))
+                    result[(mix, name)] = run
+                    log(f"   round {r + 1} {mix:<10} {name:<6} {run['rps']:>9,.0f} req/s  p99 {run['p99_ms']:.2f} ms"
+                        f"  non-2xx {run['non2xx']}  foreign {run['foreign_cores']:.2f} cores")
+            for name in order:
+                before = histograms(metrics_urls[name]) if name == "serve" else None
+                run = measured(lambda: (None, *loadgen(binary, urls[name], args.rate, args.duration)[:2], 0))
+                if before is not None:
+                    result["serve_tail"] = tail(before, histograms(metrics_urls[name]))
+                f50, f99 = run["p50_ms"], run["p99_ms"]
+                result[("fixed", name)] = {"p50_ms": f50, "p99_ms": f99, "foreign_cores": run["foreign_cores"]}
+                log(f"   round {r + 1} {args.rate:g} req/s {name:<6} p50 {f50:.3f} ms  p99 {f99:.3f} ms  "
+                    f"foreign {run['foreign_cores']:.2f} cores")
+            result["load_after"] = load_average()
+            rounds.append(result)
+        scrapes = {name: scrape(url) for name, url in metrics_urls.items()}
+        series = {name: series_count(url) for name, url in metrics_urls.items()}
+    finally:
+        for proc in procs.values():
+            stop(proc)
+        shutil.rmtree(data, ignore_errors=True)
+
+    med = statistics.median
+    print(f"{args.rounds} rounds; each: {args.duration} s of wrk -t1 -c{args.connections} per mix and system "
+          f"(order rotating), then {args.rate:g} req/s (modelwatch loadgen) per system")
+    print()
+    width = 12
+    print(f"{'median req/s':<26}" + "".join(f"{n:>{width}}" for n in SYSTEMS))
+    for mix in mixes:
+        print(f"{mix:<26}" + "".join(f"{med([x[(mix, n)]['rps'] for x in rounds]):>{width},.0f}" for n in SYSTEMS))
+    for mix in mixes:
+        print(f"{mix + ' p99 ms':<26}" +
+              "".join(f"{med([x[(mix, n)]['p99_ms'] for x in rounds]):>{width}.3f}" for n in SYSTEMS))
+    print(f"{f'p50 ms at {args.rate:g} req/s':<26}" +
+          "".join(f"{med([x[('fixed', n)]['p50_ms'] for x in rounds]):>{width}.3f}" for n in SYSTEMS))
+    print(f"{f'p99 ms at {args.rate:g} req/s':<26}" +
+          "".join(f"{med([x[('fixed', n)]['p99_ms'] for x in rounds]):>{width}.3f}" for n in SYSTEMS))
+    print()
+    print("per-round ratios (median last; targets: serve / echo >= 0.80 on the realistic mix, "
+          "instrumentation <= 3%):")
+    for mix in mixes:
+        ratio = [x[(mix, "serve")]["rps"] / x[(mix, "echo")]["rps"] for x in rounds]
+        cost = [1 - x[(mix, "serve")]["rps"] / x[(mix, "bare")]["rps"] for x in rounds]
+        bare = [x[(mix, "bare")]["rps"] / x[(mix, "echo")]["rps"] for x in rounds]
+        print(f"  {mix:<10} serve / echo   " + "  ".join(f"{v:.2f}" for v in ratio) + f"   median {med(ratio):.2f}")
+        print(f"  {mix:<10} bare / echo    " + "  ".join(f"{v:.2f}" for v in bare) + f"   median {med(bare):.2f}")
+        print(f"  {mix:<10} instrumentation " + " ".join(f"{v:+.1%}" for v in cost) + f"   median {med(cost):+.1%}")
+    print()
+    print(f"where serve's time goes at {args.rate:g} req/s (its own histograms; median over rounds): "
+          "share over 0.5 ms, over 1 ms, p99 interpolated in its bucket")
+    for key in sorted(rounds[0].get("serve_tail", {})):
+        cells = [x["serve_tail"][key] for x in rounds if key in x.get("serve_tail", {})]
+        name = "whole request (server side)" if key[0] == "model_request_duration_seconds" else f"stage {key[1]}"
+        p99s = [c[3] for c in cells if c[3] is not None]
+        print(f"  {name:<30} {med([c[1] for c in cells]):>7.2%} {med([c[2] for c in cells]):>7.2%}"
+              f"   p99 {med(p99s) if p99s else float('nan'):.3f} ms")
+    print()
+    print("machine load per round (load average before, after; most foreign CPU in one run, in cores):")
+    for i, x in enumerate(rounds):
+        foreign = max(v["foreign_cores"] for k, v in x.items() if isinstance(k, tuple))
+        print(f"  round {i + 1}: {x['load_before']:.2f}, {x['load_after']:.2f}; {foreign:.2f}")
+    for name in metrics_urls:
+        ms, size = scrapes[name]
+        print(f"/metrics of {name}: {series[name]:,} series, {size / 1024:.1f} KiB, median {ms:.2f} ms of 20")
+    if args.json:
+        print(json.dumps([{(k if isinstance(k, str) else "/".join(k)): v for k, v in x.items()
+                           if k != "serve_tail"} for x in rounds], indent=2))
+
+
+SYSTEMS = ["echo", "serve", "bare"]
+
+
 def loadgen(binary, target, rate, duration):
+    """(p50 ms, p99 ms, report) of `modelwatch loadgen` at a fixed rate."""
     out = subprocess.run(
         [binary, "loadgen", "--target", target, "--rps", str(rate),
          "--duration", f"{duration}s", "--json", "--quiet"],
@@ -431,6 +616,11 @@ def main():
                         help="compare the embedded SQLite store with Redis (our layout) on the realistic mix")
     parser.add_argument("--protocols", action="store_true",
                         help="compare /v1/predict with /v2/models/fraud/infer (one row per request) on one serve")
+    parser.add_argument("--compare", action="store_true",
+                        help="alternate rounds of echo, serve and serve --no-instrumentation side by side, "
+                             "per traffic mix and at the fixed rate; medians of per-round ratios")
+    parser.add_argument("--mixes-of", default="realistic,uniform,unknown",
+                        help="the mixes of --compare, comma-separated (default realistic,uniform,unknown)")
     parser.add_argument("--mix", default="realistic", choices=MIXES,
                         help="the traffic mix of --protocols (default realistic)")
     parser.add_argument("--rounds", type=int, default=3,
@@ -446,6 +636,15 @@ def main():
         sys.exit("error: wrk not found\nhint: apt-get install -y wrk")
     if args.stores and not shutil.which("redis-server"):
         sys.exit("error: redis-server not found\nhint: apt-get install -y redis-server")
+    if args.compare:
+        if args.binary is None and not args.no_build:
+            log("building the release binaries...")
+            subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
+            subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-server", "--example", "echo"],
+                           check=True, cwd=ROOT)
+        binary = args.binary or os.path.join(ROOT, "target", "release", "modelwatch")
+        run_compare(args, binary, os.path.join(ROOT, "target", "release", "examples", "echo"))
+        return
     if args.mixes or args.protocols or args.stores:
         if args.binary is None and not args.no_build:
             log("building the release binary...")

@@ -131,10 +131,11 @@ impl LogConfig {
 pub struct PredictionRecord {
     /// The id returned to the caller.
     pub prediction_id: String,
-    /// The `model` label value.
-    pub model: String,
+    /// The `model` label value (shared with the server's model: logging a
+    /// prediction copies no name).
+    pub model: std::sync::Arc<str>,
     /// The `version` label value.
-    pub version: String,
+    pub version: std::sync::Arc<str>,
     /// The score (a classifier's) or value (a regressor's).
     pub score: f64,
     /// What was decided.

@@ -4,6 +4,7 @@
 use crate::error::ApiError;
 use crate::features::{FieldValue, RequestFields};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Longest accepted id (`transaction_id`, `customer_id`, `terminal_id`), in bytes.
 pub const MAX_ID_LEN: usize = 64;
@@ -95,12 +96,18 @@ pub struct Prediction {
     pub value: Option<f64>,
     /// A binary classifier's decision, named by its card (the fraud model:
     /// `approved` below the threshold, `declined` at or above).
+    ///
+    /// The names are shared with the model (`Arc<str>`): an answer costs no copy of
+    /// them.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub decision: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub decision: Option<Arc<str>>,
     /// Model name.
-    pub model: String,
+    #[schema(value_type = String)]
+    pub model: Arc<str>,
     /// Model version.
-    pub version: String,
+    #[schema(value_type = String)]
+    pub version: Arc<str>,
 }
 
 /// The answer for a batch.

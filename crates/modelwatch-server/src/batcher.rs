@@ -1,11 +1,26 @@
 //! Module implementing the micro-batcher: a bounded queue in front of one inference
-//! thread. See [`Batcher`] for details.
+//! thread, and the direct call that skips it for a cheap model. See [`Batcher`] for
+//! details.
 //!
 //! Requests are queued; the inference thread takes the first waiting row, then keeps
 //! collecting until it has `max_batch` rows or the first row has waited `max_delay`,
 //! and scores the batch in one model call. Under load, batches form by themselves
 //! while the previous batch runs. A full queue refuses at once (429, `overloaded`)
 //! instead of growing latency without bound.
+//!
+//! # Direct calls
+//!
+//! Batching pays when one call of many rows costs much less than many calls of one
+//! row. For a model that answers a row in a few microseconds (a tree ensemble), it
+//! never does: the hand-off to the inference thread and back (two thread wake-ups)
+//! and the wait for company cost more than the model. So while the model's recent
+//! calls took less than [`BatcherConfig::direct_below`], a row is scored on the
+//! caller's own thread, at once, with no queue: one call of one row, its own input
+//! and its own output, so no other row's score can reach it. Every call, direct or
+//! batched, updates the estimate (a moving average of call durations; a batch's
+//! duration bounds a one-row call's from above). Until the first batch has been
+//! timed, and whenever the estimate reaches the limit, rows go through the queue. A
+//! direct call's queue time is zero and its batch size one.
 //!
 //! # Row alignment
 //!
@@ -26,13 +41,15 @@
 //! them, the thread gives up: every waiting and later row gets
 //! [`BatchError::Stopped`] (a 503), `/readyz` stays 503 with the reason, and
 //! [`InferenceHealth::stopped`] resolves so the server can stop with a clear message
-//! instead of staying up as a replica that answers nothing.
+//! instead of staying up as a replica that answers nothing. A direct call that panics
+//! counts the same way (its row gets `Panicked`; it counts as a restart and towards
+//! the panics in a row), so the model's health does not depend on the path a row took.
 
 use crate::features::MAX_FEATURES;
 use modelwatch::ModelHandle;
 use modelwatch_runtime::Model;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,6 +67,9 @@ pub struct BatcherConfig {
     pub max_delay: Duration,
     /// Rows that may wait; beyond this, requests are refused as overloaded.
     pub queue_capacity: usize,
+    /// Rows are scored directly on the caller's thread, skipping the queue, while
+    /// the model's recent calls took less than this; zero: always through the queue.
+    pub direct_below: Duration,
 }
 
 /// What the inference thread answers for one row.
@@ -115,6 +135,8 @@ const STOPPED: u8 = 2;
 pub struct InferenceHealth {
     state: AtomicU8,
     restarts: AtomicU64,
+    /// Panicking calls since the last call that did not panic.
+    consecutive_panics: AtomicU32,
     last_panic: Mutex<Option<String>>,
     stopped: watch::Sender<bool>,
 }
@@ -124,6 +146,7 @@ impl InferenceHealth {
         Self {
             state: AtomicU8::new(RUNNING),
             restarts: AtomicU64::new(0),
+            consecutive_panics: AtomicU32::new(0),
             last_panic: Mutex::new(None),
             stopped: watch::Sender::new(false),
         }
@@ -175,7 +198,13 @@ impl InferenceHealth {
     }
 
     fn set(&self, state: u8) {
-        self.state.store(state, Ordering::Release);
+        // Once stopped, stopped for good: a restart that races a direct call's last
+        // panic must not make the model look ready again.
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                (now != STOPPED).then_some(state)
+            });
         if state == STOPPED {
             self.stopped.send_replace(true);
         }
@@ -187,6 +216,70 @@ impl InferenceHealth {
             Err(p) => *p.into_inner() = Some(message),
         }
     }
+
+    /// Notes a panicking call; true when it makes [`MAX_CONSECUTIVE_PANICS`] in a row.
+    fn panicked(&self, message: String) -> bool {
+        self.record_panic(message);
+        self.consecutive_panics.fetch_add(1, Ordering::AcqRel) + 1 >= MAX_CONSECUTIVE_PANICS
+    }
+
+    /// Notes a call that did not panic (written only when it changes something, so
+    /// the hot path only reads the shared line).
+    fn survived(&self) {
+        if self.consecutive_panics.load(Ordering::Relaxed) != 0 {
+            self.consecutive_panics.store(0, Ordering::Release);
+        }
+    }
+
+    fn gave_up(&self) -> bool {
+        self.consecutive_panics.load(Ordering::Acquire) >= MAX_CONSECUTIVE_PANICS
+    }
+
+    /// Stops for good: logged once, whichever path saw the last panic.
+    fn give_up(&self) {
+        if self.state.swap(STOPPED, Ordering::AcqRel) != STOPPED {
+            tracing::error!(
+                panics = self.consecutive_panics.load(Ordering::Relaxed),
+                last = self.last_panic().unwrap_or_default(),
+                "the model panicked in every recent batch; the inference thread stops"
+            );
+        }
+        self.stopped.send_replace(true);
+    }
+}
+
+/// What a direct call needs: the model, its metrics, and the estimate of a call's
+/// duration that decides whether rows skip the queue.
+#[derive(Debug)]
+struct Direct {
+    model: Arc<dyn Model>,
+    metrics: ModelHandle,
+    /// `BatcherConfig::direct_below` in nanoseconds; 0: never.
+    limit_ns: u64,
+    /// Moving average of recent calls' durations in nanoseconds; `u64::MAX` until
+    /// the first call.
+    call_ns: AtomicU64,
+}
+
+impl Direct {
+    fn open(&self) -> bool {
+        self.call_ns.load(Ordering::Relaxed) < self.limit_ns
+    }
+
+    /// Folds one call's duration into the estimate (a weight of 1/8: a stray slow
+    /// call, a preempted thread, is forgotten within a few dozen calls).
+    fn note_call(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos())
+            .unwrap_or(u64::MAX / 2)
+            .min(u64::MAX / 2);
+        let old = self.call_ns.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            ns
+        } else {
+            old - old / 8 + ns / 8
+        };
+        self.call_ns.store(new, Ordering::Relaxed);
+    }
 }
 
 /// The sending side of the queue; cheap to clone.
@@ -195,6 +288,7 @@ pub struct Batcher {
     tx: SyncSender<Job>,
     n_features: usize,
     health: Arc<InferenceHealth>,
+    direct: Arc<Direct>,
 }
 
 impl Batcher {
@@ -207,14 +301,21 @@ impl Batcher {
         let (tx, rx) = sync_channel(config.queue_capacity.max(1));
         let n_features = model.n_features();
         let health = Arc::new(InferenceHealth::new());
-        let thread_health = health.clone();
+        let direct = Arc::new(Direct {
+            model: model.clone(),
+            metrics: metrics.clone(),
+            limit_ns: u64::try_from(config.direct_below.as_nanos()).unwrap_or(u64::MAX),
+            call_ns: AtomicU64::new(u64::MAX),
+        });
+        let (thread_health, thread_direct) = (health.clone(), direct.clone());
         std::thread::Builder::new()
             .name("modelwatch-inference".into())
-            .spawn(move || supervise(rx, model, metrics, config, thread_health))?;
+            .spawn(move || supervise(rx, model, metrics, config, thread_health, thread_direct))?;
         Ok(Self {
             tx,
             n_features,
             health,
+            direct,
         })
     }
 
@@ -231,6 +332,9 @@ impl Batcher {
     pub async fn score(&self, row: &[f32], deadline: Instant) -> Result<Scored, BatchError> {
         if self.health.is_stopped() {
             return Err(BatchError::Stopped);
+        }
+        if self.direct.open() && self.health.ready() {
+            return self.score_directly(&row[..self.n_features], deadline);
         }
         let mut fixed = [0f32; MAX_FEATURES];
         fixed[..self.n_features].copy_from_slice(&row[..self.n_features]);
@@ -250,6 +354,57 @@ impl Batcher {
     }
 }
 
+impl Batcher {
+    /// Whether the next row would skip the queue (the model's recent calls are under
+    /// `direct_below`, and the thread is running).
+    pub fn is_direct(&self) -> bool {
+        self.direct.open() && self.health.ready()
+    }
+
+    /// One call of one row on this thread (see "Direct calls" in the module doc).
+    fn score_directly(&self, row: &[f32], deadline: Instant) -> Result<Scored, BatchError> {
+        let started = Instant::now();
+        if deadline <= started {
+            return Err(BatchError::Expired);
+        }
+        let mut out = [0f32; 1];
+        let called = catch_unwind(AssertUnwindSafe(|| {
+            self.direct.model.predict(row, &mut out)
+        }));
+        let took = started.elapsed();
+        self.direct.note_call(took);
+        self.direct.metrics.observe_batch_size(1);
+        match called {
+            Ok(result) => {
+                self.health.survived();
+                result.map_err(|e| BatchError::Model(e.to_string()))?;
+                Ok(Scored {
+                    score: out[0],
+                    queue_seconds: 0.0,
+                    inference_seconds: took.as_secs_f64(),
+                    batch_size: 1,
+                })
+            }
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                tracing::error!(panic = %message, rows = 1, "the model panicked (direct call)");
+                if self.health.panicked(message.clone()) {
+                    self.health.give_up();
+                } else {
+                    // Nothing to rebuild on this path: the restart is counted and the
+                    // next row runs as after a restart of the thread.
+                    self.health.restarts.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        restarts = self.health.restarts(),
+                        "inference restarting after a panic"
+                    );
+                }
+                Err(BatchError::Panicked(message))
+            }
+        }
+    }
+}
+
 /// Why [`run`] returned.
 enum Exit {
     /// Every sender is gone: shutdown.
@@ -264,36 +419,23 @@ fn supervise(
     metrics: ModelHandle,
     config: BatcherConfig,
     health: Arc<InferenceHealth>,
+    direct: Arc<Direct>,
 ) {
-    let mut consecutive_panics = 0u32;
     loop {
         // A panic in the loop's own code (not the model) is caught here too; the rows
         // of that batch then see their reply dropped and get `Stopped`.
         let exit = catch_unwind(AssertUnwindSafe(|| {
-            run(
-                &rx,
-                &*model,
-                &metrics,
-                config,
-                &health,
-                &mut consecutive_panics,
-            )
+            run(&rx, &*model, &metrics, config, &health, &direct)
         }));
         match exit {
             Ok(Exit::Disconnected) => break,
             Ok(Exit::Panicked) => {}
             Err(payload) => {
-                consecutive_panics += 1;
-                health.record_panic(panic_message(payload.as_ref()));
+                health.panicked(panic_message(payload.as_ref()));
             }
         }
-        if consecutive_panics >= MAX_CONSECUTIVE_PANICS {
-            tracing::error!(
-                panics = consecutive_panics,
-                last = health.last_panic().unwrap_or_default(),
-                "the model panicked in every recent batch; the inference thread stops"
-            );
-            health.set(STOPPED);
+        if health.gave_up() || health.is_stopped() {
+            health.give_up();
             // Answer what is queued, and whatever arrives until the senders are gone.
             while let Ok(job) = rx.recv() {
                 let _ = job.reply.send(Err(BatchError::Stopped));
@@ -326,7 +468,7 @@ fn run(
     metrics: &ModelHandle,
     config: BatcherConfig,
     health: &InferenceHealth,
-    consecutive_panics: &mut u32,
+    direct: &Direct,
 ) -> Exit {
     let width = model.n_features();
     let max_batch = config.max_batch.max(1);
@@ -351,6 +493,13 @@ fn run(
             }
         }
 
+        // A direct call's last panic stopped the model: nothing more is scored.
+        if health.is_stopped() {
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(BatchError::Stopped));
+            }
+            return Exit::Panicked;
+        }
         // Each job's fate is decided here, once: expired, gone, or placed at a row.
         let started = Instant::now();
         for job in batch.drain(..) {
@@ -372,11 +521,13 @@ fn run(
         let called = catch_unwind(AssertUnwindSafe(|| {
             model.predict(&input[..rows * width], &mut output[..rows])
         }));
-        let inference_seconds = started.elapsed().as_secs_f64();
+        let took = started.elapsed();
+        direct.note_call(took);
+        let inference_seconds = took.as_secs_f64();
         metrics.observe_batch_size(rows);
         match called {
             Ok(result) => {
-                *consecutive_panics = 0;
+                health.survived();
                 for Placed { row, job } in placed.drain(..) {
                     let answer = match &result {
                         Ok(()) => Ok(Scored {
@@ -394,8 +545,7 @@ fn run(
             Err(payload) => {
                 let message = panic_message(payload.as_ref());
                 tracing::error!(panic = %message, rows, "the model panicked");
-                *consecutive_panics += 1;
-                health.record_panic(message.clone());
+                health.panicked(message.clone());
                 for Placed { job, .. } in placed.drain(..) {
                     let _ = job.reply.send(Err(BatchError::Panicked(message.clone())));
                 }
@@ -480,6 +630,7 @@ mod tests {
             max_batch,
             max_delay,
             queue_capacity: 64,
+            direct_below: Duration::ZERO,
         }
     }
 
@@ -750,5 +901,135 @@ mod tests {
         );
         let reason = b.health().reason().unwrap();
         assert!(reason.contains("injected panic"), "{reason}");
+    }
+
+    fn direct(max_batch: usize, direct_below: Duration) -> BatcherConfig {
+        BatcherConfig {
+            direct_below,
+            ..config(max_batch, Duration::from_millis(1))
+        }
+    }
+
+    /// Scores one row through the queue (the estimate is unknown until a call is
+    /// timed), so the next rows may go direct.
+    async fn first_call(b: &Batcher) {
+        assert!(!b.is_direct(), "direct before any call was timed");
+        assert_eq!(b.score(&row(7), far()).await.unwrap().score, 7.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cheap_model_is_called_directly_and_every_row_keeps_its_score() {
+        let model = Arc::new(TestModel::default());
+        let b = Batcher::start(model.clone(), handle(), direct(8, Duration::from_secs(1))).unwrap();
+        first_call(&b).await;
+        assert!(b.is_direct());
+        // Concurrent callers on two threads, each with its own row: every score is its own.
+        for (i, task) in spawn_rows(&b, 0..400) {
+            let scored = task.await.unwrap().unwrap();
+            assert_eq!(scored.score, i as f32, "row {i}");
+            assert_eq!(scored.batch_size, 1);
+            assert_eq!(scored.queue_seconds, 0.0);
+        }
+        // The first call went through the thread; every later one was a call of one row.
+        let calls = model.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 401, "{calls:?}");
+        assert!(calls.iter().all(|&rows| rows == 1), "{calls:?}");
+    }
+
+    #[tokio::test]
+    async fn a_model_slower_than_the_limit_goes_back_to_the_queue() {
+        /// Scores like TestModel, sleeping `slow_ms` in each call.
+        #[derive(Debug, Default)]
+        struct Sleepy {
+            slow_ms: AtomicU64,
+        }
+        impl Model for Sleepy {
+            fn n_features(&self) -> usize {
+                2
+            }
+            fn predict(&self, input: &[f32], out: &mut [f32]) -> Result<(), RuntimeError> {
+                std::thread::sleep(Duration::from_millis(self.slow_ms.load(Ordering::SeqCst)));
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = input[i * 2] * 10.0 + input[i * 2 + 1];
+                }
+                Ok(())
+            }
+            fn backend(&self) -> Backend {
+                Backend::Tract
+            }
+        }
+        let model = Arc::new(Sleepy::default());
+        // 2 ms: far above a call that does not sleep, far below three that sleep 20 ms
+        // averaged in with a weight of 1/8 each (at least 7.3 ms).
+        let b =
+            Batcher::start(model.clone(), handle(), direct(8, Duration::from_millis(2))).unwrap();
+        first_call(&b).await;
+        assert!(b.is_direct());
+        model.slow_ms.store(20, Ordering::SeqCst);
+        for i in 0..3 {
+            assert_eq!(b.score(&row(i), far()).await.unwrap().score, i as f32);
+        }
+        assert!(
+            !b.is_direct(),
+            "still direct after three calls of 20 ms under a 2 ms limit"
+        );
+        // Through the queue again; fast calls bring the estimate back under the limit.
+        model.slow_ms.store(0, Ordering::SeqCst);
+        let mut calls = 0;
+        while !b.is_direct() {
+            calls += 1;
+            assert!(calls <= 200, "the estimate never came back under the limit");
+            assert_eq!(b.score(&row(12), far()).await.unwrap().score, 12.0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_direct_call_past_its_deadline_is_expired_without_the_model() {
+        let model = Arc::new(TestModel::default());
+        let b = Batcher::start(model.clone(), handle(), direct(8, Duration::from_secs(1))).unwrap();
+        first_call(&b).await;
+        let past = Instant::now() - Duration::from_millis(1);
+        assert_eq!(
+            b.score(&row(3), past).await.unwrap_err(),
+            BatchError::Expired
+        );
+        assert_eq!(
+            model.calls.lock().unwrap().len(),
+            1,
+            "the model ran for an expired row"
+        );
+    }
+
+    #[tokio::test]
+    async fn direct_panics_count_as_restarts_and_three_in_a_row_stop_the_model() {
+        let model = Arc::new(TestModel::default());
+        let b = Batcher::start(model.clone(), handle(), direct(8, Duration::from_secs(1))).unwrap();
+        first_call(&b).await;
+        model.panic.store(1, Ordering::SeqCst);
+        assert!(matches!(
+            b.score(&row(1), far()).await,
+            Err(BatchError::Panicked(_))
+        ));
+        assert_eq!(b.health().restarts(), 1);
+        assert!(b.health().ready());
+        // A call that does not panic ends the run of panics.
+        assert_eq!(b.score(&row(2), far()).await.unwrap().score, 2.0);
+        model.panic.store(usize::MAX, Ordering::SeqCst);
+        for _ in 0..MAX_CONSECUTIVE_PANICS {
+            assert!(matches!(
+                b.score(&row(1), far()).await,
+                Err(BatchError::Panicked(_))
+            ));
+        }
+        b.health().stopped().await;
+        assert!(!b.health().ready());
+        assert_eq!(
+            b.score(&row(1), far()).await.unwrap_err(),
+            BatchError::Stopped
+        );
+        let reason = b.health().reason().unwrap();
+        assert!(reason.contains("panicking batches in a row"), "{reason}");
+        // Three panics: one before the successful call, two after it restarted.
+        assert_eq!(b.health().restarts(), 3);
     }
 }

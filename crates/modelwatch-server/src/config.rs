@@ -110,6 +110,17 @@ pub struct ServeArgs {
     #[arg(long, env = "MODELWATCH_PREDICTION_LOG_MAX_BYTES", default_value_t = 1 << 30)]
     pub prediction_log_max_bytes: u64,
 
+    /// Longest a prediction waits in the prediction log's writer for others to share
+    /// its commit (a label commits at once). Longer: fewer commits under load, and a
+    /// prediction reaches the file later.
+    #[arg(
+        long,
+        env = "MODELWATCH_PREDICTION_LOG_LINGER",
+        value_name = "DURATION",
+        default_value = "5ms"
+    )]
+    pub prediction_log_linger: HumanDuration,
+
     /// A label arriving longer than this after its prediction is late: stored, and
     /// counted in model_feedback_late_total instead of the confusion counts.
     #[arg(
@@ -179,6 +190,18 @@ pub struct ServeArgs {
     /// Rows that may wait for the model; past this, requests get 429.
     #[arg(long, env = "MODELWATCH_QUEUE_CAPACITY", default_value_t = 2048)]
     pub queue_capacity: usize,
+
+    /// Rows skip the batcher's queue and are scored on the request's own thread
+    /// while the model's recent calls took less than this (a tree ensemble's take a
+    /// few microseconds: batching saves it nothing, and the hand-off to the inference
+    /// thread costs more than the model). 0: every row goes through the queue.
+    #[arg(
+        long,
+        env = "MODELWATCH_DIRECT_BELOW",
+        value_name = "DURATION",
+        default_value = "50us"
+    )]
+    pub direct_below: HumanDuration,
 
     /// Deadline of one prediction; past it the request is answered 504 and counted as
     /// a timeout.
@@ -391,6 +414,11 @@ impl ServeArgs {
         );
         self.feature_store.parse(&self.data_dir())?;
         anyhow::ensure!(
+            self.prediction_log_linger.0 <= std::time::Duration::from_secs(60),
+            "prediction_log_linger must be at most 1m, got {:?}\nhint: 5ms is the default; predictions wait at most this long to share a commit",
+            self.prediction_log_linger.0
+        );
+        anyhow::ensure!(
             !self.prediction_log_retention.0.is_zero(),
             "prediction_log_retention must be more than zero\nhint: 30d is the default; labels for predictions older than it count as unmatched"
         );
@@ -420,6 +448,7 @@ impl ServeArgs {
         let mut config = modelwatch_log::LogConfig::new(path);
         config.retention = self.prediction_log_retention.0;
         config.max_bytes = self.prediction_log_max_bytes;
+        config.linger = self.prediction_log_linger.0;
         config.late_after = self.feedback_late_after.0;
         config
     }

@@ -146,13 +146,13 @@ pub struct PreparedRow {
     pub entities: Vec<Option<String>>,
 }
 
-fn check_entity(field: &str, value: &str) -> Result<(), ApiError> {
+fn check_entity(field: impl FnOnce() -> String, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
-        return Err(ApiError::field(field, "must not be empty"));
+        return Err(ApiError::field(field(), "must not be empty"));
     }
     if value.len() > MAX_ENTITY_LEN {
         return Err(ApiError::field(
-            field,
+            field(),
             format!(
                 "is {} bytes; at most {MAX_ENTITY_LEN} are allowed",
                 value.len()
@@ -161,33 +161,35 @@ fn check_entity(field: &str, value: &str) -> Result<(), ApiError> {
     }
     if value.chars().any(char::is_control) {
         return Err(ApiError::field(
-            field,
+            field(),
             "must not contain control characters",
         ));
     }
     Ok(())
 }
 
-fn time_of(field: &str, value: &FieldValue) -> Result<i64, ApiError> {
+// The field's name is formatted only for an error: `field` is called then, never on
+// the way of a valid request.
+fn time_of(field: impl FnOnce() -> String, value: &FieldValue) -> Result<i64, ApiError> {
     match value {
         FieldValue::Number(n) if n.is_finite() && n.abs() < 1e13 => Ok(*n as i64),
         FieldValue::Number(n) => Err(ApiError::field(
-            field,
+            field(),
             format!("{n} is not a time in Unix seconds"),
         )),
         FieldValue::Text(text) => {
             time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
                 .map(|t| t.unix_timestamp())
-                .map_err(|e| ApiError::field(field, format!("is not RFC 3339: {e}")))
+                .map_err(|e| ApiError::field(field(), format!("is not RFC 3339: {e}")))
         }
     }
 }
 
-fn number_of(field: &str, value: &FieldValue) -> Result<f64, ApiError> {
+fn number_of(field: impl FnOnce() -> String, value: &FieldValue) -> Result<f64, ApiError> {
     match value {
         FieldValue::Number(n) if n.is_finite() => Ok(*n),
-        FieldValue::Number(n) => Err(ApiError::field(field, format!("{n} is not finite"))),
-        FieldValue::Text(_) => Err(ApiError::field(field, "must be a number")),
+        FieldValue::Number(n) => Err(ApiError::field(field(), format!("{n} is not finite"))),
+        FieldValue::Text(_) => Err(ApiError::field(field(), "must be a number")),
     }
 }
 
@@ -303,8 +305,8 @@ impl FeatureLayout {
     pub fn prepare(
         &self,
         request: &RequestFields,
-        prefix: &str,
-        entity_prefix: &str,
+        prefix: impl std::fmt::Display,
+        entity_prefix: impl std::fmt::Display,
         now: i64,
     ) -> Result<PreparedRow, ApiError> {
         let mut prepared = PreparedRow {
@@ -323,9 +325,9 @@ impl FeatureLayout {
                     ));
                 }
                 Some(v) => match c.transform {
-                    Some(t) if t.takes_time() => t.of_time(time_of(&name(), v)?),
-                    Some(t) => t.of_number(number_of(&name(), v)?),
-                    None => number_of(&name(), v)? as f32,
+                    Some(t) if t.takes_time() => t.of_time(time_of(name, v)?),
+                    Some(t) => t.of_number(number_of(name, v)?),
+                    None => number_of(name, v)? as f32,
                 },
             };
             prepared.row[c.column] = value;
@@ -336,23 +338,23 @@ impl FeatureLayout {
                 .as_ref()
                 .and_then(|f| request.features.get(f).map(|v| (f, v)))
             {
-                Some((field, value)) => time_of(&format!("{prefix}{field}"), value)?,
+                Some((field, value)) => time_of(|| format!("{prefix}{field}"), value)?,
                 // Computed from the request right now: their age is zero.
                 None => now,
             };
             prepared.event_times[g.index] = time;
         }
         for (_, g) in &self.entity_groups {
-            let name = format!("{entity_prefix}{}", g.key);
+            let name = || format!("{entity_prefix}{}", g.key);
             match request.entities.get(&g.key) {
                 Some(id) => {
-                    check_entity(&name, id)?;
+                    check_entity(name, id)?;
                     prepared.entities.push(Some(id.clone()));
                 }
                 None if g.nullable => prepared.entities.push(None),
                 None => {
                     return Err(ApiError::field(
-                        name,
+                        name(),
                         format!("is missing; it keys feature group `{}`", g.name),
                     ));
                 }

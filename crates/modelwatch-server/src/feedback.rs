@@ -134,17 +134,17 @@ impl GroundTruth {
         unix_time: f64,
         features: Option<&[f32]>,
     ) {
-        let (name, version) = (model.metrics.model(), model.metrics.version());
         let logged = self.log.record(PredictionRecord {
             prediction_id: prediction_id.to_string(),
-            model: name.to_string(),
-            version: version.to_string(),
+            // The metric handle's labels: the card's name and version.
+            model: model.names.model.clone(),
+            version: model.names.version.clone(),
             score,
             decision,
             unix_time,
             features: features.map(<[f32]>::to_vec),
         });
-        if !logged && let Some(handle) = self.handle(name, version) {
+        if !logged && let Some(handle) = self.handle(&model.names.model, &model.names.version) {
             handle.log_dropped();
         }
     }

@@ -193,9 +193,24 @@ impl PredictionIds {
         }
     }
 
+    /// `{prefix:012x}-{n:010x}`, written digit by digit into one allocation (this
+    /// runs for every prediction; the formatting machinery costs several times more).
     fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{:012x}-{:010x}", self.prefix, n)
+        let mut id = String::with_capacity(23);
+        push_hex(&mut id, self.prefix, 12);
+        id.push('-');
+        push_hex(&mut id, n, 10);
+        id
+    }
+}
+
+/// Appends the low `digits` hex digits of `value`, zero-padded, lower case.
+fn push_hex(out: &mut String, value: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        let nibble = (value >> (4 * i)) & 0xf;
+        out.push(char::from(HEX[nibble as usize]));
     }
 }
 
@@ -407,9 +422,10 @@ async fn predict_batch(
             let layout = model.fetcher.layout();
             let mut rows = Vec::with_capacity(transactions.len());
             for (i, tx) in transactions.into_iter().enumerate() {
-                let prefix = format!("transactions[{i}].");
                 let (id, fields) = tx.into_fields();
-                rows.push((id, layout.prepare(&fields, &prefix, &prefix, now)?));
+                // The prefix is formatted only if a field is refused.
+                let prefix = format_args!("transactions[{i}].");
+                rows.push((id, layout.prepare(&fields, prefix, prefix, now)?));
             }
             Ok(rows)
         });
@@ -465,8 +481,8 @@ async fn model_predict_batch(
                 let (id, fields) = r.into_fields(&prefix)?;
                 let prepared = layout.prepare(
                     &fields,
-                    &format!("{prefix}features."),
-                    &format!("{prefix}entities."),
+                    format_args!("{prefix}features."),
+                    format_args!("{prefix}entities."),
                     now,
                 )?;
                 rows.push((id, prepared));

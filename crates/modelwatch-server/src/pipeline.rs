@@ -37,6 +37,41 @@ pub struct ServedModel {
     /// The faults injected into this model's predictions (inert for every model but
     /// the default one, which `/admin/faults` drives).
     pub faults: Arc<Faults>,
+    /// The names its answers carry.
+    pub names: AnswerNames,
+}
+
+/// The names a model's answers carry (its name, version and decision names), shared:
+/// an answer clones a pointer, not the text.
+#[derive(Debug, Clone)]
+pub struct AnswerNames {
+    /// The model's name.
+    pub model: Arc<str>,
+    /// The model's version.
+    pub version: Arc<str>,
+    below: Arc<str>,
+    at_or_above: Arc<str>,
+}
+
+impl AnswerNames {
+    /// The names of `card`, with the decision names its metric handle uses.
+    pub fn new(card: &ModelCard, metrics: &ModelHandle) -> Self {
+        Self {
+            model: card.name.as_str().into(),
+            version: card.version.as_str().into(),
+            below: metrics.decision_name(Decision::Below).into(),
+            at_or_above: metrics.decision_name(Decision::AtOrAbove).into(),
+        }
+    }
+
+    /// The name of `decision`; `None` for no decision.
+    pub fn decision(&self, decision: Decision) -> Option<Arc<str>> {
+        match decision {
+            Decision::Below => Some(self.below.clone()),
+            Decision::AtOrAbove => Some(self.at_or_above.clone()),
+            Decision::None => None,
+        }
+    }
 }
 
 /// What answers for a model.
@@ -137,10 +172,11 @@ pub async fn predict_fields(
     let layout = model.fetcher.layout();
     let mut prepared = Vec::with_capacity(rows.len());
     for (i, fields) in rows.iter().enumerate() {
+        // Formatted only if a field is refused.
         let row = layout.prepare(
             fields,
-            &format!("{prefix}[{i}].features."),
-            &format!("{prefix}[{i}].entities."),
+            format_args!("{prefix}[{i}].features."),
+            format_args!("{prefix}[{i}].entities."),
             now,
         );
         match row {
@@ -266,10 +302,9 @@ async fn score(
         id: None,
         score: threshold.map(|_| output),
         value: threshold.is_none().then_some(output),
-        decision: (decision != Decision::None)
-            .then(|| model.metrics.decision_name(decision).to_string()),
-        model: model.card.name.clone(),
-        version: model.card.version.clone(),
+        decision: model.names.decision(decision),
+        model: model.names.model.clone(),
+        version: model.names.version.clone(),
     };
     request.mark_stage(Stage::Postprocess);
     Ok((prediction, decision))

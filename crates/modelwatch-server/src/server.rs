@@ -291,6 +291,7 @@ pub async fn build_state_with(
         max_batch: args.max_batch,
         max_delay: args.max_delay.0,
         queue_capacity: args.queue_capacity,
+        direct_below: args.direct_below.0,
     };
     // The refresher's groups: the default model's by layout index (the fault
     // endpoint pauses them by that index), then any other model's, never paused.
@@ -365,6 +366,7 @@ pub async fn build_state_with(
             }
         };
         served.push(ServedModel {
+            names: crate::pipeline::AnswerNames::new(&card, &handle),
             card,
             metrics: handle,
             drift,

@@ -47,6 +47,9 @@ async fn answered_predictions_keep_their_own_score_when_clients_hang_up_mid_batc
         "30s",
         "--queue-capacity",
         "1024",
+        // Every row through the queue: this test is about rows sharing a batch.
+        "--direct-below",
+        "0",
     ]);
     let client = reqwest::Client::new();
     let url = format!("{}/v1/predict", server.api);

@@ -698,7 +698,7 @@ fn predictions() -> Vec<Prediction> {
             id: None,
             score: Some(f64::from(0.1f32 + i as f32 * 0.5)),
             value: None,
-            decision: Some(d.to_string()),
+            decision: Some((*d).into()),
             model: "fraud".into(),
             version: "1.0.0".into(),
         })
