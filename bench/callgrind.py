@@ -263,10 +263,10 @@ def main():
     parser.add_argument("--no-build", action="store_true", help="use the release binaries already built")
     parser.add_argument("--only", action="append", choices=["echo", "serve", "bare"],
                         help="measure only these systems (repeatable; default all three)")
-    parser.add_argument("--linger", default="1s",
-                        help="serve's --prediction-log-linger (default 1s: one commit per second, as under "
-                             "load, where a 5 ms linger gathers hundreds of predictions; one at a time under "
-                             "valgrind, the default 5 ms would commit nearly every prediction alone)")
+    parser.add_argument("--linger", default="60s",
+                        help="serve's --prediction-log-linger (default 60s, the longest: the log then commits "
+                             "every 1,024 predictions, so the count does not depend on how long the run takes; "
+                             "under load a 5 ms linger gathers hundreds of predictions per commit too)")
     parser.add_argument("--serve-arg", action="append", default=[],
                         help="an extra `modelwatch serve` argument (repeatable)")
     parser.add_argument("--top", type=int, default=0, help="also print the N costliest functions of serve")

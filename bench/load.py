@@ -552,6 +552,56 @@ def run_compare(args, binary, echo):
 SYSTEMS = ["echo", "serve", "bare"]
 
 
+def run_scrape(args, binary):
+    """`/metrics` of a `serve` with enough models (copies of the bundled one, each its
+    own `model` label) for --series series, after traffic to each: the median of 50
+    scrapes."""
+    data = tempfile.mkdtemp(prefix="modelwatch-bench-")
+    repo = os.path.join(data, "models")
+    os.makedirs(repo)
+    try:
+        seed_store(binary, data)
+        models, series, proc = 0, 0, None
+        with open(os.path.join(ROOT, "models", "fraud.card.json")) as f:
+            card = json.load(f)
+        while series < args.series and models < 64:
+            if proc is not None:
+                stop(proc)
+            models += 2 if series == 0 else max(1, -(-(args.series - series) * models // max(series, 1)))
+            for k in range(1, models + 1):
+                name = f"fraud-{k}"
+                shutil.copy(os.path.join(ROOT, "models", "fraud.onnx"), os.path.join(repo, f"{name}.onnx"))
+                shutil.copy(os.path.join(ROOT, "models", "fraud.reference.json"),
+                            os.path.join(repo, f"{name}.reference.json"))
+                with open(os.path.join(repo, f"{name}.card.json"), "w") as f:
+                    json.dump({**card, "name": name, "onnx": {**card["onnx"], "file": f"{name}.onnx"}}, f)
+            port, mport = free_port(), free_port()
+            cmd = [binary, "serve", "--data-dir", data, "--model-repository", repo,
+                   "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}"]
+            log(f"== {models} models: {' '.join(cmd)}")
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+            for k in range(1, models + 1):
+                for i in range(20):
+                    body = json.dumps({"features": {"amount": 10 + i, "timestamp": 1764000000 + i * 3600},
+                                       "entities": {"customer_id": f"C{i * 37:06d}",
+                                                    "terminal_id": f"T{i * 91:05d}"}}).encode()
+                    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/fraud-{k}/predict",
+                                                 data=body, headers={"Content-Type": "application/json"})
+                    with urllib.request.urlopen(req, timeout=5) as r:
+                        r.read()
+            metrics = f"http://127.0.0.1:{mport}/metrics"
+            series = series_count(metrics)
+            log(f"   {series:,} series")
+        ms, size = scrape(metrics, times=50)
+        stop(proc)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    verdict = "meets" if ms <= 1.0 else "misses"
+    print(f"/metrics with {models} models: {series:,} series, {size / 1024:.1f} KiB, "
+          f"median {ms:.2f} ms of 50 scrapes ({verdict} the 1 ms target for {args.series:,} series)")
+
+
 def loadgen(binary, target, rate, duration):
     """(p50 ms, p99 ms, report) of `modelwatch loadgen` at a fixed rate."""
     out = subprocess.run(
@@ -619,6 +669,9 @@ def main():
     parser.add_argument("--compare", action="store_true",
                         help="alternate rounds of echo, serve and serve --no-instrumentation side by side, "
                              "per traffic mix and at the fixed rate; medians of per-round ratios")
+    parser.add_argument("--scrape", action="store_true",
+                        help="time /metrics of a serve with enough models for --series series")
+    parser.add_argument("--series", type=int, default=2000, help="series for --scrape (default 2000)")
     parser.add_argument("--mixes-of", default="realistic,uniform,unknown",
                         help="the mixes of --compare, comma-separated (default realistic,uniform,unknown)")
     parser.add_argument("--mix", default="realistic", choices=MIXES,
@@ -636,6 +689,12 @@ def main():
         sys.exit("error: wrk not found\nhint: apt-get install -y wrk")
     if args.stores and not shutil.which("redis-server"):
         sys.exit("error: redis-server not found\nhint: apt-get install -y redis-server")
+    if args.scrape:
+        if args.binary is None and not args.no_build:
+            log("building the release binary...")
+            subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
+        run_scrape(args, args.binary or os.path.join(ROOT, "target", "release", "modelwatch"))
+        return
     if args.compare:
         if args.binary is None and not args.no_build:
             log("building the release binaries...")

@@ -15,7 +15,11 @@
 //! - The writer drains what is queued (up to [`MAX_BATCH`] commands) into one write
 //!   transaction. A batch of predictions only waits up to [`LogConfig::linger`] (5 ms)
 //!   for more, so a busy server commits in few, large transactions; a label, or
-//!   [`PredictionLog::close`], ends the wait at once. A batch of predictions only is
+//!   [`PredictionLog::close`], ends the wait at once. While it lingers the writer is
+//!   parked, not waiting on the channel, so a prediction queued meanwhile wakes no
+//!   thread (a wake-up is a system call and two task switches, more than the rest of
+//!   `record`); labels, `close` and every [`WAKE_EVERY`]th prediction unpark it. A
+//!   batch of predictions only is
 //!   committed without an fsync (`Durability::None`); at most every
 //!   [`LogConfig::flush_interval`] a commit is made durable (`Durability::Immediate`),
 //!   which persists every commit before it.
@@ -54,6 +58,10 @@ const STORED_BYTES: &str = "stored_bytes";
 
 /// Most commands in one write transaction.
 pub const MAX_BATCH: usize = 1024;
+
+/// A lingering writer is woken after this many predictions, so a burst does not fill
+/// the queue while it waits.
+pub const WAKE_EVERY: usize = MAX_BATCH / 4;
 
 /// Longest prediction id the log stores, in bytes.
 pub const MAX_ID_LEN: usize = 128;
@@ -216,6 +224,10 @@ pub struct PredictionLog {
     db: Arc<Database>,
     sender: SyncSender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer thread, to unpark it from its linger.
+    waker: std::thread::Thread,
+    /// Predictions queued so far (every `WAKE_EVERY`th unparks the writer).
+    queued: AtomicU64,
     dropped: AtomicU64,
     path: PathBuf,
 }
@@ -269,7 +281,9 @@ impl PredictionLog {
         Ok(Self {
             db,
             sender,
+            waker: thread.thread().clone(),
             writer: Mutex::new(Some(thread)),
+            queued: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             path: config.path,
         })
@@ -288,7 +302,14 @@ impl PredictionLog {
             return false;
         }
         match self.sender.try_send(Command::Prediction(prediction)) {
-            Ok(()) => true,
+            Ok(()) => {
+                if self.queued.fetch_add(1, Ordering::Relaxed) % WAKE_EVERY as u64
+                    == WAKE_EVERY as u64 - 1
+                {
+                    self.waker.unpark();
+                }
+                true
+            }
             Err(_) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 false
@@ -313,7 +334,10 @@ impl PredictionLog {
         done: LabelsDone,
     ) -> Result<(), LogError> {
         match self.sender.try_send(Command::Labels(labels, done)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.waker.unpark();
+                Ok(())
+            }
             Err(TrySendError::Full(_)) => Err(LogError::Full),
             Err(TrySendError::Disconnected(_)) => Err(LogError::Closed),
         }
@@ -397,6 +421,7 @@ impl PredictionLog {
         if let Some(thread) = thread {
             // A blocking send: shutdown waits for the queue to drain.
             let _ = self.sender.send(Command::Stop);
+            self.waker.unpark();
             let _ = thread.join();
         }
     }
@@ -441,23 +466,29 @@ impl Writer {
                 let mut urgent = !matches!(first, Command::Prediction(_));
                 batch.push(first);
                 let linger_until = Instant::now() + self.config.linger;
-                while batch.len() < MAX_BATCH {
-                    let next = match receiver.try_recv() {
-                        Ok(command) => command,
-                        Err(TryRecvError::Disconnected) => break,
-                        Err(TryRecvError::Empty) => {
-                            let left = linger_until.saturating_duration_since(Instant::now());
-                            if urgent || left.is_zero() {
+                let mut disconnected = false;
+                loop {
+                    while batch.len() < MAX_BATCH {
+                        match receiver.try_recv() {
+                            Ok(command) => {
+                                urgent |= !matches!(command, Command::Prediction(_));
+                                batch.push(command);
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                disconnected = true;
                                 break;
                             }
-                            match receiver.recv_timeout(left) {
-                                Ok(command) => command,
-                                Err(_) => break,
-                            }
                         }
-                    };
-                    urgent |= !matches!(next, Command::Prediction(_));
-                    batch.push(next);
+                    }
+                    let left = linger_until.saturating_duration_since(Instant::now());
+                    if urgent || disconnected || batch.len() >= MAX_BATCH || left.is_zero() {
+                        break;
+                    }
+                    // Parked, not on the channel: queued predictions wake nobody. A
+                    // label, Stop or every WAKE_EVERYth prediction unparks (an unpark
+                    // before the park makes it return at once, so none is missed).
+                    std::thread::park_timeout(left);
                 }
             }
             let mut writes = Vec::with_capacity(batch.len());

@@ -235,3 +235,29 @@ fn close_ends_the_linger_and_keeps_what_waited() {
     let reopened = PredictionLog::open(LogConfig::new(&path)).unwrap();
     assert!(reopened.prediction("a").unwrap().is_some());
 }
+
+#[test]
+fn a_full_batch_commits_without_waiting_out_the_linger() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path().join("log.redb"));
+    // The writer is parked while it lingers; only every WAKE_EVERYth prediction wakes
+    // it, and a full batch (MAX_BATCH) commits at once.
+    config.linger = Duration::from_secs(3600);
+    let log = PredictionLog::open(config).unwrap();
+    let t = now();
+    for i in 0..MAX_BATCH {
+        assert!(log.record(prediction(&format!("p{i}"), 0.5, Decision::Below, t)));
+    }
+    let last = format!("p{}", MAX_BATCH - 1);
+    // Bounded: a writer that slept through the linger fails here instead of hanging.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while log.prediction(&last).unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a full batch waited for the linger"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(log.stats().unwrap().0, MAX_BATCH as u64);
+    assert_eq!(log.dropped(), 0);
+}
