@@ -83,6 +83,9 @@ pub struct Scored {
     pub inference_seconds: f64,
     /// Rows in the batch.
     pub batch_size: usize,
+    /// When the model call ended (the caller's next stage starts there, without
+    /// another clock read).
+    pub finished: Instant,
 }
 
 /// Why a row got no score.
@@ -383,6 +386,7 @@ impl Batcher {
                     queue_seconds: 0.0,
                     inference_seconds: took.as_secs_f64(),
                     batch_size: 1,
+                    finished: started + took,
                 })
             }
             Err(payload) => {
@@ -535,6 +539,7 @@ fn run(
                             queue_seconds: started.duration_since(job.enqueued).as_secs_f64(),
                             inference_seconds,
                             batch_size: rows,
+                            finished: started + took,
                         }),
                         Err(e) => Err(BatchError::Model(e.to_string())),
                     };

@@ -376,7 +376,10 @@ pub fn decision_names(card: &ModelCard) -> anyhow::Result<Option<modelwatch::Dec
         .map_err(anyhow::Error::from)
 }
 
-type GroupCache = Cache<String, Option<Arc<GroupValues>>>;
+/// One group's cache by entity id. Hashed with foldhash: a lookup hashes a short id
+/// twice per prediction, and SipHash (std's) costs several times more; foldhash is
+/// seeded at random per cache, as std's is, so ids cannot be chosen to collide.
+type GroupCache = Cache<String, Option<Arc<GroupValues>>, foldhash::fast::RandomState>;
 
 /// Cache and store settings.
 #[derive(Debug, Clone)]
@@ -557,7 +560,7 @@ impl FeatureFetcher {
                 Cache::builder()
                     .max_capacity(config.cache_capacity)
                     .time_to_live(config.cache_ttl)
-                    .build()
+                    .build_with_hasher(foldhash::fast::RandomState::default())
             })
             .collect();
         model.store_breaker_open(false);

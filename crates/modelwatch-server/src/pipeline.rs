@@ -115,14 +115,13 @@ pub(crate) async fn score_in_time(
     prepared: PreparedRow,
     mut request: modelwatch::RequestGuard<'_>,
 ) -> Result<Prediction, ApiError> {
-    match tokio::time::timeout(
-        state.limits.request_timeout,
-        score(state, model, prepared, &mut request),
-    )
-    .await
-    {
+    // The deadline counts from the request's start (already read, no clock read here).
+    let deadline =
+        tokio::time::Instant::from_std(request.started_at() + state.limits.request_timeout);
+    match tokio::time::timeout_at(deadline, score(state, model, prepared, &mut request)).await {
         Ok(Ok((prediction, decision))) => {
-            request.finish(Status::Success, decision);
+            // `score` marked the last stage (postprocess) just before returning.
+            request.finish_at_mark(Status::Success, decision);
             Ok(prediction)
         }
         Ok(Err(e)) => {
@@ -270,7 +269,7 @@ async fn score(
     model
         .metrics
         .observe_stage(Stage::Inference, scored.inference_seconds);
-    request.restart_mark();
+    request.restart_mark_at(scored.finished);
 
     let output = f64::from(scored.score);
     let threshold = model.card.threshold();

@@ -64,12 +64,27 @@ impl<'a> RequestGuard<'a> {
         self.last_mark = Instant::now();
     }
 
-    /// Ends the request with its outcome.
-    pub fn finish(mut self, status: Status, decision: Decision) {
-        self.record(status, decision);
+    /// As [`RequestGuard::restart_mark`], from `at` (a time the caller already read,
+    /// such as the end of a batch): the next stage measures from there.
+    pub fn restart_mark_at(&mut self, at: Instant) {
+        self.last_mark = at;
     }
 
-    fn record(&mut self, status: Status, decision: Decision) {
+    /// Ends the request with its outcome.
+    pub fn finish(mut self, status: Status, decision: Decision) {
+        self.record(status, decision, None);
+    }
+
+    /// Ends the request with its outcome at its last stage mark, reading no clock:
+    /// for a caller that has just marked its last stage
+    /// ([`RequestGuard::mark_stage`]), so the request's duration is the sum of its
+    /// stages.
+    pub fn finish_at_mark(mut self, status: Status, decision: Decision) {
+        let end = self.last_mark;
+        self.record(status, decision, Some(end));
+    }
+
+    fn record(&mut self, status: Status, decision: Decision, end: Option<Instant>) {
         self.finished = true;
         let inner = &self.handle.inner;
         if !inner.enabled {
@@ -78,9 +93,11 @@ impl<'a> RequestGuard<'a> {
         inner.active.dec();
         inner.requests[crate::metrics::outcome_index(status, decision)].inc();
         if status.in_slo() {
-            inner
-                .request_duration
-                .observe(Instant::now().duration_since(self.start).as_secs_f64());
+            inner.request_duration.observe(
+                end.unwrap_or_else(Instant::now)
+                    .duration_since(self.start)
+                    .as_secs_f64(),
+            );
         }
     }
 }
@@ -88,7 +105,7 @@ impl<'a> RequestGuard<'a> {
 impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.record(Status::Cancelled, Decision::None);
+            self.record(Status::Cancelled, Decision::None, None);
         }
     }
 }
@@ -313,6 +330,34 @@ mod tests {
             );
             assert!(text.contains(&line), "{line}");
         }
+    }
+
+    /// The `_sum` of `model_request_duration_seconds` in a scrape.
+    fn request_seconds(registry: &Registry) -> f64 {
+        let text = scrape(registry);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("model_request_duration_seconds_sum{"))
+            .expect("the request duration's sum");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn finish_at_mark_ends_the_request_at_its_last_stage() {
+        let (registry, model) = model();
+        let mut request = model.start_request();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let stages =
+            request.mark_stage(Stage::FeatureFetch) + request.mark_stage(Stage::Postprocess);
+        // Time after the last mark is not the request's: a `finish` would count it.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        request.finish_at_mark(Status::Success, Decision::Below);
+        let recorded = request_seconds(&registry);
+        assert!(
+            (recorded - stages).abs() < 1e-6,
+            "{recorded} vs stages {stages}"
+        );
+        assert_eq!(model.requests(Status::Success, Decision::Below), 1);
     }
 
     #[test]
