@@ -274,8 +274,12 @@ pub struct FeedbackBatchOut {
 
 /// The wall clock in Unix seconds, as the log records predictions.
 pub fn unix_seconds() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    unix_seconds_of(std::time::SystemTime::now())
+}
+
+/// `wall` in Unix seconds (0 before the epoch).
+pub fn unix_seconds_of(wall: std::time::SystemTime) -> f64 {
+    wall.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or_default()
 }

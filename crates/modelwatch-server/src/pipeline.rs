@@ -275,9 +275,11 @@ async fn score(
     let threshold = model.card.threshold();
     let decision = threshold.map_or(Decision::None, |t| Decision::for_score(output, t));
     model.metrics.observe_score(output);
+    // One wall-clock read for the drift window and the prediction log.
+    let wall = std::time::SystemTime::now();
     if model.metrics.enabled() {
         model.drift.record_prediction(
-            model.drift.now(),
+            model.drift.now_of(wall),
             output,
             decision == Decision::Below,
             &row[..width],
@@ -291,7 +293,7 @@ async fn score(
             &prediction_id,
             output,
             decision,
-            crate::feedback::unix_seconds(),
+            crate::feedback::unix_seconds_of(wall),
             None,
         );
     }

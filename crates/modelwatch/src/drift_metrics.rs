@@ -407,6 +407,13 @@ impl DriftHandle {
         self.inner.clock.unix_seconds()
     }
 
+    /// As [`DriftHandle::now`] when the wall clock reads `wall` (a time the caller
+    /// has just read): the system clock reads no clock again; an injected clock
+    /// answers its own time.
+    pub fn now_of(&self, wall: std::time::SystemTime) -> i64 {
+        self.inner.clock.unix_seconds_of(wall)
+    }
+
     /// Feature groups in the order [`DriftHandle::record_prediction`] takes their
     /// timestamps: the order of first appearance in the reference.
     pub fn feature_groups(&self) -> &[String] {
@@ -493,8 +500,17 @@ impl DriftInner {
     /// Counts one prediction in the cumulative counters; a `late` one is also noted
     /// in `late`, which keeps it out of every window snapshot.
     fn count(&self, score: f64, approved: bool, features: &[f32], late: bool) {
+        // Two copies of one body: the live path's has no test of `late` per bin.
+        if late {
+            self.count_as::<true>(score, approved, features);
+        } else {
+            self.count_as::<false>(score, approved, features);
+        }
+    }
+
+    fn count_as<const LATE: bool>(&self, score: f64, approved: bool, features: &[f32]) {
         let note_late = |index: usize| {
-            if late {
+            if LATE {
                 self.late[index].fetch_add(1, Ordering::Relaxed);
             }
         };

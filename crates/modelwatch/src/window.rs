@@ -58,6 +58,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Seconds since the Unix epoch.
     fn unix_seconds(&self) -> i64;
+
+    /// Seconds since the Unix epoch when the wall clock reads `wall`: the system
+    /// clock takes it (a caller that has read the time already saves a read), any
+    /// other clock answers [`Clock::unix_seconds`].
+    fn unix_seconds_of(&self, wall: SystemTime) -> i64 {
+        let _ = wall;
+        self.unix_seconds()
+    }
 }
 
 /// The system's wall clock.
@@ -66,7 +74,11 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn unix_seconds(&self) -> i64 {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
+        self.unix_seconds_of(SystemTime::now())
+    }
+
+    fn unix_seconds_of(&self, wall: SystemTime) -> i64 {
+        match wall.duration_since(UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
             Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
         }
@@ -300,6 +312,13 @@ impl SlidingWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_system_clock_takes_the_time_given_and_a_manual_clock_keeps_its_own() {
+        let wall = UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_123);
+        assert_eq!(SystemClock.unix_seconds_of(wall), 1_764_000_123);
+        assert_eq!(ManualClock::new(42).unix_seconds_of(wall), 42);
+    }
 
     /// Cumulative counters kept by the test, as the caller of a window keeps them.
     struct Counted {
