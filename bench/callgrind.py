@@ -34,14 +34,13 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from load import ROOT, free_port, log, seed_store, stored_population  # noqa: E402
+from load import ROOT, free_port, log, seed_store, stop, stored_population  # noqa: E402
 
 # (component, regular expression on the demangled function name or its object), first
 # match wins. Order matters: a generic rule (tokio, std) comes after the specific ones.
@@ -235,12 +234,7 @@ def measure(name, cmd, port, sweep, bodies, warmup, out_dir, ready_timeout):
         wall = time.monotonic() - start
         control(proc.pid, "--dump")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=120)
     # One file per thread for the dump: BASE.PID.1-NN (the exit's own dump has no part).
     dumps = sorted(glob.glob(f"{base}.{proc.pid}.1-*"))
     if not dumps:

@@ -450,17 +450,20 @@ def run_compare(args, binary, echo):
     data = tempfile.mkdtemp(prefix="modelwatch-bench-")
     procs, urls, metrics_urls = {}, {}, {}
     rounds = []
+    systems = SYSTEMS + (["before"] if args.against else [])
     try:
         seed_store(binary, data)
         population = stored_population(data)
-        for name in SYSTEMS:
+        for name in systems:
             port = free_port()
             if name == "echo":
                 cmd = [echo, f"127.0.0.1:{port}"]
             else:
                 mport = free_port()
-                cmd = [binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
-                       "--metrics-listen", f"127.0.0.1:{mport}", *args.serve_arg]
+                cmd = [args.against if name == "before" else binary, "serve", "--data-dir", data,
+                       "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}", *args.serve_arg]
+                if name == "before":
+                    cmd += ["--prediction-log", os.path.join(data, "before.redb")]
                 if name == "bare":
                     # Its own prediction log: one server per file.
                     cmd += ["--no-instrumentation", "--prediction-log", os.path.join(data, "bare.redb")]
@@ -471,11 +474,11 @@ def run_compare(args, binary, echo):
         for name, proc in procs.items():
             wait_ready(urls[name] + "/readyz", proc)
         log("warming up each system (3 s of each mix)")
-        for name in SYSTEMS:
+        for name in systems:
             for mix in mixes:
                 wrk(urls[name], 3, args.connections, mix, population)
         for r in range(args.rounds):
-            order = SYSTEMS[r % 3:] + SYSTEMS[:r % 3]
+            order = systems[r % len(systems):] + systems[:r % len(systems)]
             result = {"load_before": load_average()}
             for mix in mixes:
                 for name in order:
@@ -507,16 +510,16 @@ def run_compare(args, binary, echo):
           f"(order rotating), then {args.rate:g} req/s (modelwatch loadgen) per system")
     print()
     width = 12
-    print(f"{'median req/s':<26}" + "".join(f"{n:>{width}}" for n in SYSTEMS))
+    print(f"{'median req/s':<26}" + "".join(f"{n:>{width}}" for n in systems))
     for mix in mixes:
-        print(f"{mix:<26}" + "".join(f"{med([x[(mix, n)]['rps'] for x in rounds]):>{width},.0f}" for n in SYSTEMS))
+        print(f"{mix:<26}" + "".join(f"{med([x[(mix, n)]['rps'] for x in rounds]):>{width},.0f}" for n in systems))
     for mix in mixes:
         print(f"{mix + ' p99 ms':<26}" +
-              "".join(f"{med([x[(mix, n)]['p99_ms'] for x in rounds]):>{width}.3f}" for n in SYSTEMS))
+              "".join(f"{med([x[(mix, n)]['p99_ms'] for x in rounds]):>{width}.3f}" for n in systems))
     print(f"{f'p50 ms at {args.rate:g} req/s':<26}" +
-          "".join(f"{med([x[('fixed', n)]['p50_ms'] for x in rounds]):>{width}.3f}" for n in SYSTEMS))
+          "".join(f"{med([x[('fixed', n)]['p50_ms'] for x in rounds]):>{width}.3f}" for n in systems))
     print(f"{f'p99 ms at {args.rate:g} req/s':<26}" +
-          "".join(f"{med([x[('fixed', n)]['p99_ms'] for x in rounds]):>{width}.3f}" for n in SYSTEMS))
+          "".join(f"{med([x[('fixed', n)]['p99_ms'] for x in rounds]):>{width}.3f}" for n in systems))
     print()
     print("per-round ratios (median last; targets: serve / echo >= 0.80 on the realistic mix, "
           "instrumentation <= 3%):")
@@ -527,6 +530,9 @@ def run_compare(args, binary, echo):
         print(f"  {mix:<10} serve / echo   " + "  ".join(f"{v:.2f}" for v in ratio) + f"   median {med(ratio):.2f}")
         print(f"  {mix:<10} bare / echo    " + "  ".join(f"{v:.2f}" for v in bare) + f"   median {med(bare):.2f}")
         print(f"  {mix:<10} instrumentation " + " ".join(f"{v:+.1%}" for v in cost) + f"   median {med(cost):+.1%}")
+        if args.against:
+            gain = [x[(mix, "serve")]["rps"] / x[(mix, "before")]["rps"] for x in rounds]
+            print(f"  {mix:<10} serve / before " + "  ".join(f"{v:.2f}" for v in gain) + f"   median {med(gain):.2f}")
     print()
     print(f"where serve's time goes at {args.rate:g} req/s (its own histograms; median over rounds): "
           "share over 0.5 ms, over 1 ms, p99 interpolated in its bucket")
@@ -672,6 +678,8 @@ def main():
     parser.add_argument("--scrape", action="store_true",
                         help="time /metrics of a serve with enough models for --series series")
     parser.add_argument("--series", type=int, default=2000, help="series for --scrape (default 2000)")
+    parser.add_argument("--against", metavar="PATH",
+                        help="with --compare, also an earlier modelwatch binary (`before`), in the same rounds")
     parser.add_argument("--mixes-of", default="realistic,uniform,unknown",
                         help="the mixes of --compare, comma-separated (default realistic,uniform,unknown)")
     parser.add_argument("--mix", default="realistic", choices=MIXES,

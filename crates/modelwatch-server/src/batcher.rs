@@ -891,6 +891,14 @@ mod tests {
             config(4, Duration::from_millis(1)),
         )
         .unwrap();
+        let reason = panics_in_a_row_stop(&b).await;
+        assert!(reason.contains("injected panic"), "{reason}");
+    }
+
+    /// Scores a row MAX_CONSECUTIVE_PANICS times against a model that panics on
+    /// every call, checks that the model then stops and refuses rows, and returns
+    /// the reason `/readyz` would give.
+    async fn panics_in_a_row_stop(b: &Batcher) -> String {
         for _ in 0..MAX_CONSECUTIVE_PANICS {
             assert!(matches!(
                 b.score(&row(1), far()).await,
@@ -904,8 +912,7 @@ mod tests {
             b.score(&row(1), far()).await.unwrap_err(),
             BatchError::Stopped
         );
-        let reason = b.health().reason().unwrap();
-        assert!(reason.contains("injected panic"), "{reason}");
+        b.health().reason().unwrap()
     }
 
     fn direct(max_batch: usize, direct_below: Duration) -> BatcherConfig {
@@ -1020,19 +1027,7 @@ mod tests {
         // A call that does not panic ends the run of panics.
         assert_eq!(b.score(&row(2), far()).await.unwrap().score, 2.0);
         model.panic.store(usize::MAX, Ordering::SeqCst);
-        for _ in 0..MAX_CONSECUTIVE_PANICS {
-            assert!(matches!(
-                b.score(&row(1), far()).await,
-                Err(BatchError::Panicked(_))
-            ));
-        }
-        b.health().stopped().await;
-        assert!(!b.health().ready());
-        assert_eq!(
-            b.score(&row(1), far()).await.unwrap_err(),
-            BatchError::Stopped
-        );
-        let reason = b.health().reason().unwrap();
+        let reason = panics_in_a_row_stop(&b).await;
         assert!(reason.contains("panicking batches in a row"), "{reason}");
         // Three panics: one before the successful call, two after it restarted.
         assert_eq!(b.health().restarts(), 3);
