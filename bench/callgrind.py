@@ -40,7 +40,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from load import ROOT, free_port, log, seed_store, stop, stored_population  # noqa: E402
+from load import free_port, log, release_binaries, seed_store, stop, stored_population  # noqa: E402
 
 # (component, regular expression on the demangled function name or its object), first
 # match wins. Order matters: a generic rule (tokio, std) comes after the specific ones.
@@ -273,13 +273,8 @@ def main():
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):
             sys.exit(f"error: {tool} not found\nhint: apt-get install -y valgrind")
-    if args.binary is None and not args.no_build:
-        log("building the release binaries...")
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-server", "--example", "echo"],
-                       check=True, cwd=ROOT)
-    binary = args.binary or os.path.join(ROOT, "target", "release", "modelwatch")
-    echo = args.echo or os.path.join(ROOT, "target", "release", "examples", "echo")
+    binary, echo = release_binaries(args, echo=True)
+    echo = args.echo or echo
     systems = args.only or ["echo", "serve", "bare"]
 
     data = tempfile.mkdtemp(prefix="modelwatch-callgrind-")

@@ -66,6 +66,20 @@ from machine import load_average, measured  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def release_binaries(args, echo=False):
+    """(modelwatch binary, echo binary) to measure: `--binary` if given, else the
+    release builds, built first unless `--no-build`. Two cargo calls: with
+    `--example`, cargo builds only the examples of every package named."""
+    if args.binary is None and not args.no_build:
+        log("building the release binaries..." if echo else "building the release binary...")
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
+        if echo:
+            subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-server", "--example", "echo"],
+                           check=True, cwd=ROOT)
+    release = os.path.join(ROOT, "target", "release")
+    return args.binary or os.path.join(release, "modelwatch"), os.path.join(release, "examples", "echo")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -698,35 +712,17 @@ def main():
     if args.stores and not shutil.which("redis-server"):
         sys.exit("error: redis-server not found\nhint: apt-get install -y redis-server")
     if args.scrape:
-        if args.binary is None and not args.no_build:
-            log("building the release binary...")
-            subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
-        run_scrape(args, args.binary or os.path.join(ROOT, "target", "release", "modelwatch"))
+        run_scrape(args, release_binaries(args)[0])
         return
     if args.compare:
-        if args.binary is None and not args.no_build:
-            log("building the release binaries...")
-            subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
-            subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-server", "--example", "echo"],
-                           check=True, cwd=ROOT)
-        binary = args.binary or os.path.join(ROOT, "target", "release", "modelwatch")
-        run_compare(args, binary, os.path.join(ROOT, "target", "release", "examples", "echo"))
+        run_compare(args, *release_binaries(args, echo=True))
         return
     if args.mixes or args.protocols or args.stores:
-        if args.binary is None and not args.no_build:
-            log("building the release binary...")
-            subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
-        binary = args.binary or os.path.join(ROOT, "target", "release", "modelwatch")
+        binary = release_binaries(args)[0]
         (run_stores if args.stores else run_protocols if args.protocols else run_mixes)(args, binary)
         return
 
-    if not args.no_build:
-        log("building release binaries...")
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-server", "--example", "echo"],
-                       check=True, cwd=ROOT)
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
-    binary = os.path.join(ROOT, "target", "release", "modelwatch")
-    echo = os.path.join(ROOT, "target", "release", "examples", "echo")
+    binary, echo = release_binaries(args, echo=True)
 
     data = tempfile.mkdtemp(prefix="modelwatch-bench-")
     results = {}

@@ -54,7 +54,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from load import (  # noqa: E402  (bench/ is not a package)
-    ROOT, free_port, log, parse_wrk, seed_store, stored_population, wait_ready, wrk)
+    ROOT, free_port, log, parse_wrk, release_binaries, seed_store, stored_population, wait_ready, wrk)
 from machine import load_average, measured  # noqa: E402
 
 PEERS = os.path.join(ROOT, "bench", "peers")
@@ -397,10 +397,7 @@ def main():
         parser.error("--rounds, --duration and --rows must be at least 1, --check-rows 1 to --rows")
     if not shutil.which("wrk"):
         sys.exit("error: wrk not found\nhint: apt-get install -y wrk")
-    if args.binary is None and not args.no_build:
-        log("building the release binary...")
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
-    binary = os.path.abspath(args.binary or os.path.join(ROOT, "target", "release", "modelwatch"))
+    binary = os.path.abspath(release_binaries(args)[0])
     if not os.access(binary, os.X_OK):
         sys.exit(f"error: {binary} is not an executable\n"
                  "hint: cargo build --release -p modelwatch-cli (or give --binary PATH)")

@@ -81,10 +81,7 @@ def main():
     if args.duration < args.warmup + 120:
         sys.exit("error: --duration must leave two minutes after --warmup\n"
                  "hint: the scrape time compares the first and the last minute after warm-up")
-    if args.binary is None and not args.no_build:
-        load.log("building the release binary...")
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "modelwatch-cli"], check=True, cwd=ROOT)
-    binary = args.binary or os.path.join(ROOT, "target", "release", "modelwatch")
+    binary = load.release_binaries(args)[0]
 
     data = tempfile.mkdtemp(prefix="modelwatch-soak-")
     samples, wrk_out = [], ""

@@ -407,15 +407,7 @@ async fn three_replicas_aggregate_correctly_in_prometheus() {
     // to the range's edges).
     let mut summed: std::collections::BTreeMap<usize, f64> = std::collections::BTreeMap::new();
     for r in &replicas {
-        let text = client
-            .get(format!("{}/metrics", r.metrics))
-            .send()
-            .await
-            .expect("replica scrape")
-            .text()
-            .await
-            .expect("scrape body");
-        let exposition = modelwatch_testkit::exposition::parse(&text).expect("exposition parses");
+        let exposition = modelwatch_testkit::exposition::scrape(&client, &r.metrics).await;
         let name = format!("{}_bucket", schema::REQUEST_DURATION_SECONDS.name);
         for sample in exposition.select(&name, &[("model", "fraud")]) {
             let le = sample.label("le");

@@ -496,16 +496,8 @@ async fn a_year_in_victoria_metrics_answers_year_over_year_and_every_rule_and_pa
 
     // Figures for the cardinality budget: one live replica's series, and the bytes
     // on disk once VictoriaMetrics has stopped (it flushes its buffers on SIGTERM).
-    let exposition = client
-        .get(format!("{}/metrics", lab.metrics))
-        .send()
+    let replica_series = modelwatch_testkit::exposition::scrape(&client, &lab.metrics)
         .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    let replica_series = modelwatch_testkit::exposition::parse(&exposition)
-        .expect("the replica's exposition parses")
         .samples()
         .count();
     let tsdb: serde_json::Value = client

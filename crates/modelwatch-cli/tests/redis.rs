@@ -79,15 +79,7 @@ async fn scrape(
     client: &reqwest::Client,
     serve: &Serve,
 ) -> modelwatch_testkit::exposition::Exposition {
-    let text = client
-        .get(format!("{}/metrics", serve.metrics))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    modelwatch_testkit::exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    modelwatch_testkit::exposition::scrape(client, &serve.metrics).await
 }
 
 async fn predict(

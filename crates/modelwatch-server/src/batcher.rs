@@ -336,7 +336,7 @@ impl Batcher {
         if self.health.is_stopped() {
             return Err(BatchError::Stopped);
         }
-        if self.direct.open() && self.health.ready() {
+        if self.is_direct() {
             return self.score_directly(&row[..self.n_features], deadline);
         }
         let mut fixed = [0f32; MAX_FEATURES];
@@ -1010,6 +1010,22 @@ mod tests {
             1,
             "the model ran for an expired row"
         );
+    }
+
+    #[tokio::test]
+    async fn a_direct_model_error_fails_its_row_only() {
+        let model = Arc::new(TestModel::default());
+        let b = Batcher::start(model.clone(), handle(), direct(8, Duration::from_secs(1))).unwrap();
+        first_call(&b).await;
+        model.fail.store(1, Ordering::SeqCst);
+        assert!(matches!(
+            b.score(&row(4), far()).await,
+            Err(BatchError::Model(_))
+        ));
+        // An error is not a panic: no restart, still direct, the next row scores.
+        assert_eq!(b.health().restarts(), 0);
+        assert!(b.is_direct());
+        assert_eq!(b.score(&row(5), far()).await.unwrap().score, 5.0);
     }
 
     #[tokio::test]

@@ -155,6 +155,20 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// Scrapes `{metrics_base}/metrics` (a server's metrics listener, `http://host:port`)
+/// and parses it; panics with the text when the scrape fails or does not parse.
+pub async fn scrape(client: &reqwest::Client, metrics_base: &str) -> Exposition {
+    let text = client
+        .get(format!("{metrics_base}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
 /// Parses a text exposition (0.0.4 or OpenMetrics).
 pub fn parse(text: &str) -> Result<Exposition, ParseError> {
     let mut families: Vec<Family> = Vec::new();

@@ -42,13 +42,5 @@ pub async fn scrape(
     client: &reqwest::Client,
     server: &Server,
 ) -> modelwatch_testkit::exposition::Exposition {
-    let text = client
-        .get(format!("{}/metrics", server.metrics))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    modelwatch_testkit::exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    modelwatch_testkit::exposition::scrape(client, &server.metrics).await
 }
