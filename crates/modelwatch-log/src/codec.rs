@@ -129,6 +129,17 @@ fn check_format(r: &mut Reader<'_>) -> Result<(), LogError> {
     Ok(())
 }
 
+/// The time of a stored prediction without decoding the rest (the retention sweep
+/// reads one per entry it ages out); `None` for another format.
+pub(crate) fn prediction_unix_time(bytes: &[u8]) -> Option<f64> {
+    if bytes.first() != Some(&FORMAT) {
+        return None;
+    }
+    // The format byte, the decision byte, the score, then the time.
+    let time: [u8; 8] = bytes.get(10..18)?.try_into().ok()?;
+    Some(f64::from_le_bytes(time))
+}
+
 pub(crate) fn decode_prediction(bytes: &[u8]) -> Result<StoredPrediction, LogError> {
     let mut r = Reader(bytes);
     check_format(&mut r)?;

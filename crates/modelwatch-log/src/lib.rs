@@ -34,6 +34,15 @@
 //! Predictions older than [`LogConfig::retention`] are deleted with their labels, and
 //! when the stored bytes pass [`LogConfig::max_bytes`] the oldest go first. Freed
 //! pages are reused by redb, so the file stops growing at about that size.
+//!
+//! The retention order is kept per write transaction, not per prediction: each commit
+//! adds one row to the retention table, keyed by the newest time it holds, listing
+//! the ids it wrote with their times. A B-tree insert costs the writer about as much
+//! as the prediction's own insert, so one per commit instead of one per prediction
+//! halves the writer's work. A prediction is therefore deleted once its commit's row
+//! comes first: a live server's commits span a few milliseconds, so this is the
+//! oldest-first order to within a commit; a collector's batch of backfilled events is
+//! kept until its newest event expires.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -51,10 +60,16 @@ use std::time::{Duration, Instant};
 
 const PREDICTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("predictions");
 const LABELS: TableDefinition<&str, &[u8]> = TableDefinition::new("labels");
-/// (unix milliseconds, prediction id): the retention order.
-const BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("by_time");
+/// (newest unix milliseconds, commit sequence) -> what that commit wrote
+/// ([`retention`]): the retention order, one row per commit.
+const RETENTION: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("retention");
+/// The retention order of logs written before [`RETENTION`]: one row per prediction,
+/// (unix milliseconds, prediction id). Moved into [`RETENTION`] on open.
+const LEGACY_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("by_time");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const STORED_BYTES: &str = "stored_bytes";
+/// The next commit sequence of [`RETENTION`]'s keys.
+const NEXT_COMMIT: &str = "next_commit";
 
 /// Most commands in one write transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -262,8 +277,9 @@ impl PredictionLog {
             let txn = db.begin_write()?;
             txn.open_table(PREDICTIONS)?;
             txn.open_table(LABELS)?;
-            txn.open_table(BY_TIME)?;
+            txn.open_table(RETENTION)?;
             txn.open_table(META)?;
+            retention::migrate_legacy(&txn)?;
             txn.commit()?;
         }
         let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_capacity.max(1));
@@ -446,7 +462,7 @@ struct Writer {
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 fn bytes_of(id: &str, value: &[u8]) -> u64 {
-    // The key twice (the record and the time index) and the time stamp.
+    // The key twice (the record and its retention entry) and the entry's time stamp.
     (2 * id.len() + value.len() + 8) as u64
 }
 
@@ -528,10 +544,11 @@ impl Writer {
             {
                 let mut predictions = txn.open_table(PREDICTIONS)?;
                 let mut labels = txn.open_table(LABELS)?;
-                let mut by_time = txn.open_table(BY_TIME)?;
+                let mut retention_table = txn.open_table(RETENTION)?;
                 let mut meta = txn.open_table(META)?;
                 let mut bytes = meta.get(STORED_BYTES)?.map_or(0, |v| v.value());
                 let mut buf = Vec::with_capacity(256);
+                let mut written = retention::Batch::default();
                 for command in commands {
                     match command {
                         Command::Prediction(p) => {
@@ -540,16 +557,16 @@ impl Writer {
                             let ms = to_millis(p.unix_time);
                             let old = predictions
                                 .insert(p.prediction_id.as_str(), buf.as_slice())?
-                                .map(|old| old.value().to_vec());
-                            if let Some(old) = old {
-                                // The same id again (a collector's retry): replace it.
-                                let old_ms = codec::decode_prediction(&old)
-                                    .map(|o| to_millis(o.unix_time))
-                                    .unwrap_or(ms);
-                                by_time.remove((old_ms, p.prediction_id.as_str()))?;
-                                bytes = bytes.saturating_sub(bytes_of(&p.prediction_id, &old));
+                                .map(|old| old.value().len());
+                            if let Some(old_len) = old {
+                                // The same id again (a collector's retry): replaced. Its
+                                // earlier retention entry no longer matches its time,
+                                // so the sweep passes over it.
+                                bytes = bytes.saturating_sub(
+                                    bytes_of(&p.prediction_id, &[]) + old_len as u64,
+                                );
                             }
-                            by_time.insert((ms, p.prediction_id.as_str()), ())?;
+                            written.push(retention::Kind::Prediction, ms, &p.prediction_id);
                             bytes += bytes_of(&p.prediction_id, &buf);
                         }
                         Command::Labels(batch, done) => {
@@ -559,7 +576,7 @@ impl Writer {
                                     &label,
                                     &mut predictions,
                                     &mut labels,
-                                    &mut by_time,
+                                    &mut written,
                                     &mut bytes,
                                     self.config.late_after,
                                 )?;
@@ -570,11 +587,16 @@ impl Writer {
                         Command::Stop => {}
                     }
                 }
+                if !written.is_empty() {
+                    let commit = meta.get(NEXT_COMMIT)?.map_or(0, |v| v.value());
+                    retention_table.insert((written.newest_ms(), commit), written.bytes())?;
+                    meta.insert(NEXT_COMMIT, commit + 1)?;
+                }
                 if sweep_due {
                     bytes = sweep(
                         &mut predictions,
                         &mut labels,
-                        &mut by_time,
+                        &mut retention_table,
                         bytes,
                         &self.config,
                     )?;
@@ -622,7 +644,7 @@ fn join(
     label: &LabelRecord,
     predictions: &mut redb::Table<&str, &[u8]>,
     labels: &mut redb::Table<&str, &[u8]>,
-    by_time: &mut redb::Table<(u64, &str), ()>,
+    written: &mut retention::Batch,
     bytes: &mut u64,
     late_after: Duration,
 ) -> Result<LabelOutcome, LogError> {
@@ -664,7 +686,7 @@ fn join(
     *bytes += bytes_of(id, &buf);
     if matches!(outcome, LabelOutcome::Unmatched) {
         // Kept by the label's own time, since there is no prediction to age with.
-        by_time.insert((to_millis(label.unix_time), id), ())?;
+        written.push(retention::Kind::Label, to_millis(label.unix_time), id);
     }
     Ok(outcome)
 }
@@ -674,7 +696,7 @@ fn join(
 fn sweep(
     predictions: &mut redb::Table<&str, &[u8]>,
     labels: &mut redb::Table<&str, &[u8]>,
-    by_time: &mut redb::Table<(u64, &str), ()>,
+    retention_table: &mut redb::Table<(u64, u64), &[u8]>,
     mut bytes: u64,
     config: &LogConfig,
 ) -> Result<u64, LogError> {
@@ -686,31 +708,44 @@ fn sweep(
     // Bounded per sweep, so one sweep never holds the writer for long.
     const MAX_DELETES: usize = 100_000;
     let mut deleted = 0;
-    loop {
-        let Some((key, ())) = by_time
+    while deleted < MAX_DELETES {
+        let Some((key, entries)) = retention_table
             .first()?
-            .map(|(k, _)| (k.value().0, k.value().1.to_string()))
-            .map(|(t, id)| ((t, id), ()))
+            .map(|(k, v)| (k.value(), retention::entries(v.value())))
         else {
             break;
         };
-        let (time, id) = key;
-        let expired = time < cutoff;
-        let over = bytes > config.max_bytes;
-        if !(expired || over) || deleted >= MAX_DELETES {
+        let (newest_ms, _) = key;
+        if !(newest_ms < cutoff || bytes > config.max_bytes) {
             break;
         }
-        by_time.remove((time, id.as_str()))?;
-        if let Some(old) = predictions.remove(id.as_str())? {
-            bytes = bytes.saturating_sub(bytes_of(&id, old.value()));
+        // Oldest first within the commit, and only as far as needed: what is left of
+        // it is written back under the same key.
+        let mut entries = entries?;
+        entries.sort_by_key(|e| e.ms);
+        let mut kept = entries.len();
+        for (i, entry) in entries.iter().enumerate() {
+            if !(entry.ms < cutoff || bytes > config.max_bytes) || deleted >= MAX_DELETES {
+                kept = i;
+                break;
+            }
+            bytes = retention::delete(entry, predictions, labels, bytes)?;
+            deleted += 1;
         }
-        if let Some(old) = labels.remove(id.as_str())? {
-            bytes = bytes.saturating_sub(bytes_of(&id, old.value()));
+        retention_table.remove(key)?;
+        if kept < entries.len() {
+            let mut rest = retention::Batch::default();
+            for entry in &entries[kept..] {
+                rest.push(entry.kind, entry.ms, &entry.id);
+            }
+            retention_table.insert(key, rest.bytes())?;
+            break;
         }
-        deleted += 1;
     }
     Ok(bytes)
 }
+
+mod retention;
 
 #[cfg(test)]
 mod tests;

@@ -122,11 +122,18 @@ fn retention_deletes_old_predictions_and_bounds_bytes() {
     {
         let mut predictions = txn.open_table(PREDICTIONS).unwrap();
         let mut labels = txn.open_table(LABELS).unwrap();
-        let mut by_time = txn.open_table(BY_TIME).unwrap();
+        let mut retention_table = txn.open_table(RETENTION).unwrap();
         let mut meta = txn.open_table(META).unwrap();
         let bytes = meta.get(STORED_BYTES).unwrap().unwrap().value();
         assert!(bytes > 20_000, "{bytes}");
-        let after = sweep(&mut predictions, &mut labels, &mut by_time, bytes, &config).unwrap();
+        let after = sweep(
+            &mut predictions,
+            &mut labels,
+            &mut retention_table,
+            bytes,
+            &config,
+        )
+        .unwrap();
         assert!(after <= 20_000, "{after}");
         meta.insert(STORED_BYTES, after).unwrap();
         assert!(predictions.get("expired").unwrap().is_none());
@@ -260,4 +267,131 @@ fn a_full_batch_commits_without_waiting_out_the_linger() {
     }
     assert_eq!(log.stats().unwrap().0, MAX_BATCH as u64);
     assert_eq!(log.dropped(), 0);
+}
+
+/// Runs one sweep on a closed log's file, as the writer does every few seconds.
+fn sweep_file(config: &LogConfig) {
+    let db = Database::create(&config.path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut predictions = txn.open_table(PREDICTIONS).unwrap();
+        let mut labels = txn.open_table(LABELS).unwrap();
+        let mut retention_table = txn.open_table(RETENTION).unwrap();
+        let mut meta = txn.open_table(META).unwrap();
+        let bytes = meta.get(STORED_BYTES).unwrap().map_or(0, |v| v.value());
+        let after = sweep(
+            &mut predictions,
+            &mut labels,
+            &mut retention_table,
+            bytes,
+            config,
+        )
+        .unwrap();
+        meta.insert(STORED_BYTES, after).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_replaced_prediction_and_a_late_matched_label_age_by_their_newest_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path().join("log.redb"));
+    config.retention = Duration::from_secs(3600);
+    let log = PredictionLog::open(config.clone()).unwrap();
+    let t = now();
+    log.record(prediction("old", 0.5, Decision::Below, t - 7200.0));
+    log.record(prediction("retried", 0.5, Decision::Below, t - 7200.0));
+    // Labels commit at once: each step below is a commit (a retention row) of its own.
+    let outcomes = log
+        .label_blocking(vec![
+            label("orphan", true, t - 7200.0),
+            label("early", true, t - 7200.0),
+        ])
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![LabelOutcome::Unmatched, LabelOutcome::Unmatched]
+    );
+    // A collector's retry of "retried" with a new time, and the prediction that
+    // "early"'s label was waiting for.
+    log.record(prediction("retried", 0.6, Decision::Below, t));
+    log.record(prediction("early", 0.5, Decision::Below, t));
+    log.label_blocking(vec![label("fresh", true, t)]).unwrap();
+    drop(log);
+    sweep_file(&config);
+    let log = PredictionLog::open(config).unwrap();
+    assert_eq!(log.prediction("old").unwrap(), None);
+    assert_eq!(log.label("orphan").unwrap(), None);
+    // Kept: the expired entries no longer describe what is stored.
+    assert_eq!(log.prediction("retried").unwrap().unwrap().score, 0.6);
+    assert!(log.prediction("early").unwrap().is_some());
+    assert!(log.label("early").unwrap().is_some());
+    assert!(log.label("fresh").unwrap().is_some());
+    let (predictions, labels, _) = log.stats().unwrap();
+    assert_eq!((predictions, labels), (2, 2));
+}
+
+#[test]
+fn a_log_with_the_per_prediction_time_index_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path().join("log.redb"));
+    config.retention = Duration::from_secs(3600);
+    let t = now();
+    // A file as the log wrote it before the retention rows: one (time, id) row per
+    // prediction and per unmatched label.
+    {
+        let db = Database::create(&config.path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut predictions = txn.open_table(PREDICTIONS).unwrap();
+            let mut labels = txn.open_table(LABELS).unwrap();
+            let mut by_time = txn.open_table(LEGACY_BY_TIME).unwrap();
+            let mut meta = txn.open_table(META).unwrap();
+            let mut bytes = 0;
+            for (id, time) in [("expired", t - 7200.0), ("kept", t - 60.0)] {
+                let mut buf = Vec::new();
+                codec::encode_prediction(&prediction(id, 0.5, Decision::Below, time), &mut buf);
+                predictions.insert(id, buf.as_slice()).unwrap();
+                by_time.insert((to_millis(time), id), ()).unwrap();
+                bytes += bytes_of(id, &buf);
+            }
+            let mut buf = Vec::new();
+            codec::encode_label(
+                &StoredLabel {
+                    truth: Truth::Class(true),
+                    unix_time: t - 7000.0,
+                    outcome: OutcomeKind::Unmatched,
+                },
+                &mut buf,
+            );
+            labels.insert("orphan", buf.as_slice()).unwrap();
+            by_time
+                .insert((to_millis(t - 7000.0), "orphan"), ())
+                .unwrap();
+            meta.insert(STORED_BYTES, bytes + bytes_of("orphan", &buf))
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let log = PredictionLog::open(config.clone()).unwrap();
+    // Nothing is lost by the move itself.
+    assert!(log.prediction("expired").unwrap().is_some());
+    assert!(log.label("orphan").unwrap().is_some());
+    drop(log);
+    {
+        use redb::TableHandle as _;
+        let db = Database::create(&config.path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let tables: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert!(!tables.contains(&"by_time".to_string()), "{tables:?}");
+    }
+    sweep_file(&config);
+    let log = PredictionLog::open(config).unwrap();
+    assert_eq!(log.prediction("expired").unwrap(), None);
+    assert_eq!(log.label("orphan").unwrap(), None);
+    assert!(log.prediction("kept").unwrap().is_some());
 }
