@@ -40,7 +40,6 @@ use crate::store::{FeatureStore, GroupValues, StoreError};
 use modelwatch::{CacheOperation, ModelHandle, StoreErrorKind};
 use modelwatch_runtime::ModelCard;
 use modelwatch_runtime::card::{GroupSource, TransformFn};
-use moka::future::Cache;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -376,11 +375,6 @@ pub fn decision_names(card: &ModelCard) -> anyhow::Result<Option<modelwatch::Dec
         .map_err(anyhow::Error::from)
 }
 
-/// One group's cache by entity id. Hashed with foldhash: a lookup hashes a short id
-/// twice per prediction, and SipHash (std's) costs several times more; foldhash is
-/// seeded at random per cache, as std's is, so ids cannot be chosen to collide.
-type GroupCache = Cache<String, Option<Arc<GroupValues>>, foldhash::fast::RandomState>;
-
 /// Cache and store settings.
 #[derive(Debug, Clone)]
 pub struct FetchConfig {
@@ -535,7 +529,7 @@ impl Breaker {
 #[derive(Debug)]
 pub struct FeatureFetcher {
     layout: FeatureLayout,
-    caches: Vec<GroupCache>,
+    caches: Vec<crate::feature_cache::GroupCache>,
     store: Arc<dyn FeatureStore>,
     config: FetchConfig,
     model: ModelHandle,
@@ -556,12 +550,7 @@ impl FeatureFetcher {
         let caches = layout
             .entity_groups
             .iter()
-            .map(|_| {
-                Cache::builder()
-                    .max_capacity(config.cache_capacity)
-                    .time_to_live(config.cache_ttl)
-                    .build_with_hasher(foldhash::fast::RandomState::default())
-            })
+            .map(|_| crate::feature_cache::GroupCache::new(config.cache_capacity, config.cache_ttl))
             .collect();
         model.store_breaker_open(false);
         let breaker = Breaker {
@@ -598,7 +587,7 @@ impl FeatureFetcher {
 
     /// Drops every cached entry (used by the cache-collapse fault).
     pub fn invalidate_cache(&self) {
-        self.caches.iter().for_each(|c| c.invalidate_all());
+        self.caches.iter().for_each(|c| c.clear());
     }
 
     /// Fills the store columns of `row` (model width) and the store groups'
@@ -622,6 +611,8 @@ impl FeatureFetcher {
         let key = |slot: usize| entities.get(slot).and_then(|k| k.as_deref());
         let mut missed = [false; crate::MAX_GROUPS];
         let mut n_missed = 0;
+        // One clock read for every group's expiry check.
+        let now = std::time::Instant::now();
         for (slot, (group_index, group)) in self.layout.entity_groups.iter().enumerate() {
             let Some(entity) = key(slot) else {
                 // Not keyed (the group is nullable): missing, and no age.
@@ -629,7 +620,7 @@ impl FeatureFetcher {
                 event_times[*group_index] = i64::MAX;
                 continue;
             };
-            match self.cached(slot, entity).await {
+            match self.cached(slot, entity, now) {
                 Some(values) => {
                     self.model.cache(CacheOperation::Hit);
                     place(
@@ -721,11 +712,16 @@ impl FeatureFetcher {
     /// The cached answer for `entity`: `Some(Some(values))` for a known entity,
     /// `Some(None)` for one the store did not have (a negative entry, kept until it
     /// expires like any other), `None` when the cache has nothing.
-    async fn cached(&self, slot: usize, entity: &str) -> Option<Option<Arc<GroupValues>>> {
+    fn cached(
+        &self,
+        slot: usize,
+        entity: &str,
+        now: std::time::Instant,
+    ) -> Option<Option<Arc<GroupValues>>> {
         if self.faults.cache_disabled() {
             return None;
         }
-        self.caches[slot].get(entity).await
+        self.caches[slot].get(entity, now)
     }
 
     /// Reads one group from the store (within `store_timeout`) and caches the answer,
@@ -762,9 +758,7 @@ impl FeatureFetcher {
         match result {
             Ok(values) => {
                 let values = values.map(Arc::new);
-                self.caches[slot]
-                    .insert(entity.to_string(), values.clone())
-                    .await;
+                self.caches[slot].insert(entity, values.clone(), std::time::Instant::now());
                 Ok(values)
             }
             Err(e) => {
@@ -1300,8 +1294,7 @@ mod tests {
         );
         let mut cached = 0;
         for cache in &fetcher.caches {
-            cache.run_pending_tasks().await;
-            cached += cache.entry_count();
+            cached += cache.len() as u64;
         }
         assert!(
             cached <= reads,

@@ -19,6 +19,7 @@ pub mod batcher;
 pub mod config;
 pub mod error;
 pub mod faults;
+mod feature_cache;
 pub mod features;
 pub mod feedback;
 pub mod ingest;
