@@ -115,34 +115,18 @@ fn retention_deletes_old_predictions_and_bounds_bytes() {
         ));
     }
     log.label_blocking(vec![label("expired", true, t)]).unwrap();
+    let (_, _, bytes) = log.stats().unwrap();
+    assert!(bytes > 20_000, "{bytes}");
     drop(log);
-    // The writer sweeps on its own every few seconds; here, call it directly.
-    let db = Database::create(&config.path).unwrap();
-    let txn = db.begin_write().unwrap();
-    {
-        let mut predictions = txn.open_table(PREDICTIONS).unwrap();
-        let mut labels = txn.open_table(LABELS).unwrap();
-        let mut retention_table = txn.open_table(RETENTION).unwrap();
-        let mut meta = txn.open_table(META).unwrap();
-        let bytes = meta.get(STORED_BYTES).unwrap().unwrap().value();
-        assert!(bytes > 20_000, "{bytes}");
-        let after = sweep(
-            &mut predictions,
-            &mut labels,
-            &mut retention_table,
-            bytes,
-            &config,
-        )
-        .unwrap();
-        assert!(after <= 20_000, "{after}");
-        meta.insert(STORED_BYTES, after).unwrap();
-        assert!(predictions.get("expired").unwrap().is_none());
-        assert!(labels.get("expired").unwrap().is_none());
-        // The newest are kept, the oldest went.
-        assert!(predictions.get("p0999").unwrap().is_some());
-        assert!(predictions.get("p0000").unwrap().is_none());
-    }
-    txn.commit().unwrap();
+    sweep_file(&config);
+    let log = PredictionLog::open(config).unwrap();
+    let (_, _, after) = log.stats().unwrap();
+    assert!(after <= 20_000, "{after}");
+    assert_eq!(log.prediction("expired").unwrap(), None);
+    assert_eq!(log.label("expired").unwrap(), None);
+    // The newest are kept, the oldest went.
+    assert!(log.prediction("p0999").unwrap().is_some());
+    assert_eq!(log.prediction("p0000").unwrap(), None);
 }
 
 #[test]
