@@ -709,19 +709,19 @@ fn sweep(
     const MAX_DELETES: usize = 100_000;
     let mut deleted = 0;
     while deleted < MAX_DELETES {
-        let Some((key, entries)) = retention_table
-            .first()?
-            .map(|(k, v)| (k.value(), retention::entries(v.value())))
-        else {
+        let Some(first) = retention_table.first()? else {
             break;
         };
+        let key = first.0.value();
         let (newest_ms, _) = key;
         if !(newest_ms < cutoff || bytes > config.max_bytes) {
+            // The usual case, every SWEEP_INTERVAL: nothing is due, nothing decoded.
             break;
         }
         // Oldest first within the commit, and only as far as needed: what is left of
         // it is written back under the same key.
-        let mut entries = entries?;
+        let mut entries = retention::entries(first.1.value())?;
+        drop(first);
         entries.sort_by_key(|e| e.ms);
         let mut kept = entries.len();
         for (i, entry) in entries.iter().enumerate() {

@@ -2,8 +2,10 @@
 //! wrote. See [`Batch`] for details.
 //!
 //! A row's value is a run of entries, each a kind byte, the entry's unix
-//! milliseconds (little-endian u64), the id's length (one byte: ids are at most
-//! [`MAX_ID_LEN`](crate::MAX_ID_LEN) bytes) and the id.
+//! milliseconds (little-endian u64), the id's length (little-endian u16) and the id.
+//! Predictions' ids are at most [`MAX_ID_LEN`](crate::MAX_ID_LEN) bytes, and the
+//! server refuses longer label ids; a label id of over 64 KiB from another caller
+//! would be listed cut short, so the sweep would not find it.
 
 use crate::{LEGACY_BY_TIME, LogError, PREDICTIONS, RETENTION, bytes_of, codec, to_millis};
 use redb::{ReadableTable, TableHandle};
@@ -37,10 +39,10 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub(crate) fn push(&mut self, kind: Kind, ms: u64, id: &str) {
-        let id = &id.as_bytes()[..id.len().min(u8::MAX as usize)];
+        let id = &id.as_bytes()[..id.len().min(u16::MAX as usize)];
         self.bytes.push(kind.byte());
         self.bytes.extend_from_slice(&ms.to_le_bytes());
-        self.bytes.push(id.len() as u8);
+        self.bytes.extend_from_slice(&(id.len() as u16).to_le_bytes());
         self.bytes.extend_from_slice(id);
         self.newest_ms = self.newest_ms.max(ms);
     }
@@ -82,8 +84,9 @@ pub(crate) fn entries(mut bytes: &[u8]) -> Result<Vec<Entry>, LogError> {
             }
         };
         let (ms, rest) = rest.split_first_chunk::<8>().ok_or_else(truncated)?;
-        let (&len, rest) = rest.split_first().ok_or_else(truncated)?;
-        let (id, rest) = rest.split_at_checked(len as usize).ok_or_else(truncated)?;
+        let (len, rest) = rest.split_first_chunk::<2>().ok_or_else(truncated)?;
+        let len = u16::from_le_bytes(*len) as usize;
+        let (id, rest) = rest.split_at_checked(len).ok_or_else(truncated)?;
         out.push(Entry {
             kind,
             ms: u64::from_le_bytes(*ms),
@@ -139,24 +142,37 @@ pub(crate) fn migrate_legacy(txn: &redb::WriteTransaction) -> Result<(), LogErro
     if !legacy {
         return Ok(());
     }
-    let mut rows = Vec::new();
+    let mut rows = 0;
     {
         let old = txn.open_table(LEGACY_BY_TIME)?;
         let predictions = txn.open_table(PREDICTIONS)?;
+        let mut table = txn.open_table(RETENTION)?;
+        let mut meta = txn.open_table(crate::META)?;
+        let mut commit = meta.get(crate::NEXT_COMMIT)?.map_or(0, |v| v.value());
+        // Written as they fill, so a large log is not held in memory.
+        let mut flush = |batch: &mut Batch| -> Result<(), LogError> {
+            table.insert((batch.newest_ms(), commit), batch.bytes())?;
+            commit += 1;
+            rows += 1;
+            *batch = Batch::default();
+            Ok(())
+        };
         let mut batch = Batch::default();
-        let mut first_ms = 0;
+        let (mut first_ms, mut entries) = (0, 0);
         for item in old.iter()? {
             let (key, _) = item?;
             let (ms, id) = key.value();
             // The old rows are in time order: a row of them spans at most a minute
-            // (or MAX_BATCH short ids), so none is kept much past its retention.
-            if !batch.is_empty()
+            // and holds at most MAX_BATCH entries, like a live commit, so none is kept
+            // much past its retention.
+            if entries > 0
                 && (ms.saturating_sub(first_ms) > MIGRATED_ROW_SPAN_MS
-                    || batch.bytes.len() >= crate::MAX_BATCH * 32)
+                    || entries >= crate::MAX_BATCH)
             {
-                rows.push(std::mem::take(&mut batch));
+                flush(&mut batch)?;
+                entries = 0;
             }
-            if batch.is_empty() {
+            if entries == 0 {
                 first_ms = ms;
             }
             let kind = if predictions.get(id)?.is_some() {
@@ -165,23 +181,17 @@ pub(crate) fn migrate_legacy(txn: &redb::WriteTransaction) -> Result<(), LogErro
                 Kind::Label
             };
             batch.push(kind, ms, id);
+            entries += 1;
         }
-        if !batch.is_empty() {
-            rows.push(batch);
+        if entries > 0 {
+            flush(&mut batch)?;
         }
+        drop(flush);
+        meta.insert(crate::NEXT_COMMIT, commit)?;
     }
-    let mut table = txn.open_table(RETENTION)?;
-    let mut meta = txn.open_table(crate::META)?;
-    let mut commit = meta.get(crate::NEXT_COMMIT)?.map_or(0, |v| v.value());
-    for row in &rows {
-        table.insert((row.newest_ms(), commit), row.bytes())?;
-        commit += 1;
-    }
-    meta.insert(crate::NEXT_COMMIT, commit)?;
-    drop((table, meta));
     txn.delete_table(LEGACY_BY_TIME)?;
     tracing::info!(
-        rows = rows.len(),
+        rows,
         "prediction log: moved the per-prediction retention order into one row per commit"
     );
     Ok(())
@@ -220,7 +230,7 @@ mod tests {
         // A truncated row is an error, not a panic or a short list.
         let bytes = batch.bytes();
         for cut in 1..bytes.len() {
-            if cut == 33 {
+            if cut == 34 {
                 // The first entry ends here: a valid row of one.
                 continue;
             }
