@@ -42,7 +42,7 @@ use modelwatch_runtime::ModelCard;
 use modelwatch_runtime::card::{GroupSource, TransformFn};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest model input the server accepts (rows are stack arrays of this width).
 pub const MAX_FEATURES: usize = modelwatch_runtime::card::MAX_FEATURES;
@@ -598,6 +598,11 @@ impl FeatureFetcher {
     /// from the store concurrently, so a request costs one store round trip, not
     /// one per group. A group without an id (nullable and not keyed) is NaN.
     ///
+    /// `now` is the request's start: cached entries that expired before it are
+    /// misses, and the store's answers are cached for one TTL from it (a few
+    /// microseconds shorter than from the store's answer). The request already read
+    /// the clock once; the cache reads it no more.
+    ///
     /// # Errors
     /// Under [`StoreFailurePolicy::Shed`], the first store failure (the row is then
     /// not to be scored). Under `Defaults` a failed group is NaN and this is `Ok`.
@@ -606,13 +611,12 @@ impl FeatureFetcher {
         entities: &[Option<String>],
         row: &mut [f32],
         event_times: &mut [i64],
+        now: Instant,
     ) -> Result<(), StoreError> {
         let mut failure = None;
         let key = |slot: usize| entities.get(slot).and_then(|k| k.as_deref());
         let mut missed = [false; crate::MAX_GROUPS];
         let mut n_missed = 0;
-        // One clock read for every group's expiry check.
-        let now = std::time::Instant::now();
         for (slot, (group_index, group)) in self.layout.entity_groups.iter().enumerate() {
             let Some(entity) = key(slot) else {
                 // Not keyed (the group is nullable): missing, and no age.
@@ -662,7 +666,7 @@ impl FeatureFetcher {
         if n_missed == 1 {
             if let Some((slot, (group_index, group))) = lookups.next() {
                 let values = self
-                    .lookup(slot, group, key(slot).unwrap_or_default())
+                    .lookup(slot, group, key(slot).unwrap_or_default(), now)
                     .await;
                 place(group, *group_index, values, row, event_times, &mut failure);
             }
@@ -671,7 +675,8 @@ impl FeatureFetcher {
             // allocates for its store calls anyway; a hit allocates nothing.
             let mut pending: Vec<_> = lookups
                 .map(|(slot, (group_index, group))| {
-                    let lookup = Box::pin(self.lookup(slot, group, key(slot).unwrap_or_default()));
+                    let lookup =
+                        Box::pin(self.lookup(slot, group, key(slot).unwrap_or_default(), now));
                     (group, *group_index, lookup, None)
                 })
                 .collect();
@@ -712,12 +717,7 @@ impl FeatureFetcher {
     /// The cached answer for `entity`: `Some(Some(values))` for a known entity,
     /// `Some(None)` for one the store did not have (a negative entry, kept until it
     /// expires like any other), `None` when the cache has nothing.
-    fn cached(
-        &self,
-        slot: usize,
-        entity: &str,
-        now: std::time::Instant,
-    ) -> Option<Option<Arc<GroupValues>>> {
+    fn cached(&self, slot: usize, entity: &str, now: Instant) -> Option<Option<Arc<GroupValues>>> {
         if self.faults.cache_disabled() {
             return None;
         }
@@ -731,6 +731,7 @@ impl FeatureFetcher {
         slot: usize,
         group: &EntityGroup,
         entity: &str,
+        now: Instant,
     ) -> Result<Option<Arc<GroupValues>>, StoreError> {
         let admit = self.breaker.admit();
         if admit == Admit::Refuse {
@@ -758,7 +759,7 @@ impl FeatureFetcher {
         match result {
             Ok(values) => {
                 let values = values.map(Arc::new);
-                self.caches[slot].insert(entity, values.clone(), std::time::Instant::now());
+                self.caches[slot].insert(entity, values.clone(), now);
                 Ok(values)
             }
             Err(e) => {
@@ -1019,23 +1020,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn both_groups_are_read_at_once_and_unknowns_are_cached() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = SqliteStore::open_with_readers(&dir.path().join("f.sqlite"), 2).unwrap();
-        inner
-            .upsert_group(
-                "customer",
-                &["a", "b"],
-                [("C000001".to_string(), &[1.0f32, 2.0][..], 5)],
-            )
-            .unwrap();
-        inner
-            .upsert_group(
-                "terminal",
-                &["c"],
-                [("T00001".to_string(), &[3.0f32][..], 6)],
-            )
-            .unwrap();
         let store = Arc::new(Rendezvous {
-            inner,
+            inner: seeded_sqlite(dir.path()),
             barrier: tokio::sync::Barrier::new(2),
             reads: AtomicU64::new(0),
         });
@@ -1047,13 +1033,23 @@ mod tests {
         // Read one after the other, the first lookup would wait for a second that
         // never starts, until the store deadline: values NaN.
         fetcher
-            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .fetch(
+                &tx("C000001", "T00001"),
+                &mut row,
+                &mut times,
+                Instant::now(),
+            )
             .await
             .unwrap();
         assert_eq!(row, [1.0, 2.0, 3.0]);
         assert_eq!(times, [5, 6]);
         fetcher
-            .fetch(&tx("C999999", "T99999"), &mut row, &mut times)
+            .fetch(
+                &tx("C999999", "T99999"),
+                &mut row,
+                &mut times,
+                Instant::now(),
+            )
             .await
             .unwrap();
         assert_eq!(row, [0.0, 0.0, 0.0]);
@@ -1063,12 +1059,22 @@ mod tests {
         // store call would wait at the rendezvous until the deadline, giving NaN).
         for _ in 0..3 {
             fetcher
-                .fetch(&tx("C999999", "T99999"), &mut row, &mut times)
+                .fetch(
+                    &tx("C999999", "T99999"),
+                    &mut row,
+                    &mut times,
+                    Instant::now(),
+                )
                 .await
                 .unwrap();
             assert_eq!(row, [0.0, 0.0, 0.0]);
             fetcher
-                .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+                .fetch(
+                    &tx("C000001", "T00001"),
+                    &mut row,
+                    &mut times,
+                    Instant::now(),
+                )
                 .await
                 .unwrap();
             assert_eq!(row, [1.0, 2.0, 3.0]);
@@ -1110,13 +1116,48 @@ mod tests {
         }
     }
 
-    /// The real store behind a switch: while `down`, every call fails as an
-    /// unreachable store would.
+    /// The real store behind two switches: while `down`, every call fails as an
+    /// unreachable store would; while `hung`, every call waits forever, as a store
+    /// that stopped answering does.
     #[derive(Debug)]
     struct Switched {
         inner: SqliteStore,
         down: std::sync::atomic::AtomicBool,
+        hung: std::sync::atomic::AtomicBool,
         reads: AtomicU64,
+    }
+
+    /// A SQLite store holding customer C000001 (a, b = 1, 2 at time 5) and terminal
+    /// T00001 (c = 3 at time 6).
+    fn seeded_sqlite(dir: &std::path::Path) -> SqliteStore {
+        let store = SqliteStore::open_with_readers(&dir.join("f.sqlite"), 2).unwrap();
+        store
+            .upsert_group(
+                "customer",
+                &["a", "b"],
+                [("C000001".to_string(), &[1.0f32, 2.0][..], 5)],
+            )
+            .unwrap();
+        store
+            .upsert_group(
+                "terminal",
+                &["c"],
+                [("T00001".to_string(), &[3.0f32][..], 6)],
+            )
+            .unwrap();
+        store
+    }
+
+    impl Switched {
+        /// Up, over [`seeded_sqlite`].
+        fn seeded(dir: &std::path::Path) -> Arc<Self> {
+            Arc::new(Self {
+                inner: seeded_sqlite(dir),
+                down: Default::default(),
+                hung: Default::default(),
+                reads: AtomicU64::new(0),
+            })
+        }
     }
 
     impl FeatureStore for Switched {
@@ -1126,6 +1167,9 @@ mod tests {
             entity: &'a str,
         ) -> BoxFuture<'a, Result<Option<GroupValues>, StoreError>> {
             self.reads.fetch_add(1, Ordering::Relaxed);
+            if self.hung.load(Ordering::Relaxed) {
+                return Box::pin(std::future::pending());
+            }
             if self.down.load(Ordering::Relaxed) {
                 return Box::pin(async {
                     Err(StoreError::new(StoreErrorKind::Unavailable, "down"))
@@ -1150,26 +1194,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_breaker_opens_sheds_or_defaults_and_closes_on_a_probe() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = SqliteStore::open_with_readers(&dir.path().join("f.sqlite"), 2).unwrap();
-        inner
-            .upsert_group(
-                "customer",
-                &["a", "b"],
-                [("C000001".to_string(), &[1.0f32, 2.0][..], 5)],
-            )
-            .unwrap();
-        inner
-            .upsert_group(
-                "terminal",
-                &["c"],
-                [("T00001".to_string(), &[3.0f32][..], 6)],
-            )
-            .unwrap();
-        let store = Arc::new(Switched {
-            inner,
-            down: std::sync::atomic::AtomicBool::new(true),
-            reads: AtomicU64::new(0),
-        });
+        let store = Switched::seeded(dir.path());
+        store.down.store(true, Ordering::Relaxed);
         let mut registry = modelwatch::prometheus_client::registry::Registry::default();
         let metrics =
             modelwatch::Metrics::register(&mut registry, &modelwatch::MetricsConfig::default())
@@ -1194,26 +1220,46 @@ mod tests {
         // Defaults: answered, the store's values missing.
         let defaults = fetcher(StoreFailurePolicy::Defaults);
         defaults
-            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .fetch(
+                &tx("C000001", "T00001"),
+                &mut row,
+                &mut times,
+                Instant::now(),
+            )
             .await
             .unwrap();
         assert!(row.iter().all(|v| v.is_nan()), "{row:?}");
         // Shed: refused with the store's kind; two groups, two failures per fetch.
         let shed = fetcher(StoreFailurePolicy::Shed);
         let err = shed
-            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .fetch(
+                &tx("C000001", "T00001"),
+                &mut row,
+                &mut times,
+                Instant::now(),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.kind, StoreErrorKind::Unavailable);
         assert!(!shed.breaker_open());
-        shed.fetch(&tx("C000001", "T00001"), &mut row, &mut times)
-            .await
-            .unwrap_err();
+        shed.fetch(
+            &tx("C000001", "T00001"),
+            &mut row,
+            &mut times,
+            Instant::now(),
+        )
+        .await
+        .unwrap_err();
         assert!(shed.breaker_open(), "open after 3 consecutive failures");
         // Open: refused without asking the store.
         let reads = store.reads.load(Ordering::Relaxed);
         let err = shed
-            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .fetch(
+                &tx("C000001", "T00001"),
+                &mut row,
+                &mut times,
+                Instant::now(),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.kind, StoreErrorKind::CircuitOpen);
@@ -1221,9 +1267,14 @@ mod tests {
         assert!(handle.store_errors(StoreErrorKind::CircuitOpen) >= 2);
         // A failed probe keeps it open; a successful one closes it.
         tokio::time::sleep(Duration::from_millis(60)).await;
-        shed.fetch(&tx("C000001", "T00001"), &mut row, &mut times)
-            .await
-            .unwrap_err();
+        shed.fetch(
+            &tx("C000001", "T00001"),
+            &mut row,
+            &mut times,
+            Instant::now(),
+        )
+        .await
+        .unwrap_err();
         assert!(shed.breaker_open());
         assert_eq!(store.reads.load(Ordering::Relaxed), reads + 1, "one probe");
         store.down.store(false, Ordering::Relaxed);
@@ -1231,13 +1282,132 @@ mod tests {
         // The probe (one group) succeeds and closes; the other group was refused
         // while the probe was in flight, or asked after it closed.
         let _ = shed
-            .fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+            .fetch(
+                &tx("C000001", "T00001"),
+                &mut row,
+                &mut times,
+                Instant::now(),
+            )
             .await;
         assert!(!shed.breaker_open(), "closed after a successful probe");
-        shed.fetch(&tx("C000001", "T00001"), &mut row, &mut times)
+        shed.fetch(
+            &tx("C000001", "T00001"),
+            &mut row,
+            &mut times,
+            Instant::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(row, [1.0, 2.0, 3.0]);
+    }
+
+    fn cached_entries(fetcher: &FeatureFetcher) -> usize {
+        fetcher.caches.iter().map(|c| c.len()).sum()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cache_keeps_answers_for_one_ttl_and_never_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Switched::seeded(dir.path());
+        store.down.store(true, Ordering::Relaxed);
+        let fetcher = FeatureFetcher::new(
+            layout(),
+            store.clone(),
+            FetchConfig {
+                breaker_failures: 100,
+                ..FetchConfig::new(Duration::from_secs(60), 100, Duration::from_secs(10))
+            },
+            ModelHandle::disabled(&modelwatch::ModelSpec::default()),
+            Arc::new(crate::faults::Faults::default()),
+        );
+        let (mut row, mut times) = ([0f32; 3], [0i64; 2]);
+        let t = Instant::now();
+        // A failed read is served as missing and not cached: not as "unknown".
+        fetcher
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times, t)
+            .await
+            .unwrap();
+        assert!(row.iter().all(|v| v.is_nan()), "{row:?}");
+        assert_eq!(cached_entries(&fetcher), 0);
+        store.down.store(false, Ordering::Relaxed);
+        fetcher
+            .fetch(&tx("C000001", "T00001"), &mut row, &mut times, t)
             .await
             .unwrap();
         assert_eq!(row, [1.0, 2.0, 3.0]);
+        assert_eq!(store.reads.load(Ordering::Relaxed), 4);
+        // Cached for one TTL from the request that read it, then read again.
+        let second = Duration::from_secs(1);
+        for (now, reads) in [(t + 59 * second, 4), (t + 60 * second, 6)] {
+            row = [0.0; 3];
+            fetcher
+                .fetch(&tx("C000001", "T00001"), &mut row, &mut times, now)
+                .await
+                .unwrap();
+            assert_eq!(row, [1.0, 2.0, 3.0]);
+            assert_eq!(store.reads.load(Ordering::Relaxed), reads, "at {now:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_store_meets_its_deadline_and_a_cancelled_fetch_caches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Switched::seeded(dir.path());
+        store.hung.store(true, Ordering::Relaxed);
+        let fetcher = |store_timeout| {
+            FeatureFetcher::new(
+                layout(),
+                store.clone(),
+                FetchConfig::new(Duration::from_secs(60), 100, store_timeout),
+                ModelHandle::disabled(&modelwatch::ModelSpec::default()),
+                Arc::new(crate::faults::Faults::default()),
+            )
+        };
+        let (mut row, mut times) = ([0f32; 3], [0i64; 2]);
+        // The store deadline ends the read: served as missing, nothing cached.
+        let deadline = fetcher(Duration::from_millis(50));
+        deadline
+            .fetch(
+                &tx("C000001", "T00001"),
+                &mut row,
+                &mut times,
+                Instant::now(),
+            )
+            .await
+            .unwrap();
+        assert!(row.iter().all(|v| v.is_nan()), "{row:?}");
+        assert_eq!(cached_entries(&deadline), 0);
+        // A client that goes away drops the fetch in the middle of its store reads
+        // (here, long before the store deadline): nothing is cached, and the breaker
+        // saw no failure, so the next fetch asks the store at once.
+        let cancelled = fetcher(Duration::from_secs(3600));
+        let gone = tokio::time::timeout(
+            Duration::from_millis(20),
+            cancelled.fetch(
+                &tx("C000001", "T00001"),
+                &mut row,
+                &mut times,
+                Instant::now(),
+            ),
+        )
+        .await;
+        assert!(gone.is_err(), "the hung store answered: {gone:?}");
+        assert_eq!(cached_entries(&cancelled), 0);
+        assert!(!cancelled.breaker_open());
+        store.hung.store(false, Ordering::Relaxed);
+        let reads = store.reads.load(Ordering::Relaxed);
+        cancelled
+            .fetch(
+                &tx("C000001", "T00001"),
+                &mut row,
+                &mut times,
+                Instant::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(row, [1.0, 2.0, 3.0]);
+        assert_eq!(store.reads.load(Ordering::Relaxed), reads + 2);
+        assert_eq!(cached_entries(&cancelled), 2);
     }
 
     /// Issue 11: an unknown-id flood sent every made-up id to SQLite and filled the
@@ -1279,6 +1449,7 @@ mod tests {
                     ),
                     &mut row,
                     &mut times,
+                    Instant::now(),
                 )
                 .await
                 .unwrap();
@@ -1303,7 +1474,7 @@ mod tests {
         // Every stored id still passes and is read from the store, then cached.
         for (id, values) in customers.iter().step_by(97) {
             fetcher
-                .fetch(&tx(id, "T00001"), &mut row, &mut times)
+                .fetch(&tx(id, "T00001"), &mut row, &mut times, Instant::now())
                 .await
                 .unwrap();
             assert_eq!(row, [values[0], values[1], 3.0], "{id}");

@@ -242,7 +242,12 @@ async fn score(
     } = prepared;
     model
         .fetcher
-        .fetch(&entities, &mut row[..width], &mut event_times)
+        .fetch(
+            &entities,
+            &mut row[..width],
+            &mut event_times,
+            request.started_at(),
+        )
         .await
         .map_err(|e| ApiError::StoreUnavailable { kind: e.kind })?;
     request.mark_stage(Stage::FeatureFetch);
