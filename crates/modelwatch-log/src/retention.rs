@@ -42,7 +42,8 @@ impl Batch {
         let id = &id.as_bytes()[..id.len().min(u16::MAX as usize)];
         self.bytes.push(kind.byte());
         self.bytes.extend_from_slice(&ms.to_le_bytes());
-        self.bytes.extend_from_slice(&(id.len() as u16).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(id.len() as u16).to_le_bytes());
         self.bytes.extend_from_slice(id);
         self.newest_ms = self.newest_ms.max(ms);
     }

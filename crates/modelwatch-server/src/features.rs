@@ -881,6 +881,19 @@ mod tests {
         vec![Some(customer.into()), Some(terminal.into())]
     }
 
+    /// One fetch of a customer and a terminal, as a request starting now.
+    async fn fetch_now(
+        fetcher: &FeatureFetcher,
+        customer: &str,
+        terminal: &str,
+        row: &mut [f32],
+        times: &mut [i64],
+    ) -> Result<(), StoreError> {
+        fetcher
+            .fetch(&tx(customer, terminal), row, times, Instant::now())
+            .await
+    }
+
     fn fraud_card() -> ModelCard {
         ModelCard::from_json_str(crate::load::bundled::CARD).unwrap()
     }
@@ -1032,24 +1045,12 @@ mod tests {
         let mut times = [0i64; 2];
         // Read one after the other, the first lookup would wait for a second that
         // never starts, until the store deadline: values NaN.
-        fetcher
-            .fetch(
-                &tx("C000001", "T00001"),
-                &mut row,
-                &mut times,
-                Instant::now(),
-            )
+        fetch_now(&fetcher, "C000001", "T00001", &mut row, &mut times)
             .await
             .unwrap();
         assert_eq!(row, [1.0, 2.0, 3.0]);
         assert_eq!(times, [5, 6]);
-        fetcher
-            .fetch(
-                &tx("C999999", "T99999"),
-                &mut row,
-                &mut times,
-                Instant::now(),
-            )
+        fetch_now(&fetcher, "C999999", "T99999", &mut row, &mut times)
             .await
             .unwrap();
         assert_eq!(row, [0.0, 0.0, 0.0]);
@@ -1058,23 +1059,11 @@ mod tests {
         // Known and unknown alike now come from the cache: no store call (a lone
         // store call would wait at the rendezvous until the deadline, giving NaN).
         for _ in 0..3 {
-            fetcher
-                .fetch(
-                    &tx("C999999", "T99999"),
-                    &mut row,
-                    &mut times,
-                    Instant::now(),
-                )
+            fetch_now(&fetcher, "C999999", "T99999", &mut row, &mut times)
                 .await
                 .unwrap();
             assert_eq!(row, [0.0, 0.0, 0.0]);
-            fetcher
-                .fetch(
-                    &tx("C000001", "T00001"),
-                    &mut row,
-                    &mut times,
-                    Instant::now(),
-                )
+            fetch_now(&fetcher, "C000001", "T00001", &mut row, &mut times)
                 .await
                 .unwrap();
             assert_eq!(row, [1.0, 2.0, 3.0]);
@@ -1219,47 +1208,24 @@ mod tests {
         let (mut row, mut times) = ([0f32; 3], [0i64; 2]);
         // Defaults: answered, the store's values missing.
         let defaults = fetcher(StoreFailurePolicy::Defaults);
-        defaults
-            .fetch(
-                &tx("C000001", "T00001"),
-                &mut row,
-                &mut times,
-                Instant::now(),
-            )
+        fetch_now(&defaults, "C000001", "T00001", &mut row, &mut times)
             .await
             .unwrap();
         assert!(row.iter().all(|v| v.is_nan()), "{row:?}");
         // Shed: refused with the store's kind; two groups, two failures per fetch.
         let shed = fetcher(StoreFailurePolicy::Shed);
-        let err = shed
-            .fetch(
-                &tx("C000001", "T00001"),
-                &mut row,
-                &mut times,
-                Instant::now(),
-            )
+        let err = fetch_now(&shed, "C000001", "T00001", &mut row, &mut times)
             .await
             .unwrap_err();
         assert_eq!(err.kind, StoreErrorKind::Unavailable);
         assert!(!shed.breaker_open());
-        shed.fetch(
-            &tx("C000001", "T00001"),
-            &mut row,
-            &mut times,
-            Instant::now(),
-        )
-        .await
-        .unwrap_err();
+        fetch_now(&shed, "C000001", "T00001", &mut row, &mut times)
+            .await
+            .unwrap_err();
         assert!(shed.breaker_open(), "open after 3 consecutive failures");
         // Open: refused without asking the store.
         let reads = store.reads.load(Ordering::Relaxed);
-        let err = shed
-            .fetch(
-                &tx("C000001", "T00001"),
-                &mut row,
-                &mut times,
-                Instant::now(),
-            )
+        let err = fetch_now(&shed, "C000001", "T00001", &mut row, &mut times)
             .await
             .unwrap_err();
         assert_eq!(err.kind, StoreErrorKind::CircuitOpen);
@@ -1267,37 +1233,20 @@ mod tests {
         assert!(handle.store_errors(StoreErrorKind::CircuitOpen) >= 2);
         // A failed probe keeps it open; a successful one closes it.
         tokio::time::sleep(Duration::from_millis(60)).await;
-        shed.fetch(
-            &tx("C000001", "T00001"),
-            &mut row,
-            &mut times,
-            Instant::now(),
-        )
-        .await
-        .unwrap_err();
+        fetch_now(&shed, "C000001", "T00001", &mut row, &mut times)
+            .await
+            .unwrap_err();
         assert!(shed.breaker_open());
         assert_eq!(store.reads.load(Ordering::Relaxed), reads + 1, "one probe");
         store.down.store(false, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(60)).await;
         // The probe (one group) succeeds and closes; the other group was refused
         // while the probe was in flight, or asked after it closed.
-        let _ = shed
-            .fetch(
-                &tx("C000001", "T00001"),
-                &mut row,
-                &mut times,
-                Instant::now(),
-            )
-            .await;
+        let _ = fetch_now(&shed, "C000001", "T00001", &mut row, &mut times).await;
         assert!(!shed.breaker_open(), "closed after a successful probe");
-        shed.fetch(
-            &tx("C000001", "T00001"),
-            &mut row,
-            &mut times,
-            Instant::now(),
-        )
-        .await
-        .unwrap();
+        fetch_now(&shed, "C000001", "T00001", &mut row, &mut times)
+            .await
+            .unwrap();
         assert_eq!(row, [1.0, 2.0, 3.0]);
     }
 
@@ -1366,13 +1315,7 @@ mod tests {
         let (mut row, mut times) = ([0f32; 3], [0i64; 2]);
         // The store deadline ends the read: served as missing, nothing cached.
         let deadline = fetcher(Duration::from_millis(50));
-        deadline
-            .fetch(
-                &tx("C000001", "T00001"),
-                &mut row,
-                &mut times,
-                Instant::now(),
-            )
+        fetch_now(&deadline, "C000001", "T00001", &mut row, &mut times)
             .await
             .unwrap();
         assert!(row.iter().all(|v| v.is_nan()), "{row:?}");
@@ -1383,12 +1326,7 @@ mod tests {
         let cancelled = fetcher(Duration::from_secs(3600));
         let gone = tokio::time::timeout(
             Duration::from_millis(20),
-            cancelled.fetch(
-                &tx("C000001", "T00001"),
-                &mut row,
-                &mut times,
-                Instant::now(),
-            ),
+            fetch_now(&cancelled, "C000001", "T00001", &mut row, &mut times),
         )
         .await;
         assert!(gone.is_err(), "the hung store answered: {gone:?}");
@@ -1396,13 +1334,7 @@ mod tests {
         assert!(!cancelled.breaker_open());
         store.hung.store(false, Ordering::Relaxed);
         let reads = store.reads.load(Ordering::Relaxed);
-        cancelled
-            .fetch(
-                &tx("C000001", "T00001"),
-                &mut row,
-                &mut times,
-                Instant::now(),
-            )
+        fetch_now(&cancelled, "C000001", "T00001", &mut row, &mut times)
             .await
             .unwrap();
         assert_eq!(row, [1.0, 2.0, 3.0]);
@@ -1441,18 +1373,15 @@ mod tests {
         let (mut row, mut times) = ([f32::INFINITY; 3], [0i64; 2]);
         let flood = 10_000;
         for i in 0..flood {
-            fetcher
-                .fetch(
-                    &tx(
-                        &format!("C{:06}", 500_000 + i),
-                        &format!("T{:05}", 50_000 + i),
-                    ),
-                    &mut row,
-                    &mut times,
-                    Instant::now(),
-                )
-                .await
-                .unwrap();
+            fetch_now(
+                &fetcher,
+                &format!("C{:06}", 500_000 + i),
+                &format!("T{:05}", 50_000 + i),
+                &mut row,
+                &mut times,
+            )
+            .await
+            .unwrap();
             assert_eq!(row, [0.0, 0.0, 0.0], "made-up id {i}");
             assert_eq!(times, [i64::MAX, i64::MAX]);
         }
@@ -1473,8 +1402,7 @@ mod tests {
         );
         // Every stored id still passes and is read from the store, then cached.
         for (id, values) in customers.iter().step_by(97) {
-            fetcher
-                .fetch(&tx(id, "T00001"), &mut row, &mut times, Instant::now())
+            fetch_now(&fetcher, id, "T00001", &mut row, &mut times)
                 .await
                 .unwrap();
             assert_eq!(row, [values[0], values[1], 3.0], "{id}");
