@@ -187,7 +187,6 @@ pub(crate) fn migrate_legacy(txn: &redb::WriteTransaction) -> Result<(), LogErro
         if entries > 0 {
             flush(&mut batch)?;
         }
-        drop(flush);
         meta.insert(crate::NEXT_COMMIT, commit)?;
     }
     txn.delete_table(LEGACY_BY_TIME)?;
